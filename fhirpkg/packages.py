@@ -1,0 +1,329 @@
+"""The FHIR package cache: resolve, install (npm pack or a local .tgz) and load.
+
+The layout is the one every FHIR tool shares, ``<cache>/<id>#<version>/package/``
+(``~/.fhir/packages`` unless ``FHIR_PACKAGE_CACHE`` says otherwise), so packages
+installed here serve the HL7 validator, SUSHI and HAPI too.  Packages are
+installed only from the npm registry (``npm pack``) or from a file; nothing here
+talks to packages.fhir.org, which many build machines cannot reach.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+CACHE_ENV = "FHIR_PACKAGE_CACHE"
+OFFLINE_ENV = "FHIRPKG_OFFLINE"
+
+#: The packages the validator needs, pinned to the one version the npm registry serves.
+R5_CORE = ("hl7.fhir.r5.core", "5.0.0")
+R5_DEFAULT_PACKAGES = (
+    R5_CORE,
+    ("hl7.terminology.r5", "7.0.1"),
+    ("hl7.fhir.uv.extensions.r5", "5.3.0-ballot-tc1"),
+)
+R4B_CORE = ("hl7.fhir.r4b.core", "4.3.0")
+R5_EXAMPLES = ("hl7.fhir.r5.examples", "5.0.0")
+
+# Limits for extracting an untrusted archive.
+MAX_MEMBERS = 60_000
+MAX_MEMBER_BYTES = 256 * 2**20
+MAX_TOTAL_BYTES = 2 * 2**30
+MAX_RATIO = 200  # uncompressed / compressed: beyond this the archive is a bomb
+
+_NAME_RE = re.compile(r"^[a-z][a-zA-Z0-9\-]*(\.[a-z][a-zA-Z0-9\-]*)+$")
+_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-+]*$")
+
+
+class PackageError(Exception):
+    """A package could not be resolved, fetched or unpacked; the message says why."""
+
+
+def cache_dir() -> Path:
+    """The package cache folder: ``$FHIR_PACKAGE_CACHE`` or ``~/.fhir/packages``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".fhir" / "packages"
+
+
+def offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "") not in ("", "0", "false")
+
+
+@dataclass(frozen=True, order=True)
+class PackageRef:
+    id: str
+    version: str
+
+    @classmethod
+    def parse(cls, text: str) -> "PackageRef":
+        """Parse ``id@version`` (npm style) or ``id#version`` (FHIR style)."""
+        for sep in ("#", "@"):
+            if sep in text:
+                pid, _, ver = text.partition(sep)
+                break
+        else:
+            raise PackageError(f"'{text}': give a version, as in hl7.fhir.r5.core@5.0.0")
+        if not _NAME_RE.match(pid):
+            raise PackageError(f"'{pid}' is not a FHIR package name (lowercase, dot-separated)")
+        if not _VERSION_RE.match(ver) or ".." in ver:
+            raise PackageError(f"'{ver}' is not a package version")
+        return cls(pid, ver)
+
+    def __str__(self) -> str:
+        return f"{self.id}#{self.version}"
+
+
+@dataclass
+class Package:
+    """One installed package: its manifest and an index of its resources."""
+
+    ref: PackageRef
+    folder: Path  # the ``package/`` folder
+
+    @cached_property
+    def manifest(self) -> dict:
+        return json.loads((self.folder / "package.json").read_text(encoding="utf-8-sig"))
+
+    @cached_property
+    def index(self) -> list[dict]:
+        """The ``.index.json`` files list, built and saved on first use if absent."""
+        path = self.folder / ".index.json"
+        if path.exists():
+            try:
+                data = orjson.loads(path.read_bytes())
+                if data.get("index-version") == 2:
+                    return data["files"]
+            except (orjson.JSONDecodeError, KeyError, AttributeError):
+                pass
+        data = build_index(self.folder)
+        _atomic_write(path, json.dumps(data, indent=1).encode())
+        return data["files"]
+
+    @property
+    def dependencies(self) -> list[PackageRef]:
+        return [PackageRef(k, v) for k, v in (self.manifest.get("dependencies") or {}).items()]
+
+    def resources(self, types: set[str] | None = None) -> Iterator[dict]:
+        """Yield the package's resources, optionally only those of some types."""
+        for entry in self.index:
+            if types is None or entry.get("resourceType") in types:
+                yield orjson.loads((self.folder / entry["filename"]).read_bytes())
+
+
+INDEXED_PROPS = ("url", "version", "kind", "type", "supplements", "content", "valueSet", "derivation")
+
+
+def build_index(folder: Path) -> dict:
+    """Build an ``.index.json`` (index-version 2) for the JSON resources in a folder."""
+    files = []
+    for path in sorted(folder.glob("*.json")):
+        if path.name in ("package.json", ".index.json") or path.name.startswith("."):
+            continue
+        try:
+            res = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(res, dict) or "resourceType" not in res:
+            continue
+        entry = {"filename": path.name, "resourceType": res["resourceType"], "id": res.get("id")}
+        for prop in INDEXED_PROPS:
+            if isinstance(res.get(prop), str):
+                entry[prop] = res[prop]
+        files.append(entry)
+    return {"index-version": 2, "files": files}
+
+
+def installed(ref: PackageRef, cache: Path | None = None) -> Package | None:
+    folder = (cache or cache_dir()) / str(ref) / "package"
+    return Package(ref, folder) if (folder / "package.json").is_file() else None
+
+
+def list_installed(cache: Path | None = None) -> list[PackageRef]:
+    root = cache or cache_dir()
+    if not root.is_dir():
+        return []
+    refs = []
+    for child in sorted(root.iterdir()):
+        if "#" in child.name and (child / "package" / "package.json").is_file():
+            pid, _, ver = child.name.partition("#")
+            refs.append(PackageRef(pid, ver))
+    return refs
+
+
+def install(ref: PackageRef, from_file: Path | None = None, cache: Path | None = None,
+            log=None) -> Package:
+    """Install a package into the cache unless it is there; return it.
+
+    The archive comes from ``from_file`` or from ``npm pack`` (the npm registry).
+    It is unpacked into a temporary folder inside the cache and renamed into
+    place, so an interrupted install never leaves a half-written package.
+    """
+    root = cache or cache_dir()
+    if from_file is None and (pkg := installed(ref, root)):
+        return pkg
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fhirpkg-install-", dir=root) as tmp:
+        tmp_path = Path(tmp)
+        if from_file is None:
+            if offline():
+                raise PackageError(
+                    f"{ref} is not in the package cache {root} and {OFFLINE_ENV} forbids network "
+                    f"access; install it with: fhirpkg packages install {ref.id}@{ref.version} --from FILE.tgz")
+            if log:
+                log(f"Installing {ref} from the npm registry into {root} ...")
+            archive = _npm_pack(ref, tmp_path)
+        else:
+            archive = Path(from_file)
+            if not archive.is_file():
+                raise PackageError(f"{archive}: no such file")
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        safe_extract(archive, staging)
+        folder = staging / "package"
+        manifest_path = folder / "package.json"
+        if not manifest_path.is_file():
+            raise PackageError(f"{archive}: not a FHIR package (no package/package.json)")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8-sig"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise PackageError(f"{archive}: package/package.json is not valid JSON ({e})") from None
+        if (manifest.get("name"), manifest.get("version")) != (ref.id, ref.version):
+            raise PackageError(
+                f"{archive}: holds {manifest.get('name')}#{manifest.get('version')}, not {ref}")
+        if not (folder / ".index.json").exists():
+            _atomic_write(folder / ".index.json", json.dumps(build_index(folder), indent=1).encode())
+        target = root / str(ref)
+        if target.exists():
+            if from_file is None:
+                return Package(ref, target / "package")  # another process won the race
+            old = tmp_path / "old"
+            target.rename(old)
+        staging.rename(target)
+    if log:
+        log(f"Installed {ref}")
+    return Package(ref, target / "package")
+
+
+def ensure(refs, log=None) -> list[Package]:
+    """Return the packages, installing missing ones from npm with a visible message."""
+    out = []
+    for ref in refs:
+        ref = ref if isinstance(ref, PackageRef) else PackageRef(*ref)
+        pkg = installed(ref)
+        if pkg is None:
+            pkg = install(ref, log=log or _stderr)
+        out.append(pkg)
+    return out
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _npm_pack(ref: PackageRef, dest: Path) -> Path:
+    npm = shutil.which("npm")
+    if not npm:
+        raise PackageError(
+            f"cannot fetch {ref}: npm is not installed; download the .tgz elsewhere and run "
+            f"fhirpkg packages install {ref.id}@{ref.version} --from FILE.tgz")
+    try:
+        proc = subprocess.run(
+            [npm, "pack", f"{ref.id}@{ref.version}", "--pack-destination", str(dest), "--json",
+             "--ignore-scripts"],
+            capture_output=True, text=True, timeout=600, cwd=dest)
+    except subprocess.TimeoutExpired:
+        raise PackageError(f"npm pack {ref.id}@{ref.version} timed out after 600 s") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise PackageError(f"npm pack {ref.id}@{ref.version} failed: {tail}")
+    tgzs = sorted(dest.glob("*.tgz"))
+    if len(tgzs) != 1:
+        raise PackageError(f"npm pack {ref.id}@{ref.version} produced no archive")
+    return tgzs[0]
+
+
+def safe_extract(archive: Path, dest: Path) -> None:
+    """Unpack a package archive, refusing anything that could escape or exhaust ``dest``.
+
+    Refused: absolute paths, ``..`` components, links, devices, more than
+    MAX_MEMBERS members, members over MAX_MEMBER_BYTES, more than MAX_TOTAL_BYTES
+    in all, and a total more than MAX_RATIO times the archive's size.
+    Sizes are counted while reading, not taken from the headers.
+    """
+    compressed = max(archive.stat().st_size, 1)
+    budget = min(MAX_TOTAL_BYTES, compressed * MAX_RATIO + 2**20)
+    total = 0
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise PackageError(f"{archive}: not a readable .tgz ({e})") from None
+    with tar:
+        count = 0
+        try:
+            for member in tar:
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise PackageError(f"{archive}: more than {MAX_MEMBERS} members")
+                name = member.name.replace("\\", "/")
+                parts = [p for p in name.split("/") if p not in ("", ".")]
+                if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+                    raise PackageError(f"{archive}: member '{member.name}' escapes the package folder")
+                if member.issym() or member.islnk():
+                    raise PackageError(f"{archive}: member '{member.name}' is a link; links are refused")
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    raise PackageError(f"{archive}: member '{member.name}' is not a regular file")
+                if not parts:
+                    continue
+                if member.size > MAX_MEMBER_BYTES:
+                    raise PackageError(f"{archive}: member '{member.name}' is larger than "
+                                       f"{MAX_MEMBER_BYTES // 2**20} MB")
+                target = dest.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(member)
+                with open(target, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        total += len(chunk)
+                        if total > budget:
+                            raise PackageError(
+                                f"{archive}: unpacks to more than {budget // 2**20} MB "
+                                f"({MAX_RATIO}x its size): refused as a decompression bomb")
+                        out.write(chunk)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            raise PackageError(f"{archive}: damaged archive ({e})") from None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write a file through a temporary sibling and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_tgz_manifest(archive: Path) -> dict:
+    """Read package/package.json from an archive without unpacking the rest."""
+    with tarfile.open(archive, "r:*") as tar:
+        member = tar.getmember("package/package.json")
+        return json.load(io.TextIOWrapper(tar.extractfile(member), encoding="utf-8-sig"))
