@@ -72,6 +72,9 @@ class ElementDef:
     max_value: Any = None
     base_path: str = ""
     base_max: int | None = None  # the base definition's max: arrays in JSON follow it
+    #: JSON property name -> (child ElementDef, type code or None); built for elements
+    #: with children, so matching ``valueQuantity`` to ``value[x]`` is one dict lookup.
+    json_index: dict = field(default_factory=dict)
 
     @property
     def is_choice(self) -> bool:
@@ -106,6 +109,8 @@ class TypeDef:
     contexts: tuple[tuple[str, str], ...] = ()  # (type, expression)
     status: str | None = None
     package: str = ""  # "id#version" of the package that defines it
+    #: Element id -> ElementDef, for resolving ``contentReference`` ("#Questionnaire.item").
+    by_id: dict = field(default_factory=dict)
 
     @property
     def is_profile(self) -> bool:

@@ -1,0 +1,122 @@
+"""The Python API the CLI calls: load definitions, validate paths or resources."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import orjson
+
+from . import packages as pk
+from .definitions import Definitions, load as load_compiled
+from .inputs import find_sources, read_source
+from .issues import Issue, Severity
+from .validation import Options, Validator
+from .validation.references import Resolver
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_definitions(package_refs: Iterable = pk.R5_DEFAULT_PACKAGES, log: Callable | None = _stderr) -> Definitions:
+    """Compiled definitions for these packages (installed from npm on first use)."""
+    packages = pk.ensure(package_refs, log=log)
+    return load_compiled(packages, log=log)
+
+
+def add_conformance_resources(defs: Definitions, resources: Iterable[dict], source: str = "") -> int:
+    """Make profiles, extensions, value sets and code systems from outside the packages known."""
+    n = 0
+    extra_terms = []
+    for res in resources:
+        rt = res.get("resourceType")
+        if rt == "StructureDefinition":
+            if defs.add(res, source) is not None:
+                n += 1
+        elif rt in ("ValueSet", "CodeSystem"):
+            extra_terms.append(res)
+            n += 1
+    if extra_terms and defs.terminology is not None and hasattr(defs.terminology, "add"):
+        for r in extra_terms:
+            defs.terminology.add(r)
+    return n
+
+
+def read_conformance_inputs(paths: Iterable[str]) -> list[dict]:
+    """Resources from --ig arguments: installed package ids (id#version), .tgz files or folders."""
+    out: list[dict] = []
+    for arg in paths:
+        p = Path(arg)
+        if p.is_dir() or p.is_file() and p.suffix == ".json":
+            files = sorted(p.rglob("*.json")) if p.is_dir() else [p]
+            for f in files:
+                try:
+                    res = orjson.loads(f.read_bytes())
+                except (orjson.JSONDecodeError, OSError):
+                    continue
+                if isinstance(res, dict) and "resourceType" in res:
+                    out.append(res)
+        else:
+            ref = pk.PackageRef.parse(arg)
+            pkg = pk.ensure([ref])[0]
+            out.extend(pkg.resources({"StructureDefinition", "ValueSet", "CodeSystem"}))
+    return out
+
+
+@dataclass
+class Result:
+    """What a validation run found, file by file."""
+
+    issues: list[Issue] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    resources: int = 0
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for i in self.issues if i.severity == severity)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for i in self.issues if i.is_error)
+
+    def exit_code(self, fail_on: Severity = Severity.ERROR) -> int:
+        return 1 if any(i.severity >= fail_on for i in self.issues) else 0
+
+
+def iter_validate(paths: list[str], validator: Validator) -> Iterator[tuple[str, list[Issue]]]:
+    """Validate the documents found under ``paths``, yielding (file, issues) as it goes."""
+    for src in find_sources(paths):
+        file_issues: list[Issue] = []
+        for doc in read_source(src):
+            file_issues.extend(validator.validate_document(doc))
+        yield src.name, file_issues
+
+
+def validate(paths: list[str] | str, *, profiles: Iterable[str] = (), igs: Iterable[str] = (),
+             defs: Definitions | None = None, options: Options | None = None,
+             resolver: Resolver | None = None) -> list[Issue]:
+    """Validate FHIR R5 JSON files or folders; return every issue found.
+
+    >>> issues = validate("definitions/")          # doctest: +SKIP
+    >>> [i for i in issues if i.is_error]          # doctest: +SKIP
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [str(paths)]
+    defs = defs or load_definitions()
+    if igs:
+        add_conformance_resources(defs, read_conformance_inputs(igs))
+    opts = options or Options(profiles=tuple(profiles))
+    validator = Validator(defs, opts, resolver)
+    out: list[Issue] = []
+    for _, issues in iter_validate(list(paths), validator):
+        out.extend(issues)
+    return out
+
+
+def validate_resource(resource: dict, *, defs: Definitions | None = None, profiles: Iterable[str] = (),
+                      file: str = "") -> list[Issue]:
+    """Validate one resource given as a dict (no line numbers: there is no source text)."""
+    defs = defs or load_definitions()
+    validator = Validator(defs, Options(profiles=tuple(profiles)))
+    return [i.at(file=file) for i in validator.validate_resource(resource)]

@@ -1,0 +1,152 @@
+"""The command line: thin click commands that call the API and render its results.
+
+Exit codes: 0 success, 1 validation errors (or warnings with --fail-on warning),
+2 usage error, 3 an internal error (reported in one line, never a traceback).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .issues import Severity
+
+EXIT_INTERNAL = 3
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+class Group(click.Group):
+    """Turns unexpected exceptions into one clear line and exit code 3."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            _err("fhirpkg: interrupted")
+            ctx.exit(130)
+        except Exception as e:  # noqa: BLE001 - the last line of defence: no tracebacks for users
+            from .errors import describe
+            if os.environ.get("FHIRPKG_DEBUG"):
+                raise
+            _err(f"fhirpkg: {describe(e)}")
+            ctx.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=Group)
+@click.version_option(__version__, prog_name="fhirpkg")
+@click.option("--offline", is_flag=True, envvar="FHIRPKG_OFFLINE",
+              help="Guarantee no network access: missing packages are an error, not a download.")
+def main(offline: bool) -> None:
+    """Validate, bundle and ship FHIR R5 knowledge content, offline."""
+    if offline:
+        os.environ["FHIRPKG_OFFLINE"] = "1"
+
+
+# --- validate ---------------------------------------------------------------------
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "operationoutcome", "junit", "sarif"]),
+              default="text", show_default=True, help="Report format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report to this file (atomically) instead of standard output.")
+@click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True,
+              help="Lowest severity that makes the exit code 1.")
+@click.option("--level", type=click.Choice(["information", "warning", "error"]), default="information",
+              show_default=True, help="Lowest severity shown in the text report.")
+@click.option("--profile", "profiles", multiple=True, metavar="URL",
+              help="Also validate every resource against this profile (repeatable).")
+@click.option("--ig", "igs", multiple=True, metavar="PKG|DIR|FILE",
+              help="Load profiles, extensions and value sets from a package (id#version), folder or file.")
+@click.option("--progress/--no-progress", default=None, help="Show progress on standard error (default: on a terminal).")
+@click.option("--timings", is_flag=True, help="Print the time spent in each validation layer.")
+def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timings):
+    """Validate FHIR R5 JSON: files, folders (recursive), Bundles, NDJSON, or - for stdin."""
+    from . import api, reports
+    from .validation import Options, Validator
+    defs = api.load_definitions()
+    if igs:
+        n = api.add_conformance_resources(defs, api.read_conformance_inputs(igs))
+        _err(f"Loaded {n} conformance resources from {', '.join(igs)}")
+    for url in profiles:
+        if defs.get(url) is None:
+            raise click.UsageError(f"--profile {url}: no such profile in the loaded packages or --ig inputs")
+    validator = Validator(defs, Options(profiles=tuple(profiles), timings=timings))
+    show = progress if progress is not None else sys.stderr.isatty()
+    issues, files = [], []
+    started = last = time.perf_counter()
+    for name, file_issues in api.iter_validate(list(paths), validator):
+        files.append(name)
+        issues.extend(file_issues)
+        now = time.perf_counter()
+        if show and now - last > 0.5:
+            last = now
+            click.echo(f"\rvalidated {len(files)} files, {sum(i.is_error for i in issues)} errors ...",
+                       err=True, nl=False)
+    if show and files:
+        click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
+    report = reports.render(fmt, issues, files, Severity.parse(level))
+    if output:
+        from .fsutil import atomic_write_text
+        atomic_write_text(output, report)
+        if fmt != "text":
+            _err(reports.summary(issues, len(files)))
+    else:
+        click.echo(report, nl=False)
+    if timings:
+        total = time.perf_counter() - started
+        _err(f"validated {len(files)} files in {total:.2f} s")
+        for layer, secs in sorted(validator.layer_seconds.items(), key=lambda kv: -kv[1]):
+            _err(f"  {layer:12s} {secs:8.3f} s")
+    sys.exit(1 if any(i.severity >= Severity.parse(fail_on) for i in issues) else 0)
+
+
+# --- packages ---------------------------------------------------------------------
+
+@main.group()
+def packages():
+    """The FHIR package cache (~/.fhir/packages, or $FHIR_PACKAGE_CACHE)."""
+
+
+@packages.command("install")
+@click.argument("specs", nargs=-1)
+@click.option("--from", "from_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Install from this .tgz instead of the npm registry (air-gapped machines).")
+@click.option("--defaults", is_flag=True, help="Install the packages the validator needs (R5 core, THO, extensions).")
+def packages_install(specs, from_file, defaults):
+    """Install packages given as id@version (or id#version)."""
+    from . import packages as pk
+    refs = [pk.PackageRef.parse(s) for s in specs]
+    if defaults:
+        refs += [pk.PackageRef(*r) for r in pk.R5_DEFAULT_PACKAGES]
+    if not refs:
+        raise click.UsageError("name a package (e.g. hl7.fhir.r5.core@5.0.0) or use --defaults")
+    if from_file and len(refs) != 1:
+        raise click.UsageError("--from installs exactly one package")
+    try:
+        for ref in refs:
+            pkg = pk.install(ref, from_file=from_file, log=_err)
+            click.echo(f"{ref}: {pkg.folder} ({len(pkg.index)} resources)")
+    except pk.PackageError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@packages.command("list")
+def packages_list():
+    """List the installed packages."""
+    from . import packages as pk
+    for ref in pk.list_installed():
+        click.echo(str(ref))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""StructureDefinitions compiled for validation, indexed once and cached on disk.
+
+Compiling the R5 snapshots (and the extension and terminology packages) takes a
+few seconds; the result is pickled per StructureDefinition into one cache file
+keyed by the packages' identities, and each definition is unpickled only when a
+validation first needs it.  A cold CLI run therefore reads one file and touches
+only the types its input uses.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import orjson
+
+from .model import Binding, Constraint, Discriminator, ElementDef, Slicing, TypeDef, TypeRef
+from .packages import Package
+
+#: Bump when the compiled form changes, so old caches are ignored.
+MODEL_VERSION = "8"
+
+FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
+REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
+IMPLEMENTS_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-implements"
+FHIRPATH_TYPES = {
+    "http://hl7.org/fhirpath/System.String": "string",
+    "http://hl7.org/fhirpath/System.Boolean": "boolean",
+    "http://hl7.org/fhirpath/System.Integer": "integer",
+    "http://hl7.org/fhirpath/System.Decimal": "decimal",
+    "http://hl7.org/fhirpath/System.Date": "date",
+    "http://hl7.org/fhirpath/System.DateTime": "dateTime",
+    "http://hl7.org/fhirpath/System.Time": "time",
+}
+CANONICAL_TYPES = frozenset({
+    "ActivityDefinition", "ActorDefinition", "CapabilityStatement", "ChargeItemDefinition", "Citation",
+    "CodeSystem", "CompartmentDefinition", "ConceptMap", "ConditionDefinition", "EventDefinition", "Evidence",
+    "EvidenceReport", "EvidenceVariable", "ExampleScenario", "GraphDefinition", "ImplementationGuide",
+    "Library", "Measure", "MessageDefinition", "NamingSystem", "ObservationDefinition",
+    "OperationDefinition", "PlanDefinition", "Questionnaire", "Requirements", "SearchParameter",
+    "SpecimenDefinition", "StructureDefinition", "StructureMap", "SubscriptionTopic",
+    "TerminologyCapabilities", "TestPlan", "TestScript", "ValueSet",
+})
+
+
+def cache_root() -> Path:
+    env = os.environ.get("FHIRPKG_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "fhirpkg"
+
+
+# --- compiling one StructureDefinition ---------------------------------------------
+
+def _max(text) -> int | None:
+    if text is None or text == "*":
+        return None
+    return int(text)
+
+
+def _choice_value(element: dict, prefix: str):
+    """Find ``fixedXxx``/``patternXxx`` and return (suffix, value)."""
+    for key, value in element.items():
+        if key.startswith(prefix) and len(key) > len(prefix) and key[len(prefix)].isupper():
+            return key[len(prefix):], value
+    return None
+
+
+def _type_code(t: dict) -> str:
+    """The FHIR type of a snapshot type entry.
+
+    Element ids and primitive values are typed ``System.String`` with a
+    ``structuredefinition-fhir-type`` extension; ids of elements are plain
+    strings whatever that extension says (resource ids are checked separately),
+    while ``Extension.url`` is a uri.
+    """
+    code = t.get("code", "")
+    if code.startswith("http://hl7.org/fhirpath/System."):
+        for ext in t.get("extension", ()):
+            if ext.get("url") == FHIR_TYPE_EXT:
+                fhir_type = ext.get("valueUrl") or ext.get("valueUri")
+                if fhir_type == "uri" or code != "http://hl7.org/fhirpath/System.String":
+                    return fhir_type or FHIRPATH_TYPES.get(code, code)
+        return FHIRPATH_TYPES.get(code, code)
+    return code
+
+
+def _compile_element(e: dict, source: str) -> ElementDef:
+    path = e["path"]
+    types = tuple(
+        TypeRef(_type_code(t), tuple(t.get("profile", ())), tuple(t.get("targetProfile", ())))
+        for t in e.get("type", ()))
+    binding = None
+    if "binding" in e:
+        b = e["binding"]
+        binding = Binding(b.get("strength", "example"), b.get("valueSet"), b.get("description"))
+    constraints = tuple(
+        Constraint(c.get("key", "?"), c.get("severity", "error"), c.get("human", ""), c.get("expression"),
+                   c.get("source", source))
+        for c in e.get("constraint", ()))
+    slicing = None
+    if "slicing" in e:
+        s = e["slicing"]
+        slicing = Slicing(tuple(Discriminator(d.get("type", "value"), d.get("path", "$this"))
+                                for d in s.get("discriminator", ())),
+                          bool(s.get("ordered", False)), s.get("rules", "open"))
+    base = e.get("base") or {}
+    return ElementDef(
+        id=e.get("id") or path,
+        path=path,
+        name=path.rsplit(".", 1)[-1],
+        min=int(e.get("min", 0) or 0),
+        max=_max(e.get("max", "*")),
+        types=types,
+        content_reference=e.get("contentReference"),
+        binding=binding,
+        constraints=constraints,
+        fixed=_choice_value(e, "fixed"),
+        pattern=_choice_value(e, "pattern"),
+        slice_name=e.get("sliceName"),
+        slicing=slicing,
+        is_modifier=bool(e.get("isModifier", False)),
+        max_length=e.get("maxLength"),
+        min_value=_choice_value(e, "minValue"),
+        max_value=_choice_value(e, "maxValue"),
+        base_path=base.get("path", path),
+        base_max=_max(base.get("max", e.get("max", "*"))),
+    )
+
+
+def _regex_of(snapshot: list[dict]) -> str | None:
+    for e in snapshot:
+        if e.get("path", "").endswith(".value"):
+            for t in e.get("type", ()):
+                for ext in t.get("extension", ()):
+                    if ext.get("url") == REGEX_EXT:
+                        return ext.get("valueString")
+    return None
+
+
+def _parent_id(eid: str) -> tuple[str, str | None]:
+    """Split an element id into (parent id, slice base id or None)."""
+    parent, _, last = eid.rpartition(".")
+    if ":" in last:
+        name, _, slice_name = last.partition(":")
+        if "/" in slice_name:  # re-slice: the base is the slice it refines
+            return parent, f"{parent}.{name}:{slice_name.rsplit('/', 1)[0]}" if parent else f"{name}:{slice_name.rsplit('/', 1)[0]}"
+        return parent, f"{parent}.{name}" if parent else name
+    return parent, None
+
+
+def compile_structure_definition(sd: dict, package: str = "") -> TypeDef | None:
+    """Compile a StructureDefinition with a snapshot into a TypeDef tree."""
+    snapshot = (sd.get("snapshot") or {}).get("element") or []
+    if not snapshot:
+        return None
+    url = sd.get("url", "")
+    elements = [_compile_element(e, url) for e in snapshot]
+    by_id: dict[str, ElementDef] = {}
+    last_by_path: dict[str, ElementDef] = {}
+    root = elements[0]
+    for edef in elements:
+        if edef is not root:
+            parent_id, slice_base = _parent_id(edef.id)
+            if slice_base is not None and edef.slice_name is not None and slice_base in by_id:
+                by_id[slice_base].slices.append(edef)
+            else:
+                parent = by_id.get(parent_id)
+                if parent is None:  # ids that do not follow the convention: fall back to paths
+                    parent = last_by_path.get(edef.path.rsplit(".", 1)[0], root)
+                if edef.slice_name is not None and edef.name in parent.children:
+                    parent.children[edef.name].slices.append(edef)
+                else:
+                    parent.children.setdefault(edef.name, edef)
+        by_id[edef.id] = edef
+        if edef.slice_name is None:
+            last_by_path.setdefault(edef.path, edef)
+    for edef in elements:
+        if edef.children:
+            edef.json_index = build_json_index(edef.children)
+    contexts = tuple((c.get("type", ""), c.get("expression", "")) for c in sd.get("context", ()))
+    return TypeDef(
+        url=url, version=sd.get("version"), name=sd.get("name", ""), type=sd.get("type", ""),
+        kind=sd.get("kind", ""), abstract=bool(sd.get("abstract", False)),
+        derivation=sd.get("derivation"), base_definition=sd.get("baseDefinition"), root=root,
+        regex=_regex_of(snapshot) if sd.get("kind") == "primitive-type" else None,
+        contexts=contexts, status=sd.get("status"), package=package, by_id=by_id)
+
+
+def build_json_index(children: dict[str, ElementDef]) -> dict:
+    """JSON property names for a set of children: ``valueQuantity`` -> (value[x], Quantity)."""
+    index = {}
+    for name, child in children.items():
+        if name.endswith("[x]"):
+            prefix = name[:-3]
+            for t in child.types:
+                index[prefix + t.code[0].upper() + t.code[1:]] = (child, t.code)
+            # type slices such as value[x]:valueQuantity name the JSON property directly
+            for s in child.slices:
+                if s.slice_name and s.slice_name.startswith(prefix) and s.slice_name not in index:
+                    suffix = s.slice_name[len(prefix):]
+                    index.setdefault(s.slice_name, (child, suffix[0].lower() + suffix[1:] if suffix else None))
+        else:
+            index[name] = (child, child.types[0].code if len(child.types) == 1 else None)
+    return index
+
+
+def _root_constraints(sd_by_url: dict[str, dict], sd: dict) -> list[dict]:
+    """Constraints a root inherits from its bases and, for canonical resources, its interface."""
+    out: list[dict] = []
+    seen_urls = set()
+
+    def walk(url: str | None):
+        while url and url not in seen_urls:
+            seen_urls.add(url)
+            base = sd_by_url.get(url)
+            if base is None:
+                return
+            elements = (base.get("snapshot") or {}).get("element") or []
+            if elements:
+                out.extend(elements[0].get("constraint", ()))
+            url = base.get("baseDefinition")
+
+    walk(sd.get("baseDefinition"))
+    if sd.get("type") in CANONICAL_TYPES:
+        for ext in sd.get("extension", ()):
+            if ext.get("url") == IMPLEMENTS_EXT:
+                walk(ext.get("valueUri"))
+    return out
+
+
+# --- the index over all loaded packages ---------------------------------------------
+
+@dataclass
+class CanonicalEntry:
+    """Where a canonical resource lives (for reference resolution and profiles)."""
+
+    url: str
+    version: str | None
+    resource_type: str
+    id: str | None
+    package: str
+    filename: str
+
+
+class Definitions:
+    """Every StructureDefinition of the loaded packages, compiled on demand."""
+
+    def __init__(self, blobs: dict[str, bytes], type_names: dict[str, str],
+                 canonicals: dict[str, list[CanonicalEntry]], packages: list[str],
+                 terminology_blob: bytes | None = None):
+        self._blobs = blobs  # canonical url -> pickled TypeDef
+        self._types: dict[str, TypeDef] = {}
+        self.type_names = type_names  # "Patient" -> base definition url (specializations only)
+        self.canonicals = canonicals  # url -> entries (all canonical resources in the packages)
+        self.packages = packages
+        self._terminology_blob = terminology_blob
+        self._terminology = None
+        self._extra: dict[str, TypeDef] = {}
+
+    # lookups
+    def get(self, url: str | None) -> TypeDef | None:
+        """A definition by canonical URL (a ``|version`` suffix is accepted)."""
+        if not url:
+            return None
+        if url in self._extra:
+            return self._extra[url]
+        td = self._types.get(url)
+        if td is not None:
+            return td
+        blob = self._blobs.get(url)
+        if blob is None:
+            if "|" in url:
+                return self.get(url.split("|", 1)[0])
+            return None
+        td = pickle.loads(blob)
+        self._types[url] = td
+        return td
+
+    def base_type(self, name: str) -> TypeDef | None:
+        """The base StructureDefinition of a type ("Patient", "HumanName", "string")."""
+        url = self.type_names.get(name)
+        if url is None and name.startswith("http://hl7.org/fhirpath/System."):
+            url = self.type_names.get(FHIRPATH_TYPES.get(name, ""))
+        return self.get(url) if url else None
+
+    def is_resource_type(self, name: str) -> bool:
+        td = self.base_type(name)
+        return td is not None and td.kind == "resource" and not td.abstract
+
+    @property
+    def resource_types(self) -> list[str]:
+        return sorted(n for n in self.type_names if self.is_resource_type(n))
+
+    def add(self, sd: dict, package: str = "") -> TypeDef | None:
+        """Add a StructureDefinition from outside the packages (a project's or a CLI profile)."""
+        td = compile_structure_definition(sd, package)
+        if td is not None:
+            self._extra[td.url] = td
+            if td.version:
+                self._extra[f"{td.url}|{td.version}"] = td
+        return td
+
+    @property
+    def terminology(self):
+        if self._terminology is None and self._terminology_blob is not None:
+            self._terminology = pickle.loads(self._terminology_blob)
+        return self._terminology
+
+    @terminology.setter
+    def terminology(self, value):
+        self._terminology = value
+
+
+def _cache_key(packages: list[Package]) -> str:
+    h = hashlib.sha256(MODEL_VERSION.encode())
+    h.update(sys.version.encode())
+    for pkg in packages:
+        st = (pkg.folder / "package.json").stat()
+        h.update(f"{pkg.ref}|{st.st_size}|{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:24]
+
+
+def load(packages: list[Package], log=None) -> Definitions:
+    """Load the compiled definitions of these packages from the cache, building it if needed."""
+    key = _cache_key(packages)
+    path = cache_root() / f"definitions-{key}.pickle"
+    if path.is_file():
+        try:
+            with open(path, "rb") as f:
+                data = pickle.load(f)
+            return Definitions(**data)
+        except Exception:  # a damaged or foreign cache file is rebuilt, never trusted
+            pass
+    start = time.perf_counter()
+    data = build(packages)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".definitions-", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    if log:
+        log(f"Indexed {len(data['blobs'])} definitions from {len(packages)} packages "
+            f"in {time.perf_counter() - start:.1f} s (cached in {path})")
+    return Definitions(**data)
+
+
+def build(packages: list[Package]) -> dict:
+    """Compile every StructureDefinition and index every canonical resource."""
+    sds: dict[str, tuple[dict, str]] = {}
+    canonicals: dict[str, list[CanonicalEntry]] = {}
+    for pkg in packages:
+        for entry in pkg.index:
+            url = entry.get("url")
+            rt = entry.get("resourceType")
+            if url:
+                canonicals.setdefault(url, []).append(CanonicalEntry(
+                    url, entry.get("version"), rt, entry.get("id"), str(pkg.ref), entry["filename"]))
+            if rt == "StructureDefinition" and url and url not in sds:
+                sd = orjson.loads((pkg.folder / entry["filename"]).read_bytes())
+                sds[url] = (sd, str(pkg.ref))
+    sd_by_url = {u: sd for u, (sd, _) in sds.items()}
+    blobs: dict[str, bytes] = {}
+    type_names: dict[str, str] = {}
+    for url, (sd, pkg) in sds.items():
+        td = compile_structure_definition(sd, pkg)
+        if td is None:
+            continue
+        if td.kind in ("resource", "complex-type", "primitive-type") or td.root.path == td.type:
+            inherited = [Constraint(c.get("key", "?"), c.get("severity", "error"), c.get("human", ""),
+                                    c.get("expression"), c.get("source", ""))
+                         for c in _root_constraints(sd_by_url, sd)]
+            have = {c.key for c in td.root.constraints}
+            extra = [c for c in inherited if c.key not in have and not have.add(c.key)]
+            if extra:
+                td.root.constraints = td.root.constraints + tuple(extra)
+        blob = pickle.dumps(td, protocol=pickle.HIGHEST_PROTOCOL)
+        blobs[url] = blob
+        if td.version:
+            blobs[f"{url}|{td.version}"] = blob
+        if td.derivation == "specialization" or (td.derivation is None and td.kind != "logical"):
+            if td.url.startswith("http://hl7.org/fhir/StructureDefinition/"):
+                type_names.setdefault(td.type, url)
+    terminology_blob = None
+    try:
+        from .terminology import Terminology  # built by the terminology engine, when present
+        term = Terminology.from_packages(packages)
+        terminology_blob = pickle.dumps(term, protocol=pickle.HIGHEST_PROTOCOL)
+    except ImportError:
+        pass
+    return {"blobs": blobs, "type_names": type_names, "canonicals": canonicals,
+            "packages": [str(p.ref) for p in packages], "terminology_blob": terminology_blob}
+
+
+def choice_suffix(type_code: str) -> str:
+    return type_code[0].upper() + type_code[1:]
+
+
+_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")

@@ -1,0 +1,13 @@
+"""One-line descriptions of unexpected errors, for people rather than debuggers."""
+from __future__ import annotations
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory (the input is too large to validate in one piece)"
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return f"{exc.strerror or exc}{where}"
+    name = type(exc).__name__
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"internal error: {name}{': ' + text if text else ''} (set FHIRPKG_DEBUG=1 for details; please report it)"

@@ -1,0 +1,141 @@
+"""Issues rendered for people and machines: text, JSON, OperationOutcome, JUnit, SARIF.
+
+The OperationOutcome uses the same line/column extensions as the HL7 validator,
+so pipelines built around either tool can read the other's output.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from typing import Iterable
+from xml.sax.saxutils import escape, quoteattr
+
+from . import __version__
+from .issues import Issue, Severity
+
+EXT_LINE = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line"
+EXT_COL = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-col"
+EXT_SOURCE = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-source"
+EXT_MESSAGE_ID = "http://hl7.org/fhir/StructureDefinition/operationoutcome-message-id"
+FORMATS = ("text", "json", "operationoutcome", "junit", "sarif")
+
+
+def summary(issues: list[Issue], files: int) -> str:
+    c = Counter(i.severity for i in issues)
+    e = c[Severity.ERROR] + c[Severity.FATAL]
+    return (f"{files} file{'s' if files != 1 else ''} checked: {e} error{'s' if e != 1 else ''}, "
+            f"{c[Severity.WARNING]} warning{'s' if c[Severity.WARNING] != 1 else ''}, "
+            f"{c[Severity.INFORMATION]} information")
+
+
+def text_line(i: Issue) -> str:
+    where = i.file or "<input>"
+    if i.line is not None:
+        where += f":{i.line}:{i.column or 1}"
+    expr = f" ({i.expression})" if i.expression else ""
+    return f"{where}: {i.severity.code} [{i.rule}] {i.message}{expr}"
+
+
+def to_text(issues: list[Issue], files: int, min_severity: Severity = Severity.INFORMATION) -> str:
+    lines = [text_line(i) for i in sorted(issues, key=Issue.sort_key) if i.severity >= min_severity]
+    lines.append(summary(issues, files))
+    return "\n".join(lines) + "\n"
+
+
+def issue_dict(i: Issue) -> dict:
+    return {"file": i.file, "line": i.line, "column": i.column, "severity": i.severity.code, "code": i.code,
+            "rule": i.rule, "message": i.message, "expression": i.expression}
+
+
+def to_json(issues: list[Issue], files: int) -> str:
+    c = Counter(i.severity.code for i in issues)
+    doc = {"tool": "fhirpkg", "version": __version__, "files": files,
+           "summary": {s.code: c.get(s.code, 0) for s in Severity},
+           "issues": [issue_dict(i) for i in sorted(issues, key=Issue.sort_key)]}
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def oo_issue(i: Issue) -> dict:
+    ext = []
+    if i.line is not None:
+        ext.append({"url": EXT_LINE, "valueInteger": i.line})
+        ext.append({"url": EXT_COL, "valueInteger": i.column or 1})
+    ext.append({"url": EXT_SOURCE, "valueString": f"fhirpkg:{i.file}" if i.file else "fhirpkg"})
+    ext.append({"url": EXT_MESSAGE_ID, "valueCode": i.rule})
+    out = {"extension": ext, "severity": i.severity.code, "code": i.code,
+           "details": {"text": i.message}}
+    if i.expression:
+        out["expression"] = [i.expression]
+    return out
+
+
+def to_operation_outcome(issues: list[Issue], files: int) -> str:
+    ordered = sorted(issues, key=Issue.sort_key)
+    oo = {"resourceType": "OperationOutcome",
+          "issue": [oo_issue(i) for i in ordered] or [
+              {"severity": "information", "code": "informational", "details": {"text": "All OK"}}]}
+    return json.dumps(oo, indent=2, ensure_ascii=False) + "\n"
+
+
+def to_junit(issues: list[Issue], file_names: list[str]) -> str:
+    """One testcase per file; errors (and fatals) fail it, warnings go to system-out."""
+    by_file: dict[str, list[Issue]] = defaultdict(list)
+    for i in issues:
+        by_file[i.file].append(i)
+    names = list(dict.fromkeys(list(file_names) + list(by_file)))
+    failures = sum(1 for n in names if any(i.is_error for i in by_file.get(n, ())))
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<testsuites name="fhirpkg validate" tests="{len(names)}" failures="{failures}">',
+           f'  <testsuite name="fhirpkg validate" tests="{len(names)}" failures="{failures}" errors="0">']
+    for name in names:
+        file_issues = sorted(by_file.get(name, ()), key=Issue.sort_key)
+        errs = [i for i in file_issues if i.is_error]
+        out.append(f'    <testcase classname="fhirpkg.validate" name={quoteattr(name or "<input>")}>')
+        if errs:
+            body = "\n".join(text_line(i) for i in errs)
+            out.append(f'      <failure message={quoteattr(f"{len(errs)} error(s)")} type="fhir-validation">'
+                       f"{escape(body)}</failure>")
+        others = [i for i in file_issues if not i.is_error]
+        if others:
+            out.append(f"      <system-out>{escape(chr(10).join(text_line(i) for i in others))}</system-out>")
+        out.append("    </testcase>")
+    out += ["  </testsuite>", "</testsuites>"]
+    return "\n".join(out) + "\n"
+
+
+SARIF_LEVEL = {Severity.FATAL: "error", Severity.ERROR: "error", Severity.WARNING: "warning",
+               Severity.INFORMATION: "note"}
+
+
+def to_sarif(issues: list[Issue]) -> str:
+    rules = sorted({i.rule for i in issues})
+    results = []
+    for i in sorted(issues, key=Issue.sort_key):
+        loc = {"physicalLocation": {"artifactLocation": {"uri": i.file or "stdin"}}}
+        if i.line is not None:
+            loc["physicalLocation"]["region"] = {"startLine": i.line, "startColumn": i.column or 1}
+        if i.expression:
+            loc["logicalLocations"] = [{"fullyQualifiedName": i.expression, "kind": "element"}]
+        results.append({"ruleId": i.rule, "level": SARIF_LEVEL[i.severity], "message": {"text": i.message},
+                        "locations": [loc], "properties": {"fhirIssueType": i.code}})
+    doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+           "runs": [{"tool": {"driver": {"name": "fhirpkg", "version": __version__,
+                                         "informationUri": "https://hl7.org/fhir/R5/validation.html",
+                                         "rules": [{"id": r} for r in rules]}},
+                     "results": results}]}
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def render(fmt: str, issues: list[Issue], file_names: list[str],
+           min_severity: Severity = Severity.INFORMATION) -> str:
+    if fmt == "text":
+        return to_text(issues, len(file_names), min_severity)
+    if fmt == "json":
+        return to_json(issues, len(file_names))
+    if fmt == "operationoutcome":
+        return to_operation_outcome(issues, len(file_names))
+    if fmt == "junit":
+        return to_junit(issues, file_names)
+    if fmt == "sarif":
+        return to_sarif(issues)
+    raise ValueError(f"unknown format {fmt}")

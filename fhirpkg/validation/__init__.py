@@ -1,0 +1,217 @@
+"""Validation: one module per layer, all yielding ``Issue``; this module runs them.
+
+Layers, in the order a document meets them:
+json (syntax and JSON rules) -> structure (StructureDefinitions, including
+profiles and slicing) -> terminology (bindings) -> invariants (FHIRPath) ->
+references -> narrative (XHTML).  The structure walker types every element once
+and hands the typed nodes to the later layers.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ..definitions import Definitions
+from ..issues import Issue, Severity
+from ..jsonsource import Document
+from ..model import Node, ResourceFrame
+from . import json_rules, references
+from .structure import NATIVE_CONSTRAINTS, StructureWalker
+
+LAYERS = ("json", "structure", "terminology", "invariants", "references", "narrative")
+
+
+@dataclass
+class Options:
+    profiles: tuple[str, ...] = ()  # validate every resource against these too (--profile)
+    layers: frozenset = frozenset(LAYERS)
+    allowed_extension_domains: tuple[str, ...] = ()
+    timings: bool = False  # keep per-layer time in Validator.layer_seconds
+
+
+class Validator:
+    """Validates documents against one set of loaded definitions; reuse it across files."""
+
+    def __init__(self, defs: Definitions, options: Options | None = None,
+                 resolver: references.Resolver | None = None):
+        self.defs = defs
+        self.options = options or Options()
+        self.resolver = resolver or references.Resolver()
+        self.layer_seconds: dict[str, float] = defaultdict(float)
+        self._engine = None
+        self._invariants = None
+        self._terminology_layer = None
+        self._xhtml = None
+        self._setup_layers()
+
+    # optional layers are imported lazily: importing fhirpathpy costs start-up time
+    def _setup_layers(self) -> None:
+        layers = self.options.layers
+        if "invariants" in layers:
+            try:
+                from . import fhirpath, invariants
+            except ImportError:
+                self._invariants = None
+            else:
+                self._invariants = invariants
+                self._engine_factory = fhirpath.FhirPathEngine
+        if "terminology" in layers:
+            try:
+                from . import terminology as term_layer
+            except ImportError:
+                term_layer = None
+            self._terminology_layer = term_layer
+        if "narrative" in layers:
+            try:
+                from . import xhtml
+            except ImportError:
+                xhtml = None
+            self._xhtml = xhtml
+
+    @property
+    def engine(self):
+        if self._engine is None and self._invariants is not None:
+            term = self.defs.terminology
+            self._engine = self._engine_factory(
+                resolve=self.resolver.resolve,
+                member_of=(term.member_of if term is not None else None),
+                conforms_to=self._conforms_to,
+                html_checks=(self._xhtml.html_checks if self._xhtml is not None else None),
+            )
+        return self._engine
+
+    def _conforms_to(self, resource: dict, profile_url: str):
+        prof = self.defs.get(profile_url)
+        if prof is None:
+            return None
+        return StructureWalker(self.defs).conforms(resource, prof)
+
+    # --- one document ------------------------------------------------------------------
+    def validate_document(self, doc: Document) -> list[Issue]:
+        """All issues for one parsed document, located (file, line, column)."""
+        issues: list[Issue] = list(doc.issues)
+        if doc.ok:
+            issues.extend(self.validate_resource(doc.value))
+        return locate(doc, dedupe(issues))
+
+    def validate_resource(self, resource, root_expr: str | None = None) -> list[Issue]:
+        """Issues for one resource (a JSON value), with JSON locations but no line numbers."""
+        if not isinstance(resource, dict):
+            kind = "an array" if isinstance(resource, list) else "a " + type(resource).__name__
+            return [Issue(Severity.FATAL, "structure",
+                          f"The JSON is {kind}, not an object: a FHIR resource is a JSON object with a resourceType",
+                          "json-not-resource")]
+        rt = resource.get("resourceType")
+        expr = root_expr or (rt if isinstance(rt, str) else "")
+        timed = self.options.timings
+        issues: list[Issue] = []
+        layers = self.options.layers
+        t0 = time.perf_counter()
+        if "json" in layers:
+            issues.extend(json_rules.check(resource, expr))
+        t1 = time.perf_counter()
+        nodes: list[Node] = []
+        walker = StructureWalker(self.defs, nodes.append, self.options.allowed_extension_domains)
+        frame = ResourceFrame(resource, rt if isinstance(rt, str) else "", expr, ())
+        if "structure" in layers or True:
+            walker.resource(frame)
+            if isinstance(rt, str) and self.defs.is_resource_type(rt):
+                self._profiles(walker, frame)
+        if "structure" in layers:
+            issues.extend(walker.issues)
+        else:
+            issues.extend(i for i in walker.issues if i.rule in ("resource-type-unknown", "resource-type-missing"))
+        t2 = time.perf_counter()
+        if timed:
+            self.layer_seconds["json"] += t1 - t0
+            self.layer_seconds["structure"] += t2 - t1
+        self._node_layers(nodes, issues, timed)
+        return issues
+
+    def _profiles(self, walker: StructureWalker, frame: ResourceFrame) -> None:
+        urls = []
+        meta = frame.json.get("meta")
+        if isinstance(meta, dict) and isinstance(meta.get("profile"), list):
+            urls.extend((i, u) for i, u in enumerate(meta["profile"]) if isinstance(u, str))
+        urls.extend((None, u) for u in self.options.profiles)
+        seen = set()
+        for i, url in urls:
+            if url in seen:
+                continue
+            seen.add(url)
+            prof = self.defs.get(url)
+            where = f"{frame.expression}.meta.profile[{i}]" if i is not None else frame.expression
+            loc = ("meta", "profile", i) if i is not None else ()
+            if prof is None:
+                walker.warning("structure", "profile-unknown",
+                               f"Profile reference '{url}' has not been checked because it could not be found",
+                               where, loc)
+            elif prof.is_profile:
+                walker.resource(frame, prof)
+            elif prof.type != frame.type and prof.kind == "resource":
+                walker.error("structure", "profile-type", f"The profile {url} is for {prof.type}, not {frame.type}",
+                             where, loc)
+
+    def _node_layers(self, nodes: list[Node], issues: list[Issue], timed: bool) -> None:
+        layers = self.options.layers
+        term = self.defs.terminology if "terminology" in layers else None
+        term_layer = self._terminology_layer
+        inv = self._invariants if "invariants" in layers else None
+        engine = self.engine if inv is not None else None
+        state = inv.RunState() if inv is not None and hasattr(inv, "RunState") else None
+        refs = "references" in layers
+        xhtml = self._xhtml if "narrative" in layers else None
+        clock = time.perf_counter
+        t_term = t_inv = t_ref = t_xhtml = 0.0
+        for node in nodes:
+            d = node.definition
+            if term is not None and term_layer is not None and (d.binding is not None or node.type in ("Coding", "CodeableConcept")):
+                t = clock()
+                issues.extend(term_layer.check_node(term, node))
+                t_term += clock() - t
+            if inv is not None and d.constraints:
+                cons = [c for c in d.constraints if c.key not in NATIVE_CONSTRAINTS]
+                if cons:
+                    t = clock()
+                    issues.extend(inv.check_node(engine, node, cons, state))
+                    t_inv += clock() - t
+            if refs and node.type == "Reference":
+                t = clock()
+                issues.extend(references.check_reference(node, self.resolver, self.defs))
+                t_ref += clock() - t
+            if xhtml is not None and node.type == "xhtml" and isinstance(node.value, str):
+                t = clock()
+                issues.extend(xhtml.check_node(node))
+                t_xhtml += clock() - t
+        if timed:
+            self.layer_seconds["terminology"] += t_term
+            self.layer_seconds["invariants"] += t_inv
+            self.layer_seconds["references"] += t_ref
+            self.layer_seconds["narrative"] += t_xhtml
+
+
+def dedupe(issues: Iterable[Issue]) -> list[Issue]:
+    """Drop repeats (a profile walk re-finds what the base walk found)."""
+    seen = set()
+    out = []
+    for i in issues:
+        key = (i.severity, i.rule, i.expression, i.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(i)
+    return out
+
+
+def locate(doc: Document, issues: list[Issue]) -> list[Issue]:
+    """Fill in file, line and column; the position scan runs only if something needs it."""
+    out = []
+    for i in issues:
+        if i.line is None and (i.location or i.expression):
+            line, col = doc.locate(i.location)
+            i = i.at(line=line, column=col)
+        if not i.file:
+            i = i.at(file=doc.file)
+        out.append(i)
+    return out

@@ -1,0 +1,204 @@
+"""References: format, target type, and resolution (contained, Bundle, package).
+
+Resolution follows the FHIR rules (R5 references.html, bundle.html#references):
+``#id`` points into the container's ``contained``; inside a Bundle a reference
+resolves against the entries' ``fullUrl`` (relative ones only when the entry's
+fullUrl is a RESTful URL); ``urn:uuid:``/``urn:oid:`` must match a fullUrl.
+Package-local resolution (Type/id and canonical URLs among the project's
+resources) is offered by ``Resolver.package``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from ..issues import Issue, Severity
+from ..model import Node, ResourceFrame
+
+_RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
+_ABSOLUTE = re.compile(r"^(https?://\S+?)/?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
+_CONDITIONAL = re.compile(r"^([A-Z][A-Za-z]+)\?(.+)$")
+_UUID = re.compile(r"^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+@dataclass
+class Resolver:
+    """Finds the resource a reference points at, where that is knowable offline."""
+
+    #: Project/package resources: "Type/id" -> resource, and canonical url -> resource.
+    by_type_id: dict[str, dict] = field(default_factory=dict)
+    by_canonical: dict[str, dict] = field(default_factory=dict)
+
+    def add(self, resource: dict) -> None:
+        rt, rid = resource.get("resourceType"), resource.get("id")
+        if isinstance(rt, str) and isinstance(rid, str):
+            self.by_type_id[f"{rt}/{rid}"] = resource
+        url = resource.get("url")
+        if isinstance(url, str):
+            self.by_canonical[url] = resource
+            if isinstance(resource.get("version"), str):
+                self.by_canonical[f"{url}|{resource['version']}"] = resource
+
+    def resolve(self, reference: str, frame: ResourceFrame) -> dict | None:
+        found = self.locate(reference, frame)
+        return found[0] if found else None
+
+    def locate(self, reference: str, frame: ResourceFrame) -> tuple[dict, str] | None:
+        """(resource, how) for a reference made from inside ``frame``, or None."""
+        if not isinstance(reference, str) or not reference:
+            return None
+        if reference.startswith("#"):
+            container = _container(frame)
+            if reference == "#":
+                return container.json, "container"
+            for c in container.json.get("contained") or ():
+                if isinstance(c, dict) and c.get("id") == reference[1:]:
+                    return c, "contained"
+            return None
+        bundle_hit = self._in_bundle(reference, frame)
+        if bundle_hit is not None:
+            return bundle_hit, "bundle"
+        ref = reference.split("|", 1)[0]
+        if ref in self.by_type_id:
+            return self.by_type_id[ref], "package"
+        if reference in self.by_canonical:
+            return self.by_canonical[reference], "package"
+        if ref in self.by_canonical:
+            return self.by_canonical[ref], "package"
+        m = _ABSOLUTE.match(ref)
+        if m and f"{m.group(2)}/{m.group(3)}" in self.by_type_id and ref in self.by_canonical:
+            return self.by_type_id[f"{m.group(2)}/{m.group(3)}"], "package"
+        return None
+
+    @staticmethod
+    def _in_bundle(reference: str, frame: ResourceFrame) -> dict | None:
+        entry_frame, bundle = _bundle_of(frame)
+        if bundle is None:
+            return None
+        target = reference
+        m = _RELATIVE.match(reference)
+        if m and entry_frame is not None and entry_frame.full_url:
+            am = _ABSOLUTE.match(entry_frame.full_url)
+            if am:
+                target = f"{am.group(1)}/{m.group(1)}/{m.group(2)}"
+        for entry in bundle.get("entry") or ():
+            if isinstance(entry, dict) and entry.get("fullUrl") == target and isinstance(entry.get("resource"), dict):
+                return entry["resource"]
+        return None
+
+
+def _container(frame: ResourceFrame) -> ResourceFrame:
+    """The resource that holds ``contained`` for this frame (itself, or its container)."""
+    if frame.parent is not None and len(frame.location) >= 2 and frame.location[-2] == "contained":
+        return frame.parent
+    return frame
+
+
+def _bundle_of(frame: ResourceFrame) -> tuple[ResourceFrame | None, dict | None]:
+    """The Bundle entry frame and Bundle JSON enclosing this frame, if any."""
+    f = frame
+    while f is not None:
+        if f.parent is not None and f.parent.type == "Bundle" and len(f.location) >= 3 and f.location[-3] == "entry":
+            return f, f.parent.json
+        f = f.parent
+    return None, None
+
+
+def check_reference(node: Node, resolver: Resolver, defs) -> Iterator[Issue]:
+    """Format, target type and resolvability of one Reference element."""
+    value = node.value
+    if not isinstance(value, dict):
+        return
+    ref = value.get("reference")
+    if not isinstance(ref, str):
+        return
+    expr, loc = node.expression + ".reference", node.location + ("reference",)
+    frame = node.frame
+    ref_type = None
+    in_transaction = _in_transaction(frame)
+    if ref.startswith("#"):
+        if resolver.locate(ref, frame) is None:
+            yield Issue(Severity.ERROR, "structure", f"Unable to resolve resource with reference '{ref}'",
+                        "reference-contained", expr, location=loc)
+            return
+    elif ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
+        if ref.startswith("urn:uuid:") and not _UUID.match(ref):
+            yield Issue(Severity.ERROR, "invalid", f"The UUID '{ref}' is not valid (urn:uuid: then 8-4-4-4-12 "
+                        "hexadecimal digits)", "reference-format", expr, location=loc)
+        entry_frame, bundle = _bundle_of(frame)
+        if bundle is not None and resolver.locate(ref, frame) is None:
+            yield Issue(Severity.WARNING, "required", f"URN reference is not locally contained within the bundle {ref}",
+                        "reference-bundle", expr, location=loc)
+    elif "://" in ref:
+        m = _ABSOLUTE.match(ref)
+        ref_type = m.group(2) if m else None
+    else:
+        m = _RELATIVE.match(ref)
+        c = _CONDITIONAL.match(ref)
+        if m:
+            ref_type = m.group(1)
+            entry_frame, bundle = _bundle_of(frame)
+            if bundle is not None and resolver.locate(ref, frame) is None:
+                yield from _bundle_relative(ref, m, entry_frame, bundle, expr, loc)
+        elif c and in_transaction:
+            ref_type = c.group(1)
+            if not re.fullmatch(r"[A-Za-z0-9_\-.:]+=[^&=]*(&[A-Za-z0-9_\-.:]+=[^&=]*)*", c.group(2)):
+                yield Issue(Severity.ERROR, "invalid", f"The query part of the conditional reference is not a valid "
+                            f"query string ({ref})", "reference-format", expr, location=loc)
+        else:
+            yield Issue(Severity.ERROR, "invalid", "Relative URLs must be of the format [ResourceName]/[id], or a "
+                        f"search URL is allowed ([type]?parameters. Encountered {ref})", "reference-format",
+                        expr, location=loc)
+            return
+    if ref_type is not None and defs is not None and not defs.is_resource_type(ref_type):
+        yield Issue(Severity.ERROR, "structure", f"The reference '{ref}' names an unknown resource type '{ref_type}'",
+                    "reference-type", expr, location=loc)
+        return
+    declared = value.get("type")
+    if isinstance(declared, str) and ref_type and declared != ref_type:
+        yield Issue(Severity.ERROR, "structure", f"The type '{declared}' implied by the reference URL {ref} does not "
+                    f"match the type stated ({declared} vs {ref_type})", "reference-type", expr, location=loc)
+    target_type = ref_type
+    if target_type is None:
+        found = resolver.locate(ref, frame)
+        if found is not None and isinstance(found[0].get("resourceType"), str):
+            target_type = found[0]["resourceType"]
+    allowed = _allowed_targets(node, defs)
+    if target_type and allowed and target_type not in allowed and "Resource" not in allowed:
+        yield Issue(Severity.ERROR, "structure", f"Invalid Resource target type. Found {target_type}, but expected "
+                    f"one of ({', '.join(sorted(allowed))})", "reference-target-type", expr, location=loc)
+
+
+def _bundle_relative(ref, m, entry_frame, bundle, expr, loc) -> Iterator[Issue]:
+    full = entry_frame.full_url if entry_frame is not None else None
+    if full and _ABSOLUTE.match(full):
+        return  # a RESTful base: the target may be on the server; nothing to say
+    for n, entry in enumerate(bundle.get("entry") or ()):
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(res, dict) and res.get("resourceType") == m.group(1) and res.get("id") == m.group(2):
+            yield Issue(Severity.WARNING, "required", f"Entry {n} matches the reference {ref} by type and id but its "
+                        f"fullUrl {entry.get('fullUrl')} does not match the full target URL",
+                        "reference-bundle", expr, location=loc)
+            return
+    yield Issue(Severity.INFORMATION, "informational", f"The URL '{ref}' cannot be resolved unless the fullURL is a "
+                "RESTFul base URL, or a baseURL has been provided and the Bundle is a batch or transaction",
+                "reference-bundle", expr, location=loc)
+
+
+def _in_transaction(frame: ResourceFrame) -> bool:
+    entry_frame, bundle = _bundle_of(frame)
+    return bundle is not None and bundle.get("type") in ("transaction", "batch", "transaction-response",
+                                                         "batch-response")
+
+
+def _allowed_targets(node: Node, defs) -> set[str]:
+    out = set()
+    for t in node.definition.types:
+        if t.code != "Reference":
+            continue
+        for tp in t.target_profiles:
+            name = tp.rsplit("/", 1)[-1]
+            td = defs.get(tp) if defs is not None else None
+            out.add(td.type if td is not None else name)
+    return out

@@ -1,0 +1,876 @@
+"""Structure: an instance walked against StructureDefinition snapshots.
+
+The walker matches every JSON property to its ElementDefinition (choice
+``[x]`` elements by type suffix, primitives with their ``_name`` shadows),
+checks cardinality, JSON shape, types and primitive formats, resolves
+extensions to their definitions, dispatches contained and Bundle resources to
+their own type, and handles slicing, fixed and pattern values for profiles.
+It yields Issues and hands every typed element to ``on_node`` so the other
+layers (terminology, invariants, references) see the same typed tree.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Callable, Iterator
+
+from ..definitions import Definitions
+from ..issues import Issue, Severity
+from ..jsonsource import BadConstant, lexeme
+from ..model import ElementDef, Node, ResourceFrame, TypeDef
+
+NodeSink = Callable[[Node], None]
+
+NUMBER_TYPES = frozenset({"integer", "positiveInt", "unsignedInt", "decimal"})
+INT_TYPES = frozenset({"integer", "positiveInt", "unsignedInt"})
+RESOURCE_TYPE_CODES = frozenset({"Resource", "DomainResource"})
+#: Constraints the walker checks itself (every element has them; FHIRPath would be slow).
+NATIVE_CONSTRAINTS = frozenset({"ele-1", "ext-1"})
+EXTENSION_NAMES = ("extension", "modifierExtension")
+HL7_EXTENSION_PREFIXES = ("http://hl7.org/fhir/", "http://hl7.org/fhir/StructureDefinition/")
+MAX_STRING = 1024 * 1024
+_ILLEGAL_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_REGEX_CACHE: dict[str, re.Pattern] = {}
+_DATE_PARTS = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+
+
+def _regex(pattern: str) -> re.Pattern:
+    rx = _REGEX_CACHE.get(pattern)
+    if rx is None:
+        try:
+            rx = re.compile(pattern)
+        except re.error:
+            rx = re.compile(r"[\s\S]*")
+        _REGEX_CACHE[pattern] = rx
+    return rx
+
+
+def _suffix(code: str) -> str:
+    return code[:1].upper() + code[1:]
+
+
+class StructureWalker:
+    """Walks resources against compiled definitions; one walker per validation run."""
+
+    def __init__(self, defs: Definitions, on_node: NodeSink | None = None,
+                 allowed_extension_domains: tuple[str, ...] = ()):
+        self.defs = defs
+        self.on_node = on_node or (lambda node: None)
+        self.allowed_extension_domains = allowed_extension_domains
+        self.issues: list[Issue] = []
+
+    # --- reporting ----------------------------------------------------------------
+    def _issue(self, severity: Severity, code: str, rule: str, message: str, expr: str, loc: tuple) -> None:
+        self.issues.append(Issue(severity, code, message, rule, expr, location=loc))
+
+    def error(self, code, rule, message, expr, loc):
+        self._issue(Severity.ERROR, code, rule, message, expr, loc)
+
+    def warning(self, code, rule, message, expr, loc):
+        self._issue(Severity.WARNING, code, rule, message, expr, loc)
+
+    def info(self, code, rule, message, expr, loc):
+        self._issue(Severity.INFORMATION, code, rule, message, expr, loc)
+
+    # --- resources ------------------------------------------------------------------
+    def resource(self, frame: ResourceFrame, profile: TypeDef | None = None) -> None:
+        """Validate a resource against its base type (and a profile, when given)."""
+        rt = frame.json.get("resourceType")
+        expr, loc = frame.expression, frame.location
+        if rt is None:
+            self.error("structure", "resource-type-missing",
+                       "The JSON object has no 'resourceType', so it is not a FHIR resource", expr, loc)
+            return
+        if not isinstance(rt, str) or not self.defs.is_resource_type(rt):
+            self.error("structure", "resource-type-unknown",
+                       f"Unknown resource type '{rt}' (not a FHIR R5 resource type)", expr, loc + ("resourceType",))
+            return
+        td = profile or self.defs.base_type(rt)
+        if td is None:
+            self.error("structure", "resource-type-unknown", f"No definition for resource type '{rt}'", expr, loc)
+            return
+        if profile is not None and profile.type != rt:
+            self.error("structure", "profile-type",
+                       f"The profile {profile.url} is for {profile.type}, not {rt}", expr, loc)
+            return
+        frame.type = rt
+        self._check_resource_id(frame)
+        root = td.root
+        self.on_node(Node(frame.json, None, rt, root, expr, loc, frame))
+        self._object(frame.json, root, td, rt, expr, loc, frame, is_resource=True, host_types=self._resource_host_types(rt))
+
+    def _resource_host_types(self, rt: str) -> frozenset:
+        names = {rt, "Resource", "Element", "Base"}
+        td = self.defs.base_type(rt)
+        seen = 0
+        while td is not None and td.base_definition and seen < 10:
+            seen += 1
+            td = self.defs.get(td.base_definition)
+            if td is not None:
+                names.add(td.type)
+        from ..definitions import CANONICAL_TYPES
+        if rt in CANONICAL_TYPES:
+            names |= {"CanonicalResource", "MetadataResource"}
+        return frozenset(names)
+
+    def _check_resource_id(self, frame: ResourceFrame) -> None:
+        rid = frame.json.get("id")
+        expr, loc = frame.expression, frame.location
+        if isinstance(rid, str):
+            if len(rid) > 64:
+                self.error("invalid", "resource-id", f"Invalid Resource id: Too long ({len(rid)} chars)",
+                           expr + ".id", loc + ("id",))
+            elif not re.fullmatch(r"[A-Za-z0-9\-.]+", rid):
+                self.error("invalid", "resource-id", f"Invalid Resource id: Invalid Characters ('{rid}')",
+                           expr + ".id", loc + ("id",))
+        elif rid is None and frame.parent is not None and _is_contained(frame):
+            self.error("invalid", "resource-id", "Resource requires an id, but none is present (contained resource)",
+                       expr, loc)
+
+    # --- objects --------------------------------------------------------------------
+    def _children(self, edef: ElementDef, type_code: str | None, td: TypeDef) -> tuple[ElementDef, TypeDef] | None:
+        """The element whose children describe this object, and the definition it lives in."""
+        if edef.children:
+            return edef, td
+        if edef.content_reference:
+            ref = edef.content_reference
+            target = td.by_id.get(ref.split("#", 1)[1]) if "#" in ref else None
+            if target is None and "#" in ref and not ref.startswith("#"):
+                other = self.defs.get(ref.split("#", 1)[0])
+                if other is not None:
+                    target = other.by_id.get(ref.split("#", 1)[1])
+                    td = other
+            if target is not None:
+                return target, td
+            return None
+        if type_code is None:
+            return None
+        type_def = None
+        for t in edef.types:
+            if t.code == type_code and t.profiles:
+                type_def = self.defs.get(t.profiles[0])
+                break
+        if type_def is None:
+            type_def = self.defs.base_type(type_code)
+        if type_def is None:
+            return None
+        return type_def.root, type_def
+
+    def _object(self, obj: dict, edef: ElementDef, td: TypeDef, type_code: str | None, expr: str, loc: tuple,
+                frame: ResourceFrame, is_resource: bool = False, host_types: frozenset = frozenset()) -> None:
+        """Validate the properties of a JSON object against the children of ``edef``."""
+        found = self._children(edef, type_code, td)
+        if found is None:
+            if obj:
+                self.error("structure", "definition-missing",
+                           f"No definition found for the children of {edef.path} (type {type_code})", expr, loc)
+            return
+        parent, ptd = found
+        index = parent.json_index
+        # group the JSON properties by element (value and shadow together)
+        groups: dict[str, list] = {}
+        for key in obj:
+            if is_resource and key == "resourceType":
+                continue
+            name = key[1:] if key.startswith("_") else key
+            hit = index.get(name)
+            if hit is None:
+                self.error("structure", "unknown-element", f"Unrecognized property '{key}'",
+                           f"{expr}.{key}" if expr else key, loc + (key,))
+                continue
+            child, tcode = hit
+            g = groups.get(child.name)
+            if g is None:
+                g = groups[child.name] = [child, []]
+            g[1].append((name, key, tcode))
+        if not obj and not is_resource:
+            return  # empty objects are reported by the JSON rules
+        if not is_resource and set(obj) <= {"id"} and obj:
+            self._ele1(expr, loc)
+        # cardinality and content, in definition order
+        host = host_types | {parent.path}
+        for cname, child in parent.children.items():
+            g = groups.get(cname)
+            if g is None:
+                if child.min > 0:
+                    self.error("structure", "cardinality-min",
+                               f"{child.path}: minimum required = {child.min}, but only found 0"
+                               + self._from(ptd), expr, loc)
+                elif child.slicing and child.slices:
+                    self._check_slice_minimums(child, [], ptd, expr, loc)
+                continue
+            self._element_group(obj, child, g[1], ptd, expr, loc, frame, host)
+
+    def _from(self, td: TypeDef) -> str:
+        return f" (from {td.url}{'|' + td.version if td.version else ''})" if td.is_profile or td.kind == "complex-type" and td.derivation == "constraint" else ""
+
+    def _ele1(self, expr, loc):
+        self.error("invariant", "ele-1",
+                   "Constraint failed: ele-1: 'All FHIR elements must have a @value or children' "
+                   "(defined in http://hl7.org/fhir/StructureDefinition/Element)", expr, loc)
+
+    def _element_group(self, obj: dict, child: ElementDef, props: list, td: TypeDef, expr: str, loc: tuple,
+                       frame: ResourceFrame, host: frozenset) -> None:
+        # a choice element present under more than one type name
+        names = {p[0] for p in props}
+        if len(names) > 1:
+            self.error("structure", "choice-multiple",
+                       f"Only one of {', '.join(sorted(names))} may be present ({child.path} is a choice of one type)",
+                       f"{expr}.{sorted(names)[0]}", loc + (sorted(names)[0],))
+            props = [p for p in props if p[0] == sorted(names)[0]]
+        name = props[0][0]
+        tcode = props[0][2]
+        value = obj.get(name)
+        shadow = obj.get("_" + name)
+        has_value = name in obj
+        has_shadow = ("_" + name) in obj
+        if tcode is None and child.types:
+            tcode = child.types[0].code if len(child.types) == 1 else None
+        elif tcode is None and child.content_reference:
+            tcode = "BackboneElement"  # the referenced element's children apply
+        type_def = self.defs.base_type(tcode) if tcode else None
+        is_primitive = type_def is not None and type_def.kind == "primitive-type"
+        if has_shadow and not is_primitive:
+            self.error("structure", "shadow-not-primitive",
+                       f"'_{name}' is only allowed for primitive types, and {child.path} is {tcode}",
+                       f"{expr}.{name}", loc + ("_" + name,))
+            has_shadow, shadow = False, None
+        item_expr = f"{expr}.{name}" if expr else name
+        if child.max == 0:
+            self.error("structure", "cardinality-max",
+                       f"{child.path}: max allowed = 0, but found 1" + self._from(td), item_expr, loc + (name,))
+            return
+        if child.is_array:
+            values = value if has_value else None
+            shadows = shadow if has_shadow else None
+            if has_value and not isinstance(value, list):
+                self.error("structure", "json-array-expected",
+                           f"The property {name} must be a JSON Array, not {_json_kind(value)} (at {child.path})",
+                           item_expr, loc + (name,))
+                values = [value]
+            if has_shadow and not isinstance(shadow, list):
+                self.error("structure", "json-array-expected",
+                           f"The property _{name} must be a JSON Array, not {_json_kind(shadow)} (at {child.path})",
+                           item_expr, loc + ("_" + name,))
+                shadows = [shadow]
+            n = max(len(values) if values is not None else 0, len(shadows) if shadows is not None else 0)
+            if values is not None and shadows is not None and len(values) != len(shadows):
+                self.error("structure", "shadow-length",
+                           f"The arrays '{name}' and '_{name}' must have the same length "
+                           f"({len(values)} and {len(shadows)}); use null to fill positions", item_expr, loc + (name,))
+            items = []
+            for i in range(n):
+                v = values[i] if values is not None and i < len(values) else None
+                s = shadows[i] if shadows is not None and i < len(shadows) else None
+                if v is None and s is None:
+                    if (values is not None and i < len(values)) or (shadows is not None and i < len(shadows)):
+                        continue  # null items are reported by the JSON rules
+                items.append((i, v, s))
+        else:
+            if has_value and isinstance(value, list):
+                self.error("structure", "json-array-unexpected",
+                           f"The property {name} must be a JSON Object or primitive, not an Array "
+                           f"(at {child.path}, which allows only one)", item_expr, loc + (name,))
+                value = value[0] if value else None
+            if has_shadow and isinstance(shadow, list):
+                self.error("structure", "json-array-unexpected",
+                           f"The property _{name} must be a JSON Object, not an Array (at {child.path})",
+                           item_expr, loc + ("_" + name,))
+                shadow = shadow[0] if shadow else None
+            items = [] if value is None and shadow is None else [(None, value, shadow)]
+        count = len(items)
+        if count < child.min:
+            self.error("structure", "cardinality-min",
+                       f"{child.path}: minimum required = {child.min}, but only found {count}" + self._from(td),
+                       expr, loc)
+        if child.max is not None and count > child.max:
+            self.error("structure", "cardinality-max",
+                       f"{child.path}: max allowed = {child.max}, but found {count}" + self._from(td),
+                       item_expr, loc + (name,))
+        if child.slicing is not None and child.slices and count:
+            matched = self._slice(child, items, name, tcode, td, expr, loc, frame, host)
+        else:
+            matched = [(it, child) for it in items]
+            if child.slicing is not None and child.slices:
+                self._check_slice_minimums(child, [], td, expr, loc)
+        for (i, v, s), edef in matched:
+            iexpr = f"{item_expr}[{i}]" if i is not None else item_expr
+            iloc = loc + ((name, i) if i is not None else (name,))
+            sloc = loc + (("_" + name, i) if i is not None else ("_" + name,))
+            self._item(v, s, edef, tcode, type_def, td, iexpr, iloc, sloc, frame, host, name)
+
+    # --- one value ------------------------------------------------------------------
+    def _item(self, value, shadow, edef: ElementDef, tcode: str | None, type_def: TypeDef | None, td: TypeDef,
+              expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, host: frozenset, name: str) -> None:
+        if tcode is None:
+            self.error("structure", "type-unknown", f"Cannot determine the type of {edef.path}", expr, loc)
+            return
+        if tcode in RESOURCE_TYPE_CODES or (type_def is not None and type_def.kind == "resource"):
+            self._nested_resource(value, edef, expr, loc, frame)
+            return
+        if type_def is None and tcode not in ("xhtml",):
+            if tcode.startswith("http://hl7.org/fhirpath/System."):
+                type_def = None  # Element.id / Extension.url: plain strings
+            elif value is not None and not isinstance(value, (dict, list)):
+                pass
+        if type_def is not None and type_def.kind == "primitive-type" or tcode == "xhtml" or tcode.startswith("http://hl7.org/fhirpath/"):
+            self._primitive(value, shadow, edef, tcode, type_def, td, expr, loc, sloc, frame, host)
+            return
+        if not isinstance(value, dict):
+            if value is not None:
+                self.error("structure", "json-object-expected",
+                           f"The property {name} must be a JSON Object, not {_json_kind(value)} (at {edef.path})",
+                           expr, loc)
+            return
+        self._fixed_pattern(value, edef, tcode, td, expr, loc)
+        if tcode == "Extension" or name in EXTENSION_NAMES:
+            self._extension(value, edef, td, expr, loc, frame, host, is_modifier=(name == "modifierExtension"))
+            return
+        node_td = type_def
+        self.on_node(Node(value, None, tcode, edef, expr, loc, frame))
+        if node_td is not None and node_td.root.constraints and not edef.children:
+            # the datatype's own invariants (per-1, qty-3, ...) apply to this element
+            self.on_node(Node(value, None, tcode, node_td.root, expr, loc, frame))
+        child_host = frozenset({tcode, "Element", "DataType", "BackboneElement", edef.path})
+        self._object(value, edef, td, tcode, expr, loc, frame, host_types=child_host)
+
+    def _nested_resource(self, value, edef: ElementDef, expr: str, loc: tuple, frame: ResourceFrame) -> None:
+        if not isinstance(value, dict):
+            self.error("structure", "json-object-expected",
+                       f"{edef.path} must be a JSON Object holding a resource, not {_json_kind(value)}", expr, loc)
+            return
+        full_url = None
+        if edef.path == "Bundle.entry.resource" and len(loc) >= 2:
+            entry = frame.json
+            for k in loc[len(frame.location):-1]:
+                entry = entry[k]
+            if isinstance(entry, dict) and isinstance(entry.get("fullUrl"), str):
+                full_url = entry["fullUrl"]
+        child = ResourceFrame(value, value.get("resourceType") if isinstance(value.get("resourceType"), str) else "",
+                              expr, loc, parent=frame, full_url=full_url)
+        self.resource(child)
+        self._profiles_of(child)
+
+    def _profiles_of(self, frame: ResourceFrame) -> None:
+        """Validate a nested resource against the profiles it claims in meta.profile."""
+        meta = frame.json.get("meta")
+        if not isinstance(meta, dict) or not isinstance(meta.get("profile"), list):
+            return
+        for i, url in enumerate(meta["profile"]):
+            if not isinstance(url, str):
+                continue
+            prof = self.defs.get(url)
+            if prof is None:
+                self.warning("structure", "profile-unknown",
+                             f"Profile reference '{url}' has not been checked because it could not be found",
+                             f"{frame.expression}.meta.profile[{i}]", frame.location + ("meta", "profile", i))
+            elif prof.is_profile:
+                self.resource(frame, prof)
+
+    # --- primitives -----------------------------------------------------------------
+    def _primitive(self, value, shadow, edef: ElementDef, tcode: str, type_def: TypeDef | None, td: TypeDef,
+                   expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, host: frozenset) -> None:
+        if shadow is not None:
+            if not isinstance(shadow, dict):
+                self.error("structure", "json-object-expected",
+                           f"The shadow property for {edef.path} must be a JSON Object, not {_json_kind(shadow)}",
+                           expr, sloc)
+                shadow = None
+            else:
+                for key in shadow:
+                    if key not in ("id", "extension"):
+                        self.error("structure", "unknown-element",
+                                   f"Unrecognized property '{key}' (a primitive's '_' object holds only id and extension)",
+                                   f"{expr}.{key}", sloc + (key,))
+                if value is None and not shadow.get("extension"):
+                    self._ele1(expr, sloc)
+                self._shadow_extensions(shadow, edef, tcode, td, expr, sloc, frame)
+        if value is not None:
+            self._primitive_value(value, edef, tcode, type_def, expr, loc)
+        self.on_node(Node(value, shadow, tcode, edef, expr, loc, frame))
+
+    def _shadow_extensions(self, shadow: dict, edef, tcode, td, expr, sloc, frame) -> None:
+        exts = shadow.get("extension")
+        if exts is None:
+            return
+        if not isinstance(exts, list):
+            self.error("structure", "json-array-expected", "The property extension must be a JSON Array",
+                       expr + ".extension", sloc + ("extension",))
+            return
+        ext_def = self.defs.base_type("Element").root.children.get("extension") if self.defs.base_type("Element") else None
+        for i, ext in enumerate(exts):
+            if isinstance(ext, dict):
+                self._extension(ext, ext_def or edef, td, f"{expr}.extension[{i}]", sloc + ("extension", i), frame,
+                                frozenset({tcode, "Element", "PrimitiveType", edef.path}), is_modifier=False)
+
+    def _primitive_value(self, value, edef: ElementDef, tcode: str, type_def: TypeDef | None,
+                         expr: str, loc: tuple) -> None:
+        if isinstance(value, BadConstant):
+            return  # reported by the JSON rules
+        if isinstance(value, (dict, list)):
+            self.error("structure", "json-primitive-expected",
+                       f"The property {edef.name} must be a JSON {'number' if tcode in NUMBER_TYPES else 'boolean' if tcode == 'boolean' else 'string'}, "
+                       f"not {_json_kind(value)} (at {edef.path})", expr, loc)
+            return
+        if tcode == "boolean":
+            if not isinstance(value, bool):
+                self.error("structure", "json-type", f"Error parsing JSON: the primitive value must be a boolean "
+                           f"(found {_json_kind(value)} {value!r})", expr, loc)
+            return
+        if tcode in NUMBER_TYPES:
+            if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+                self.error("structure", "json-type", f"Error parsing JSON: the primitive value must be a number "
+                           f"(found {_json_kind(value)} '{value}')", expr, loc)
+                return
+            text = lexeme(value)
+            if tcode in INT_TYPES:
+                if not isinstance(value, int):
+                    self.error("invalid", "format", f"The value '{text}' is not a valid integer", expr, loc)
+                    return
+                lo = 1 if tcode == "positiveInt" else 0 if tcode == "unsignedInt" else -2147483648
+                if value < lo or value > 2147483647:
+                    self.error("invalid", "format", f"The value '{text}' is outside the range of {tcode} "
+                               f"({lo}..2147483647)", expr, loc)
+            elif type_def is not None and type_def.regex and not _regex(type_def.regex).fullmatch(text):
+                self.error("invalid", "format", f"Element value '{text}' does not meet decimal regex "
+                           f"'{type_def.regex}'", expr, loc)
+            self._min_max(value, edef, expr, loc)
+            return
+        if not isinstance(value, str):
+            self.error("structure", "json-type", f"Error parsing JSON: the primitive value must be a string "
+                       f"(found {_json_kind(value)} '{lexeme(value) if isinstance(value, (int, Decimal)) else value}')",
+                       expr, loc)
+            return
+        if tcode == "xhtml":
+            return  # checked by the narrative layer
+        if value == "":
+            self.error("invalid", "string-empty", "value cannot be empty", expr, loc)
+            return
+        if len(value) > MAX_STRING:
+            self.error("invalid", "string-length", f"value is longer than {MAX_STRING} characters", expr, loc)
+        if edef.max_length is not None and len(value) > edef.max_length:
+            self.error("invalid", "string-length",
+                       f"value is longer than permitted maximum length of {edef.max_length}", expr, loc)
+        if not value.strip():
+            self.warning("invalid", "string-whitespace", f"value should not be all whitespace", expr, loc)
+        if _ILLEGAL_XML_CHARS.search(value):
+            chars = sorted({f"{ord(c):x}" for c in _ILLEGAL_XML_CHARS.findall(value)})
+            self.warning("invalid", "string-illegal-chars",
+                         f"This content includes the character{'s' if len(chars) > 1 else ''} [{', '.join(chars)}] "
+                         f"(hex value{'s' if len(chars) > 1 else ''}), which are illegal in the XML version of FHIR",
+                         expr, loc)
+        if type_def is not None and type_def.regex and not _regex(type_def.regex).fullmatch(value):
+            self.error("invalid", "format", f"The value '{_clip(value)}' is not a valid {tcode} "
+                       f"(does not match the regex {type_def.regex})", expr, loc)
+            return
+        if tcode in ("date", "dateTime", "instant") and not _valid_calendar(value):
+            self.error("invalid", "format", f"The value '{value}' is not a valid {tcode}: not a calendar date",
+                       expr, loc)
+        elif tcode == "integer64":
+            try:
+                n = int(value)
+            except ValueError:
+                self.error("invalid", "format", f"The value '{value}' is not a valid integer64", expr, loc)
+            else:
+                if not -2**63 <= n < 2**63:
+                    self.error("invalid", "format", f"The value '{value}' is outside the range of integer64", expr, loc)
+        elif tcode == "canonical" and value.endswith("|"):
+            self.error("business-rule", "canonical-format", "The canonical URL cannot end in '|'", expr, loc)
+        if edef.min_value is not None or edef.max_value is not None:
+            self._min_max(value, edef, expr, loc)
+
+    def _min_max(self, value, edef: ElementDef, expr: str, loc: tuple) -> None:
+        for bound, word, bad in ((edef.min_value, "less than the minimum", lambda a, b: a < b),
+                                 (edef.max_value, "greater than the maximum", lambda a, b: a > b)):
+            if bound is None:
+                continue
+            limit = bound[1]
+            try:
+                if bad(value if not isinstance(value, str) else value, limit if not isinstance(value, str) else str(limit)):
+                    self.error("invalid", "value-range", f"The value '{value}' is {word} value of '{limit}'", expr, loc)
+            except TypeError:
+                pass
+
+    # --- extensions -----------------------------------------------------------------
+    def _extension(self, ext: dict, edef: ElementDef, td: TypeDef, expr: str, loc: tuple, frame: ResourceFrame,
+                   host: frozenset, is_modifier: bool) -> None:
+        url = ext.get("url")
+        has_value = any(k.startswith("value") for k in ext)
+        has_ext = bool(ext.get("extension"))
+        if has_value == has_ext and (has_value or "url" in ext):
+            self.error("invariant", "ext-1", "Constraint failed: ext-1: 'Must have either extensions or value[x], "
+                       "not both' (defined in http://hl7.org/fhir/StructureDefinition/Extension)", expr, loc)
+        if not isinstance(url, str) or not url:
+            self.error("structure", "extension-url", "Extension.url is required and must be a string", expr, loc)
+            self._object(ext, self.defs.base_type("Extension").root, self.defs.base_type("Extension"), "Extension",
+                         expr, loc, frame, host_types=frozenset({"Extension"}))
+            return
+        ext_def = None
+        if edef.types:
+            for t in edef.types:
+                if t.code == "Extension" and t.profiles:
+                    cand = self.defs.get(t.profiles[0])
+                    if cand is not None and cand.url == url.split("|")[0]:
+                        ext_def = cand
+        if ext_def is None and "://" in url or url.startswith("urn:"):
+            ext_def = self.defs.get(url)
+        if ext_def is None:
+            if "://" not in url and not url.startswith("urn:"):
+                # a sub-extension with a relative url: validated by its parent's slices
+                base = self.defs.base_type("Extension")
+                self.on_node(Node(ext, None, "Extension", edef, expr, loc, frame))
+                self._object(ext, edef if edef.children else base.root, td if edef.children else base,
+                             "Extension", expr, loc, frame, host_types=frozenset({"Extension"}))
+                return
+            if url.startswith(HL7_EXTENSION_PREFIXES) and not any(url.startswith(d) for d in self.allowed_extension_domains):
+                self.error("structure", "extension-unknown",
+                           f"The extension {url} could not be found so is not allowed here", expr + ".url",
+                           loc + ("url",))
+            elif any(url.startswith(d) for d in self.allowed_extension_domains):
+                pass
+            else:
+                self.warning("structure", "extension-unknown",
+                             f"The extension {url} is unknown, and not allowed here", expr + ".url", loc + ("url",))
+            base = self.defs.base_type("Extension")
+            self._object(ext, base.root, base, "Extension", expr, loc, frame, host_types=frozenset({"Extension"}))
+            return
+        if ext_def.type != "Extension":
+            self.error("structure", "extension-definition",
+                       f"The URL {url} refers to a {ext_def.type} definition, not an extension", expr + ".url",
+                       loc + ("url",))
+            return
+        if ext_def.status in ("retired",) or _deprecated(ext_def):
+            self.info("business-rule", "extension-deprecated",
+                      f"The extension {ext_def.url}|{ext_def.version} is deprecated", expr, loc)
+        if ext_def.contexts and not self._context_ok(ext_def, host):
+            self.error("structure", "extension-context",
+                       f"The extension {url} is not allowed to be used at this point (allowed = "
+                       f"{'; '.join(f'{t}:{e}' for t, e in ext_def.contexts)}; this element is "
+                       f"[{', '.join(sorted(h for h in host if '.' in h)) or ', '.join(sorted(host))}])",
+                       expr, loc)
+        modifier = any(e.is_modifier for e in (ext_def.root,)) or _is_modifier_extension(ext_def)
+        if is_modifier and not modifier:
+            self.error("structure", "extension-modifier",
+                       f"The extension {url} is not a modifier extension but is used as modifierExtension", expr, loc)
+        elif not is_modifier and modifier:
+            self.error("structure", "extension-modifier",
+                       f"The extension {url} is a modifier extension and must be in modifierExtension", expr, loc)
+        self.on_node(Node(ext, None, "Extension", ext_def.root, expr, loc, frame))
+        self._object(ext, ext_def.root, ext_def, "Extension", expr, loc, frame,
+                     host_types=frozenset({"Extension", "Element", url}))
+
+    def _context_ok(self, ext_def: TypeDef, host: frozenset) -> bool:
+        for ctype, cexpr in ext_def.contexts:
+            if ctype == "element":
+                if cexpr in host or cexpr in ("Element", "Base"):
+                    return True
+                # a context on an element also covers elements reached through contentReference
+                if any(h.endswith("." + cexpr.split(".")[-1]) and h.startswith(cexpr.split(".")[0]) for h in host if "." in h):
+                    if cexpr in host or any(h == cexpr for h in host):
+                        return True
+            elif ctype == "extension":
+                if cexpr in host:
+                    return True
+            elif ctype == "fhirpath":
+                return True  # not evaluated: allow rather than guess
+        return False
+
+    # --- slicing, fixed and pattern values ---------------------------------------------------
+    def _fixed_pattern(self, value, edef: ElementDef, tcode: str, td: TypeDef, expr: str, loc: tuple) -> None:
+        if edef.fixed is not None:
+            want = edef.fixed[1]
+            if not _json_equal(value, want):
+                self.error("value", "fixed", f"Value is '{_brief(value)}' but is fixed to '{_brief(want)}' in the "
+                           f"profile {td.url}", expr, loc)
+        if edef.pattern is not None:
+            want = edef.pattern[1]
+            if not _json_contains(value, want):
+                self.error("value", "pattern", f"The value does not match the pattern {_brief(want)} required by "
+                           f"{edef.path} in the profile {td.url}", expr, loc)
+
+    def _slice(self, base: ElementDef, items: list, name: str, tcode, td: TypeDef, expr: str, loc: tuple,
+               frame: ResourceFrame, host: frozenset) -> list:
+        """Assign each item to a slice; check slice cardinality, order and closed slicing."""
+        slicing = base.slicing
+        counts = {id(s): 0 for s in base.slices}
+        out = []
+        last_slice_index = -1
+        for it in items:
+            i, v, s = it
+            hit = None
+            for k, sl in enumerate(base.slices):
+                if self._matches_slice(v, sl, base, tcode, td):
+                    hit = (k, sl)
+                    break
+            iexpr = f"{expr}.{name}[{i}]" if i is not None else f"{expr}.{name}"
+            iloc = loc + ((name, i) if i is not None else (name,))
+            if hit is None:
+                if slicing.rules == "closed":
+                    self.error("structure", "slice-closed",
+                               f"This element does not match any known slice defined in the profile {td.url} "
+                               f"and slicing is CLOSED", iexpr, iloc)
+                else:
+                    self.info("informational", "slice-unmatched",
+                              f"This element does not match any known slice defined in the profile {td.url}",
+                              iexpr, iloc)
+                if slicing.rules == "openAtEnd":
+                    last_slice_index = len(base.slices)
+                out.append((it, base))
+                continue
+            k, sl = hit
+            if slicing.ordered and k < last_slice_index:
+                self.error("structure", "slice-order",
+                           f"As specified by profile {td.url}, Element '{name}' is out of order (slice {sl.slice_name})",
+                           iexpr, iloc)
+            last_slice_index = max(last_slice_index, k)
+            counts[id(sl)] += 1
+            out.append((it, sl))
+        for sl in base.slices:
+            n = counts[id(sl)]
+            if n < sl.min:
+                self.error("structure", "cardinality-min",
+                           f"{base.path}:{sl.slice_name}: minimum required = {sl.min}, but only found {n} "
+                           f"(from {td.url}{'|' + td.version if td.version else ''})", expr, loc)
+            if sl.max is not None and n > sl.max:
+                self.error("structure", "cardinality-max",
+                           f"{base.path}:{sl.slice_name}: max allowed = {sl.max}, but found {n} "
+                           f"(from {td.url}{'|' + td.version if td.version else ''})", f"{expr}.{name}", loc + (name,))
+        return out
+
+    def _check_slice_minimums(self, base: ElementDef, items, td: TypeDef, expr: str, loc: tuple) -> None:
+        for sl in base.slices:
+            if sl.min > 0:
+                self.error("structure", "cardinality-min",
+                           f"{base.path}:{sl.slice_name}: minimum required = {sl.min}, but only found 0 "
+                           f"(from {td.url}{'|' + td.version if td.version else ''})", expr, loc)
+
+    def _matches_slice(self, value, sl: ElementDef, base: ElementDef, tcode, td: TypeDef) -> bool:
+        discs = base.slicing.discriminators
+        if not discs:
+            return False
+        for d in discs:
+            if not self._discriminator_ok(value, sl, d, tcode, td):
+                return False
+        return True
+
+    def _discriminator_ok(self, value, sl: ElementDef, d, tcode, td: TypeDef) -> bool:
+        path = d.path
+        if d.type == "position":
+            return False
+        targets = _navigate(value, path)
+        sdef = self._slice_element(sl, path, td)
+        if d.type in ("value", "pattern"):
+            want = None
+            if sdef is not None:
+                want = sdef.fixed or sdef.pattern
+            if want is None and path == "url" and sl.types and sl.types[0].profiles:
+                want = ("Uri", sl.types[0].profiles[0])
+            if want is None and sdef is not None and sdef.binding is not None and self.defs.terminology is not None:
+                vs = sdef.binding.value_set
+                return any(self._in_value_set(t, vs) for t in targets)
+            if want is None:
+                return False
+            return any(_json_contains(t, want[1]) if sdef is not None and sdef.pattern is not None and sdef.fixed is None
+                       else _json_equal(t, want[1]) for t in targets)
+        if d.type == "exists":
+            present = bool(targets)
+            if sdef is None:
+                return present
+            if sdef.max == 0:
+                return not present
+            return present if sdef.min >= 1 else True
+        if d.type == "type":
+            want_types = {t.code for t in (sdef.types if sdef is not None else sl.types)}
+            if path == "$this" or path == "resolve()":
+                if isinstance(value, dict) and "resourceType" in value:
+                    return value["resourceType"] in want_types
+                return (tcode in want_types) if tcode else False
+            return any(isinstance(t, dict) and t.get("resourceType") in want_types for t in targets) or \
+                (len(want_types) == 1 and bool(targets))
+        if d.type == "profile":
+            profiles = [p for t in (sdef.types if sdef is not None else sl.types) for p in t.profiles]
+            for t in targets:
+                if isinstance(t, dict):
+                    for p in profiles:
+                        prof = self.defs.get(p)
+                        if prof is not None and self.conforms(t, prof):
+                            return True
+            return False
+        return False
+
+    def _slice_element(self, sl: ElementDef, path: str, td: TypeDef) -> ElementDef | None:
+        if path in ("$this", ""):
+            return sl
+        node = sl
+        for part in _split_path(path):
+            if part.startswith("extension(") or part in ("resolve()",) or part.startswith("ofType("):
+                return None
+            nxt = node.children.get(part)
+            if nxt is None and node.types and not node.children:
+                # not unrolled in the profile: look in the type's profile, if any
+                for t in node.types:
+                    for p in t.profiles:
+                        prof = self.defs.get(p)
+                        if prof is not None:
+                            nxt = prof.root.children.get(part)
+                            break
+                    if nxt is not None:
+                        break
+            if nxt is None:
+                return None
+            node = nxt
+        return node
+
+    def _in_value_set(self, value, vs: str | None) -> bool:
+        term = self.defs.terminology
+        if term is None or vs is None:
+            return False
+        try:
+            r = term.member_of(value, vs)
+        except Exception:
+            return False
+        return bool(r)
+
+    def conforms(self, resource_or_value: dict, profile: TypeDef) -> bool:
+        """Does a value conform to a profile? (A quiet sub-validation, for profile discriminators.)"""
+        sub = StructureWalker(self.defs, allowed_extension_domains=self.allowed_extension_domains)
+        if profile.kind == "resource":
+            frame = ResourceFrame(resource_or_value, resource_or_value.get("resourceType", ""), profile.type, ())
+            sub.resource(frame, profile)
+        else:
+            frame = ResourceFrame({}, "", "", ())
+            sub._object(resource_or_value, profile.root, profile, profile.type, profile.type, (), frame,
+                        host_types=frozenset({profile.type}))
+        return not any(i.is_error for i in sub.issues)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def _is_contained(frame: ResourceFrame) -> bool:
+    return len(frame.location) >= 2 and frame.location[-2] == "contained"
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, dict):
+        return "an Object"
+    if isinstance(value, list):
+        return "an Array"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, Decimal)):
+        return "a number"
+    if value is None:
+        return "null"
+    return "a string"
+
+
+def _clip(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _brief(value) -> str:
+    import json
+    if isinstance(value, str):
+        return value
+    try:
+        return _clip(json.dumps(value, default=str, separators=(",", ":")), 120)
+    except (TypeError, ValueError):
+        return _clip(str(value), 120)
+
+
+def _json_equal(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys_a = {k for k in a if k != "id" and not k.startswith("_")}
+        keys_b = {k for k in b if k != "id" and not k.startswith("_")}
+        return keys_a == keys_b and all(_json_equal(a[k], b[k]) for k in keys_a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, Decimal)) and isinstance(b, (int, Decimal, float)):
+        return Decimal(str(a)) == Decimal(str(b))
+    return a == b
+
+
+def _json_contains(value, pattern) -> bool:
+    """FHIR pattern matching: every property in the pattern appears in the value."""
+    if isinstance(pattern, dict):
+        if not isinstance(value, dict):
+            return False
+        return all(k in value and _json_contains(value[k], v) for k, v in pattern.items())
+    if isinstance(pattern, list):
+        if not isinstance(value, list):
+            return False
+        return all(any(_json_contains(item, p) for item in value) for p in pattern)
+    return _json_equal(value, pattern)
+
+
+def _split_path(path: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in path:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "." and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur:
+        parts.append(cur)
+    return parts
+
+
+def _navigate(value, path: str) -> list:
+    """Follow a discriminator path (the FHIRPath subset slicing uses) through JSON."""
+    if path in ("$this", ""):
+        return [value] if value is not None else []
+    current = [value]
+    for part in _split_path(path):
+        nxt = []
+        m = re.fullmatch(r"extension\(['\"](.+)['\"]\)", part)
+        for v in current:
+            if not isinstance(v, dict):
+                continue
+            if m:
+                nxt.extend(e for e in v.get("extension", ()) if isinstance(e, dict) and e.get("url") == m.group(1))
+            elif part == "resolve()":
+                nxt.append(v)  # resolution is not possible here; the reference itself stands in
+            elif part.startswith("ofType("):
+                nxt.append(v)
+            elif part in v:
+                x = v[part]
+                nxt.extend(x if isinstance(x, list) else [x])
+            elif part == "value" or part.endswith("[x]"):
+                prefix = part[:-3] if part.endswith("[x]") else part
+                for k, x in v.items():
+                    if k.startswith(prefix) and len(k) > len(prefix) and k[len(prefix)].isupper():
+                        nxt.extend(x if isinstance(x, list) else [x])
+        current = nxt
+    return [c for c in current if c is not None]
+
+
+def _valid_calendar(text: str) -> bool:
+    m = _DATE_PARTS.match(text)
+    if not m:
+        return True
+    y, mo, d = m.group(1), m.group(2), m.group(3)
+    if mo and not 1 <= int(mo) <= 12:
+        return False
+    if d:
+        try:
+            date(int(y), int(mo), int(d))
+        except ValueError:
+            return False
+    return True
+
+
+def _deprecated(td: TypeDef) -> bool:
+    return False
+
+
+def _is_modifier_extension(td: TypeDef) -> bool:
+    ext = td.root.children.get("extension")
+    return bool(td.root.is_modifier)
