@@ -300,13 +300,33 @@ class Definitions:
     def resource_types(self) -> list[str]:
         return sorted(n for n in self.type_names if self.is_resource_type(n))
 
+    def derive(self) -> "Definitions":
+        """A copy sharing the cached definitions, to which more can be added without
+        touching this one (e.g. one conformance case's supporting profiles)."""
+        other = Definitions.__new__(Definitions)
+        other.__dict__.update(self.__dict__)
+        other._extra = dict(self._extra)
+        other.type_names = dict(self.type_names)
+        term = self.terminology
+        other._terminology = term.derive() if term is not None and hasattr(term, "derive") else term
+        return other
+
     def add(self, sd: dict, package: str = "") -> TypeDef | None:
         """Add a StructureDefinition from outside the packages (a project's or a CLI profile)."""
         td = compile_structure_definition(sd, package)
+        if td is None and sd.get("derivation") == "constraint" and sd.get("differential"):
+            from .snapshot import SnapshotError, compile_profile
+            try:
+                td = compile_profile(sd, self)
+            except SnapshotError:
+                td = None
         if td is not None:
             self._extra[td.url] = td
             if td.version:
                 self._extra[f"{td.url}|{td.version}"] = td
+            if td.derivation == "specialization" and td.kind in ("resource", "complex-type") \
+                    and td.type not in self.type_names:
+                self.type_names[td.type] = td.url  # a custom resource or type
         return td
 
     @property

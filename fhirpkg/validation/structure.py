@@ -288,12 +288,18 @@ class StructureWalker:
             self.error("structure", "cardinality-max",
                        f"{child.path}: max allowed = {child.max}, but found {count}" + self._from(td),
                        item_expr, loc + (name,))
-        if child.slicing is not None and child.slices and count:
+        if child.slicing is not None and child.slices and count and not child.is_choice:
             matched = self._slice(child, items, name, tcode, td, expr, loc, frame, host)
         else:
             matched = [(it, child) for it in items]
             if child.slicing is not None and child.slices:
                 self._check_slice_minimums(child, [], td, expr, loc)
+        if child.is_choice and child.slices:
+            # a type slice (value[x]:valueQuantity) constrains the chosen type
+            for sl in child.slices:
+                if sl.slice_name == name:
+                    matched = [(it, sl) for it, _ in matched]
+                    break
         for (i, v, s), edef in matched:
             iexpr = f"{item_expr}[{i}]" if i is not None else item_expr
             iloc = loc + ((name, i) if i is not None else (name,))

@@ -1,0 +1,42 @@
+# Two entry points for a fresh machine (see README):
+#   make package   set up, then validate definitions/ and build build/
+#   make test      set up everything (Python, FHIR packages, Java harness, browser), then run every test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup packages package test test-fast interop-setup browser-setup clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+	@# byte-compile once: these machines set PYTHONDONTWRITEBYTECODE, and cold starts matter
+	$(BIN)/python -m compileall -q fhirpkg
+	$(BIN)/python -c "import fhirpkg.validation.fhirpath" >/dev/null 2>&1 || true
+
+packages: setup
+	$(BIN)/fhirpkg packages install --defaults hl7.fhir.r5.examples@5.0.0 hl7.fhir.r4b.core@4.3.0
+
+package: packages
+	$(BIN)/fhirpkg validate definitions
+	$(BIN)/fhirpkg build
+
+interop-setup:
+	@if [ -x tests/interop/setup.sh ]; then tests/interop/setup.sh; fi
+
+browser-setup:
+	@if [ -x tests/site/setup.sh ]; then tests/site/setup.sh; fi
+
+test: packages interop-setup browser-setup
+	FHIRPKG_REQUIRE_INTEROP=1 $(BIN)/pytest -q -ra
+
+test-fast: packages
+	$(BIN)/pytest -q -ra -m "not slow and not interop and not browser"
+
+clean:
+	rm -rf $(VENV) .pytest_cache

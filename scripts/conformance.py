@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Run the HL7 validator test-suite cases (R5 JSON) and compare verdicts with the HL7 validator's.
+
+Verdict = the outcome has an issue of severity error or fatal.  Each case is
+compared once for its base validation and, when the case has a profile step,
+once more for that.  Cases that need something unavailable here (an XML
+supporting file, a package that is not on the npm registry) are listed as
+skipped with the reason, and count against the agreement figure.
+
+Usage: python scripts/conformance.py [--json OUT] [--show-agreeing]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = ROOT / "tests" / "conformance" / "fhir-test-cases" / "validator"
+sys.path.insert(0, str(ROOT))
+
+from fhirpkg import api  # noqa: E402
+from fhirpkg.inputs import Source, read_source  # noqa: E402
+from fhirpkg.validation import Options, Validator  # noqa: E402
+
+
+@dataclass
+class Row:
+    case: str
+    step: str  # base | profile
+    expected_invalid: bool | None
+    got_invalid: bool | None = None
+    status: str = "ok"  # ok | skipped | crash
+    reason: str = ""
+    expected_errors: list[str] = field(default_factory=list)
+    got_errors: list[str] = field(default_factory=list)
+
+    @property
+    def agrees(self) -> bool:
+        return self.status == "ok" and self.expected_invalid == self.got_invalid
+
+
+def expected(java) -> tuple[bool, list[str]]:
+    if isinstance(java, dict) and "errorCount" in java:
+        return java["errorCount"] > 0, [o.get("message", "") if isinstance(o, dict) else str(o)
+                                       for o in java.get("output", [])]
+    if isinstance(java, str):
+        oo = json.loads((SUITE / "outcomes" / java).read_text(encoding="utf-8"))
+        errs = [f"{(i.get('expression') or [''])[0]}: {i['details']['text']}" for i in oo.get("issue", [])
+                if i.get("severity") in ("error", "fatal")]
+        return bool(errs), errs
+    raise ValueError(f"unexpected expectation {java!r}")
+
+
+def supporting_resources(names: list[str]) -> tuple[list[dict], str | None]:
+    out = []
+    for name in names:
+        path = SUITE / name
+        if name.endswith(".xml"):
+            return [], f"supporting file {name} is XML (fhirpkg reads JSON only)"
+        if not path.exists():
+            return [], f"supporting file {name} is missing from the suite copy"
+        out.append(json.loads(path.read_text(encoding="utf-8")))
+    return out, None
+
+
+def run_case(base_defs, case: dict) -> list[Row]:
+    rows = []
+    name = case["name"]
+    exp_invalid, exp_errs = expected(case["java"])
+    base = Row(name, "base", exp_invalid, expected_errors=exp_errs)
+    rows.append(base)
+    prof = case.get("profile")
+    prof_row = None
+    if prof:
+        p_invalid, p_errs = expected(prof["java"])
+        prof_row = Row(name, "profile", p_invalid, expected_errors=p_errs)
+        rows.append(prof_row)
+    if case.get("packages"):
+        for r in rows:
+            r.status, r.reason = "skipped", f"needs package(s) {', '.join(case['packages'])}, not on the npm registry"
+        return rows
+    if not case["file"].endswith(".json"):
+        for r in rows:
+            r.status, r.reason = "skipped", "the instance is not JSON"
+        return rows
+    support_names = list(case.get("supporting") or []) + list(case.get("profiles") or []) + \
+        list(case.get("supporting5") or [])
+    supp, why = supporting_resources(support_names)
+    if why:
+        for r in rows:
+            r.status, r.reason = "skipped", why
+        return rows
+    defs = base_defs.derive()
+    api.add_conformance_resources(defs, supp)
+    domains = tuple(filter(None, [case.get("allowed-extension-domain")]))
+    path = SUITE / case["file"]
+
+    def validate(profiles=()):
+        v = Validator(defs, Options(profiles=tuple(profiles), allowed_extension_domains=domains))
+        issues = []
+        for doc in read_source(Source(str(path), path)):
+            issues.extend(v.validate_document(doc))
+        return issues
+
+    try:
+        issues = validate()
+        base.got_invalid = any(i.is_error for i in issues)
+        base.got_errors = [f"{i.expression}: [{i.rule}] {i.message}" for i in issues if i.is_error]
+    except Exception as e:  # a crash is a result, recorded
+        base.status, base.reason = "crash", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}"
+    if prof_row is not None:
+        psupp, why = supporting_resources([prof["source"]] + list(prof.get("supporting") or []))
+        if why:
+            prof_row.status, prof_row.reason = "skipped", why
+        else:
+            api.add_conformance_resources(defs, psupp)
+            try:
+                issues = validate([psupp[0]["url"]])
+                prof_row.got_invalid = any(i.is_error for i in issues)
+                prof_row.got_errors = [f"{i.expression}: [{i.rule}] {i.message}" for i in issues if i.is_error]
+            except Exception as e:
+                prof_row.status, prof_row.reason = "crash", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}"
+    return rows
+
+
+def run() -> list[Row]:
+    manifest = json.loads((SUITE / "manifest.json").read_text(encoding="utf-8"))
+    defs = api.load_definitions()
+    rows: list[Row] = []
+    for case in manifest["test-cases"]:
+        rows.extend(run_case(defs, case))
+    return rows
+
+
+def table(rows: list[Row]) -> dict:
+    n = len(rows)
+    ok = [r for r in rows if r.status == "ok"]
+    agree = sum(r.agrees for r in rows)
+    return {
+        "rows": n, "agree": agree, "agreement": agree / n if n else 0.0,
+        "both_valid": sum(1 for r in ok if not r.expected_invalid and not r.got_invalid),
+        "both_invalid": sum(1 for r in ok if r.expected_invalid and r.got_invalid),
+        "only_hl7_invalid": sum(1 for r in ok if r.expected_invalid and not r.got_invalid),
+        "only_fhirpkg_invalid": sum(1 for r in ok if not r.expected_invalid and r.got_invalid),
+        "skipped": sum(1 for r in rows if r.status == "skipped"),
+        "crashes": sum(1 for r in rows if r.status == "crash"),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", type=Path, help="write every row to this JSON file")
+    ap.add_argument("--show-agreeing", action="store_true")
+    args = ap.parse_args(argv)
+    rows = run()
+    t = table(rows)
+    print(f"HL7 validator test-suite (R5 JSON): {t['rows']} comparisons")
+    print(f"  agreement            {t['agree']}/{t['rows']} = {t['agreement']:.1%}")
+    for k in ("both_valid", "both_invalid", "only_hl7_invalid", "only_fhirpkg_invalid", "skipped", "crashes"):
+        print(f"  {k:20s} {t[k]}")
+    print("\nDisagreements, skips and crashes:")
+    for r in rows:
+        if r.agrees and not args.show_agreeing:
+            continue
+        label = "AGREE" if r.agrees else r.status.upper() if r.status != "ok" else \
+            ("ONLY-HL7-INVALID" if r.expected_invalid else "ONLY-FHIRPKG-INVALID")
+        print(f"- {r.case} [{r.step}] {label}{': ' + r.reason.splitlines()[0] if r.reason else ''}")
+        for e in r.expected_errors[:4]:
+            print(f"    hl7:     {e[:160]}")
+        for e in r.got_errors[:4]:
+            print(f"    fhirpkg: {e[:160]}")
+    if args.json:
+        args.json.write_text(json.dumps({"summary": t, "rows": [asdict(r) for r in rows]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
