@@ -20,8 +20,8 @@ Only the standard library and orjson are used.
 """
 from __future__ import annotations
 
-import json
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -40,6 +40,8 @@ ISO4217 = "urn:iso:std:iso:4217"
 ISO3166 = "urn:iso:std:iso:3166"
 ISO3166_2 = "urn:iso:std:iso:3166:-2"
 URI_SYSTEM = "urn:ietf:rfc:3986"
+COLOR_RGB = "http://hl7.org/fhir/color-rgb"
+IANA_TZ = "https://www.iana.org/time-zones"
 MIMETYPES_VS = "http://hl7.org/fhir/ValueSet/mimetypes"
 
 #: Code systems only a terminology server knows (the HL7 validator's server-side list,
@@ -244,7 +246,10 @@ class Expansion:
     ``open_excludes``: systems with an exclusion we cannot list (a positive
     answer for those becomes not-checked); ``unknown``: why *any* code might be
     in the value set (an unresolved import), else None; ``inactive_removed``:
-    codes dropped because compose.inactive is false.
+    codes dropped because compose.inactive is false; ``version_fallbacks``: an
+    include pinned to a code system version the packages do not have was
+    evaluated with the version they have (THO 7.0.1's v2 value sets pin 2.0.0 of
+    code systems it ships as 3.0.0).
     """
 
     codes: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -253,6 +258,8 @@ class Expansion:
     open_excludes: dict[str, str] = field(default_factory=dict)
     unknown: str | None = None
     inactive_removed: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: system -> (version the value set asks for, version used instead)
+    version_fallbacks: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     @property
     def enumerable(self) -> bool:
@@ -269,8 +276,9 @@ class Expansion:
     def not_enumerable_reason(self) -> str | None:
         if self.unknown:
             return self.unknown
-        if self.open:
-            return self.open[0].reason
+        blocking = [p for p in self.open if p.key != "grammar"]
+        if blocking or self.open:
+            return (blocking or self.open)[0].reason
         if self.open_excludes:
             return next(iter(self.open_excludes.values()))
         return None
@@ -385,6 +393,19 @@ def _read_iso_codes(path: Path) -> IsoData:
         currency_names=currencies)
 
 
+def _iso_to_json(iso: IsoData) -> dict:
+    return {"source": iso.source, "languages": sorted(iso.languages), "three": iso.three_letter_with_two,
+            "scripts": sorted(iso.scripts), "regions": sorted(iso.regions), "currencies": sorted(iso.currencies),
+            "countries": sorted(iso.countries), "subdivisions": sorted(iso.subdivisions),
+            "country_names": iso.country_names, "currency_names": iso.currency_names}
+
+
+def _iso_from_json(d: dict) -> IsoData:
+    return IsoData(d["source"], frozenset(d["languages"]), d["three"], frozenset(d["scripts"]),
+                   frozenset(d["regions"]), frozenset(d["currencies"]), frozenset(d["countries"]),
+                   frozenset(d["subdivisions"]), d["country_names"], d["currency_names"])
+
+
 # --- grammars ----------------------------------------------------------------------------
 
 def _alpha(s: str) -> bool:
@@ -486,20 +507,23 @@ def check_bcp47(tag: str, iso: IsoData | None = None) -> tuple[bool, str]:
 MIME_TOP_LEVEL = frozenset({"application", "audio", "example", "font", "haptics", "image", "message",
                             "model", "multipart", "text", "video"})
 _MIME_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&\-^_.+]{0,126}"
-_MIME_PARAM = r"\s*;\s*[A-Za-z0-9!#$&\-^_.+]+\s*=\s*(?:[^\s;\"]+|\"(?:[^\"\\]|\\.)*\")"
+_MIME_PARAM = r"\s*;\s*[A-Za-z0-9!#$&\-^_.+]+\s*=\s*(?:\"(?:[^\"\\]|\\.)*\"|[^;\"]*[^\s;\"])"
 _MIME_RE = re.compile(rf"^({_MIME_NAME})/({_MIME_NAME})((?:{_MIME_PARAM})*)\s*$")
 
 
 def check_mime_type(value: str) -> tuple[bool, str]:
     """Is ``value`` a BCP-13 media type: ``type/subtype`` with optional ``; name=value`` parameters?
 
-    The top-level type must be an IANA-registered one; subtypes are checked for
-    RFC 6838 syntax only (the subtype registry is not available offline).
+    The top-level type must be an IANA-registered one or an RFC 2045 ``x-`` type;
+    subtypes are checked for RFC 6838 syntax only (the subtype registry is not
+    available offline).  Parameter values are accepted loosely (unquoted spaces
+    occur in real content, e.g. ``application/dicom; variant=DICOM STOW-RS``).
     """
     m = _MIME_RE.match(value or "")
     if not m:
         return False, "it is not of the form type/subtype[; parameter=value]"
-    if m.group(1).lower() not in MIME_TOP_LEVEL:
+    top = m.group(1).lower()
+    if top not in MIME_TOP_LEVEL and not top.startswith("x-"):
         return False, f"'{m.group(1)}' is not a registered top-level media type"
     return True, ""
 
@@ -533,7 +557,8 @@ bit bit_s By Bd st Ao [in_i] [ft_i] [yd_i] [mi_i] [fth_i] [nmi_i] [kn_i] [sin_i]
 [pk_us] [fdr_br] [min_br] [dqt_us] [dpt_us] [mu_0] atm [atm] att [mclg'U] circ sph [HD] [gal_us]
 """.split())
 
-_UCUM_ANNOTATION = re.compile(r"\{[!-z|~]*\}")  # printable ASCII except '{' and '}' (UCUM 2.1.5)
+#: Printable ASCII except '{' and '}' (UCUM 2.1.5); spaces are accepted, as real content has them.
+_UCUM_ANNOTATION = re.compile(r"\{[ -z|~]*\}")
 
 
 def ucum_atoms_of(code: str) -> list[str] | None:
@@ -626,7 +651,7 @@ def ucum_atom_known(symbol: str, atoms: frozenset[str]) -> bool:
 def check_ucum(code: str, atoms: frozenset[str] = UCUM_BASE_ATOMS) -> tuple[bool | None, str]:
     """(True, "") a well-formed UCUM unit of known atoms; (False, why) a syntax error;
     (None, why) well-formed but with an atom not in the offline table."""
-    if not isinstance(code, str) or not code or any(c.isspace() for c in code):
+    if not isinstance(code, str) or not code or any(c.isspace() for c in re.sub(r"\{[^{}]*\}", "", code)):
         return False, "a UCUM unit cannot be empty or contain spaces"
     symbols = ucum_atoms_of(code)
     if symbols is None:
@@ -651,8 +676,19 @@ _ISO3166_SYNTAX = re.compile(r"^(?:[A-Z]{2}|[A-Z]{3}|[0-9]{3})$")
 _ISO3166_2_SYNTAX = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
 _ISO4217_SYNTAX = re.compile(r"^[A-Z]{3}$")
 
+#: Code systems checked by a grammar or a list that is not a CodeSystem resource.
 GRAMMAR_SYSTEMS = {BCP47: "bcp-47", BCP13: "bcp-13", UCUM: "ucum", ISO4217: "iso-4217", ISO3166: "iso-3166",
-                   ISO3166_2: "iso-3166-2", URI_SYSTEM: "uri"}
+                   ISO3166_2: "iso-3166-2", URI_SYSTEM: "uri", COLOR_RGB: "color-rgb", IANA_TZ: "iana-tz"}
+_COLOR_RGB = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def iana_time_zones() -> frozenset[str]:
+    """The IANA time zone names of this machine's tz database (Python's zoneinfo)."""
+    try:
+        import zoneinfo
+        return frozenset(zoneinfo.available_timezones())
+    except Exception:  # no tz database: time zones stay unchecked
+        return frozenset()
 
 
 # --- version matching ---------------------------------------------------------------------
@@ -831,6 +867,150 @@ def _filter_properties(value_sets: Iterable[dict]) -> set[str]:
     return props
 
 
+# --- compact storage: one compressed blob per resource, decoded on first use ------------
+
+def _encode_cs(cs: CodeSystemDef) -> bytes:
+    codes = list(cs.concepts)
+    return orjson.dumps([
+        cs.url, cs.version, cs.name, cs.title, cs.content, cs.case_sensitive, cs.language, cs.package,
+        codes, [cs.concepts[c] for c in codes], cs.designations, cs.children, sorted(cs.inactive), cs.status,
+        sorted(cs.abstract), cs.properties, cs.supplements])
+
+
+def _decode_cs(raw: bytes) -> CodeSystemDef:
+    (url, version, name, title, content, case_sensitive, language, package, codes, displays, desig, children,
+     inactive, status, abstract, props, supplements) = orjson.loads(raw)
+    return CodeSystemDef(
+        url, version, name, title, content, case_sensitive, language, package, dict(zip(codes, displays)),
+        {c: tuple(tuple(d) for d in ds) for c, ds in desig.items()}, {c: tuple(k) for c, k in children.items()},
+        frozenset(inactive), status, frozenset(abstract),
+        {p: {c: tuple(v) for c, v in m.items()} for p, m in props.items()}, supplements)
+
+
+def _encode_set(cs: ConceptSet) -> list:
+    return [cs.system, cs.version, list(cs.concepts) if cs.concepts is not None else None,
+            [[f.property, f.op, f.value] for f in cs.filters], list(cs.value_sets)]
+
+
+def _decode_set(data: list) -> ConceptSet:
+    system, version, concepts, filters, vss = data
+    return ConceptSet(system, version, tuple(concepts) if concepts is not None else None,
+                      tuple(Filter(*f) for f in filters), tuple(vss))
+
+
+def _encode_vs(vs: ValueSetDef) -> bytes:
+    return orjson.dumps([
+        vs.url, vs.version, vs.name, vs.title, vs.status, vs.package, [_encode_set(i) for i in vs.includes],
+        [_encode_set(e) for e in vs.excludes], vs.inactive, vs.has_compose,
+        {s: sorted(c) for s, c in vs.expansion.items()} if vs.expansion is not None else None,
+        vs.expansion_complete])
+
+
+def _decode_vs(raw: bytes) -> ValueSetDef:
+    (url, version, name, title, status, package, includes, excludes, inactive, has_compose, expansion,
+     complete) = orjson.loads(raw)
+    return ValueSetDef(
+        url, version, name, title, status, package, tuple(_decode_set(i) for i in includes),
+        tuple(_decode_set(e) for e in excludes), inactive, has_compose,
+        {s: frozenset(c) for s, c in expansion.items()} if expansion is not None else None, complete)
+
+
+class _Store:
+    """Canonical resources by url (and version), kept as compressed blobs.
+
+    A validation run touches a handful of value sets, so decoding all 3,000 on
+    load would be wasted: only the index (url -> blob numbers, preferred first)
+    and the blobs are pickled, and each entry is decoded once, on first use.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind  # "cs" | "vs"
+        self.index: dict[str, int | tuple[int, ...]] = {}
+        self.blobs: list[bytes] = []
+        self.versions: list[str | None] = []
+        self._decoded: dict[int, object] = {}
+
+    def __getstate__(self):
+        return (self.kind, self.index, self.blobs, self.versions)
+
+    def __setstate__(self, state):
+        self.kind, self.index, self.blobs, self.versions = state
+        self._decoded = {}
+
+    def _numbers(self, url: str) -> tuple[int, ...]:
+        got = self.index.get(url)
+        return () if got is None else (got,) if isinstance(got, int) else got
+
+    def add(self, item, replace: bool = False) -> None:
+        """Add one resource; the highest version is preferred for a bare url (first wins ties,
+        unless ``replace``: a project's own resource overrides a package's)."""
+        n = len(self.blobs)
+        self.blobs.append(_compress(_encode_cs(item) if self.kind == "cs" else _encode_vs(item)))
+        self.versions.append(item.version)
+        self._decoded[n] = item
+        have = self._numbers(item.url)
+        if replace:
+            have = tuple(i for i in have if self.versions[i] != item.version)
+            nums = (n,) + have
+        elif have and _version_key(item.version) > _version_key(self.versions[have[0]]):
+            nums = (n,) + have
+        else:
+            nums = have + (n,)
+        self.index[item.url] = nums[0] if len(nums) == 1 else nums
+
+    def __contains__(self, url: str) -> bool:
+        return url in self.index
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def get(self, url: str, version: str | None = None):
+        """The preferred resource for url; with a version, that version (exact, then partial)."""
+        nums = self._numbers(url)
+        if not nums:
+            return None
+        if version is None:
+            return self._item(nums[0])
+        for n in nums:
+            if self.versions[n] == version:
+                return self._item(n)
+        for n in nums:
+            if versions_match(version, self.versions[n]):
+                return self._item(n)
+        return None
+
+    def _item(self, n: int):
+        item = self._decoded.get(n)
+        if item is None:
+            raw = _decompress(self.blobs[n])
+            item = _decode_cs(raw) if self.kind == "cs" else _decode_vs(raw)
+            self._decoded[n] = item
+        return item
+
+    def all(self) -> Iterator:
+        """Every preferred resource, one per url (decodes them all)."""
+        for nums in self.index.values():
+            yield self._item(nums if isinstance(nums, int) else nums[0])
+
+
+#: A preset dictionary for the blobs: the strings every definition repeats.
+_ZDICT = (b'"http://terminology.hl7.org/CodeSystem/v3-","http://terminology.hl7.org/CodeSystem/v2-",'
+          b'"http://terminology.hl7.org/ValueSet/v3-","http://terminology.hl7.org/ValueSet/v2-",'
+          b'"hl7.terminology.r5#7.0.1","hl7.fhir.r5.core#5.0.0","http://hl7.org/fhir/ValueSet/",'
+          b'"http://terminology.hl7.org/CodeSystem/","http://terminology.hl7.org/ValueSet/","http://hl7.org/fhir/",'
+          b'[["concept","is-a","active",true,false,null,"5.0.0",[]')
+
+
+def _compress(raw: bytes) -> bytes:
+    z = zlib.compressobj(6, zdict=_ZDICT)
+    return z.compress(raw) + z.flush()
+
+
+def _decompress(blob: bytes) -> bytes:
+    z = zlib.decompressobj(zdict=_ZDICT)
+    return z.decompress(blob) + z.flush()
+
+
 # --- the engine ---------------------------------------------------------------------------
 
 class Terminology:
@@ -843,30 +1023,31 @@ class Terminology:
 
     def __init__(self, code_systems: Iterable[CodeSystemDef] = (), value_sets: Iterable[ValueSetDef] = (),
                  iso: IsoData | None = None, ucum_atoms: frozenset[str] = UCUM_BASE_ATOMS,
-                 sources: tuple[str, ...] = ()):
-        self.code_systems: dict[str, CodeSystemDef] = {}
-        self.value_sets: dict[str, ValueSetDef] = {}
-        self.iso = iso
+                 sources: tuple[str, ...] = (), time_zones: frozenset[str] = frozenset()):
+        self.code_systems = _Store("cs")
+        self.time_zones = time_zones
+        self.value_sets = _Store("vs")
+        self._iso_blob = _compress(orjson.dumps(_iso_to_json(iso))) if iso is not None else None
+        self._iso = iso
         self.ucum_atoms = ucum_atoms
         self.sources = sources
         for cs in code_systems:
-            self._add(self.code_systems, cs)
+            self.code_systems.add(cs)
         for vs in value_sets:
-            self._add(self.value_sets, vs)
+            self.value_sets.add(vs)
         self._memo: dict[str, Expansion] = {}
         self._folded: dict[str, dict[str, str]] = {}
+        self._lower_sets: dict[int, tuple] = {}
         self._expanding: set[str] = set()
 
-    # -- construction ---------------------------------------------------------------------
-    @staticmethod
-    def _add(table: dict, item) -> None:
-        """Index by url|version always, and by url for the highest version (first wins on ties)."""
-        if item.version:
-            table.setdefault(f"{item.url}|{item.version}", item)
-        cur = table.get(item.url)
-        if cur is None or _version_key(item.version) > _version_key(cur.version):
-            table[item.url] = item
+    @property
+    def iso(self) -> IsoData | None:
+        """The ISO code lists, decoded on first use (they are 8,000 language codes)."""
+        if self._iso is None and self._iso_blob is not None:
+            self._iso = _iso_from_json(orjson.loads(_decompress(self._iso_blob)))
+        return self._iso
 
+    # -- construction ---------------------------------------------------------------------
     @classmethod
     def from_resources(cls, resources: Iterable[tuple[dict, str]], iso_codes: str | Path | None = "auto",
                        sources: tuple[str, ...] = ()) -> "Terminology":
@@ -892,7 +1073,7 @@ class Terminology:
                     if inc.system == UCUM and inc.concepts:
                         atoms |= _ucum_atoms_from(inc.concepts)
         srcs = tuple(sources) + ((f"iso-codes:{iso.source}",) if iso else ())
-        return cls(code_systems, value_sets, iso, frozenset(atoms), srcs)
+        return cls(code_systems, value_sets, iso, frozenset(atoms), srcs, iana_time_zones())
 
     @classmethod
     def from_packages(cls, packages, extra: Iterable[dict] = (), iso_codes: str | Path | None = "auto"
@@ -920,59 +1101,42 @@ class Terminology:
             if r.get("resourceType") == "CodeSystem":
                 cs = compile_code_system(r, package, None)
                 if cs:
-                    self._put(self.code_systems, cs)
+                    self.code_systems.add(cs, replace=True)
             elif r.get("resourceType") == "ValueSet":
                 vs = compile_value_set(r, package)
                 if vs:
-                    self._put(self.value_sets, vs)
+                    self.value_sets.add(vs, replace=True)
         self._memo.clear()
         self._folded.clear()
-
-    @staticmethod
-    def _put(table: dict, item) -> None:
-        if item.version:
-            table[f"{item.url}|{item.version}"] = item
-        table[item.url] = item
+        self._lower_sets.clear()
 
     # -- pickling: the memo stays behind ----------------------------------------------------
     def __getstate__(self):
-        return {"code_systems": self.code_systems, "value_sets": self.value_sets, "iso": self.iso,
-                "ucum_atoms": self.ucum_atoms, "sources": self.sources}
+        return {"code_systems": self.code_systems, "value_sets": self.value_sets, "_iso_blob": self._iso_blob,
+                "ucum_atoms": self.ucum_atoms, "sources": self.sources, "time_zones": self.time_zones}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._iso = None
         self._memo = {}
         self._folded = {}
+        self._lower_sets = {}
         self._expanding = set()
 
     # -- lookups --------------------------------------------------------------------------
     def code_system(self, url: str | None, version: str | None = None) -> CodeSystemDef | None:
+        """A code system by canonical (``url|version`` or a separate version; partial versions match)."""
         if not url:
             return None
         base, v = split_canonical(url)
-        version = version or v
-        if version:
-            cs = self.code_systems.get(f"{base}|{version}")
-            if cs is not None:
-                return cs
-            cs = self.code_systems.get(base)
-            return cs if cs is not None and versions_match(version, cs.version) else None
-        return self.code_systems.get(base)
+        return self.code_systems.get(base, version or v)
 
     def value_set(self, url: str | None) -> ValueSetDef | None:
         """A value set by canonical; ``url|version`` must match the version (partial versions too)."""
         if not url:
             return None
         base, version = split_canonical(url)
-        if version:
-            vs = self.value_sets.get(f"{base}|{version}")
-            if vs is not None:
-                return vs
-            for key, cand in self.value_sets.items():
-                if cand.url == base and versions_match(version, cand.version):
-                    return cand
-            return None
-        return self.value_sets.get(base)
+        return self.value_sets.get(base, version)
 
     def knows_system(self, system: str) -> bool:
         return system in self.code_systems or system in GRAMMAR_SYSTEMS
@@ -1065,27 +1229,34 @@ class Terminology:
     def _system_part(self, system: str, inc: ConceptSet, vs: ValueSetDef) -> Expansion:
         """The codes of one include over one system (no imports)."""
         cs = self.code_system(system, inc.version)
-        if cs is not None and cs.content == "supplement":
+        fallback = {}
+        if cs is None and inc.version:
+            cs = self.code_system(system)
+            if cs is not None:
+                fallback = {system: (inc.version, cs.version)}
+        if cs is not None and (cs.content == "supplement" or (cs.content == "not-present" and system in GRAMMAR_SYSTEMS)):
             cs = None
         if inc.concepts is not None and not inc.filters:
             listed = set(inc.concepts)
             if cs is not None and cs.content == "complete":
                 listed = self._known_codes(cs, listed)
-            return Expansion(codes={system: frozenset(listed)})
+            return Expansion(codes={system: frozenset(listed)}, version_fallbacks=fallback)
         if cs is None or cs.content != "complete":
-            why_key, why = self._why_not_listable(system, inc.version, cs)
             grammar = GRAMMAR_SYSTEMS.get(system)
-            regex = None
-            ok_filters = True
-            for f in inc.filters:
-                if f.property == "code" and f.op == "regex" and grammar:
-                    regex = f.value
-                else:
-                    ok_filters = False
-            if grammar and ok_filters and inc.concepts is None and grammar != "uri":
-                return Expansion(open=[OpenPart(system, why, "grammar", grammar, regex)])
-            if inc.concepts is not None:
-                return Expansion(open=[OpenPart(system, why, why_key)])
+            if grammar and grammar != "uri":
+                regex = None
+                for f in inc.filters:
+                    if f.property in ("code", "concept") and f.op == "regex" and regex is None:
+                        regex = f.value
+                    else:
+                        return Expansion(open=[OpenPart(
+                            system, f"the filter {f.property} {f.op} {f.value!r} on {system} is not supported offline",
+                            "filter")])
+                key = "grammar" if self._grammar_has_data(grammar) else "no-data"
+                why = (f"{system} codes are checked by their grammar" if key == "grammar"
+                       else f"the codes of {system} are not available offline")
+                return Expansion(open=[OpenPart(system, why, key, grammar, regex)])
+            why_key, why = self._why_not_listable(system, inc.version, cs)
             return Expansion(open=[OpenPart(system, why, why_key)])
         selected: set[str] | None = set(cs.concepts) if not inc.filters else None
         for f in inc.filters:
@@ -1097,7 +1268,7 @@ class Terminology:
             selected = got if selected is None else selected & got
         if inc.concepts is not None:
             selected = (selected or set()) & set(inc.concepts)
-        return Expansion(codes={system: frozenset(selected or ())})
+        return Expansion(codes={system: frozenset(selected or ())}, version_fallbacks=fallback)
 
     def _known_codes(self, cs: CodeSystemDef, codes: set[str]) -> set[str]:
         if cs.case_sensitive is False:
@@ -1118,15 +1289,19 @@ class Terminology:
             known = self.code_system(system)
             return "version", (f"the code system {system} version {version} is not available "
                                f"(version {known.version} is)")
+        if system in GRAMMAR_SYSTEMS:
+            if self._grammar_has_data(GRAMMAR_SYSTEMS[system]):
+                return "grammar", f"{system} codes are checked by their grammar"
+            return "no-data", f"the codes of {system} are not available offline"
         if system in SERVER_SIDE:
-            if system in GRAMMAR_SYSTEMS and self._grammar_has_data(GRAMMAR_SYSTEMS[system]):
-                return "grammar", f"{SERVER_SIDE[system]} codes are checked by their grammar"
             return "server-side", f"{SERVER_SIDE[system]} is not available offline"
         return "unknown-system", f"the code system {system} is not in the loaded packages"
 
     def _grammar_has_data(self, grammar: str) -> bool:
         if grammar in ("iso-4217", "iso-3166", "iso-3166-2"):
-            return self.iso is not None
+            return self._iso_blob is not None
+        if grammar == "iana-tz":
+            return bool(self.time_zones)
         return True
 
     # -- filters ----------------------------------------------------------------------------
@@ -1237,14 +1412,20 @@ class Terminology:
 
     # -- codes in a code system ---------------------------------------------------------------
     def validate_in_system(self, system: str | None, code: str | None, display: str | None = None,
-                           version: str | None = None) -> CodeResult:
-        """Is ``code`` defined in ``system``?  Display, inactive status and case are findings."""
+                           version: str | None = None, check_system_uri: bool = True) -> CodeResult:
+        """Is ``code`` defined in ``system``?  Display, inactive status and case are findings.
+
+        ``check_system_uri``: report a wrong system URI (an unknown hl7.org/fhir system,
+        an HTML page, a value set URL) as invalid, as the HL7 validator does for a lone
+        Coding; inside a CodeableConcept it only says the code system is not found.
+        """
         if not code:
             return CodeResult(INVALID, "No code provided", "no-code")
         if not system:
             return CodeResult(NOT_CHECKED, "Coding has no system. A code with no system has no defined meaning, "
                               "and it cannot be validated. A system should be provided", "no-system")
-        problem = system_problem(system, self)
+        problem = system_problem(system, self) if check_system_uri else (
+            None if ":" in system else "Coding.system must be an absolute reference, not a local reference")
         if problem:
             return CodeResult(INVALID, problem, "bad-system", system=system)
         cs = self.code_system(system, version)
@@ -1253,7 +1434,7 @@ class Terminology:
             return CodeResult(NOT_CHECKED, f"A definition for CodeSystem '{system}' version '{version}' could not be "
                               f"found, so the code cannot be validated. Valid versions: {known.version}",
                               "version", system=system)
-        if cs is None:
+        if cs is None or (cs.content == "not-present" and system in GRAMMAR_SYSTEMS):
             return self._grammar_or_unknown(system, code)
         if cs.content == "supplement":
             return CodeResult(INVALID, f"CodeSystem {cs.versioned_url} is a supplement, so can't be used as a value "
@@ -1375,6 +1556,18 @@ class Terminology:
                 return CodeResult(NOT_CHECKED, f"The UCUM unit '{code}' could not be fully checked offline: {why}",
                                   "no-data", via, system)
             return CodeResult(INVALID, f"'{code}' is not a valid UCUM unit: {why}", "grammar", via, system)
+        if grammar == "color-rgb":
+            if _COLOR_RGB.match(code):
+                return CodeResult(VALID, "", "", via, system)
+            return CodeResult(INVALID, f"'{code}' is not a valid RGB colour code (#RRGGBB)", "grammar", via, system)
+        if grammar == "iana-tz":
+            if not self.time_zones:
+                return CodeResult(NOT_CHECKED, "The IANA time zone database is not available on this machine, so "
+                                  f"'{code}' cannot be validated", "no-data", via, system)
+            if code in self.time_zones:
+                return CodeResult(VALID, "", "", via, system)
+            return CodeResult(INVALID, f"Unknown code '{code}' in the CodeSystem '{system}' (IANA time zones)",
+                              "unknown-code", via, system)
         if grammar == "uri":
             ok = bool(re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S*$", code))
             return CodeResult(VALID if ok else INVALID, "" if ok else f"'{code}' is not an absolute URI", "",
@@ -1405,6 +1598,9 @@ class Terminology:
             return CodeResult(UNKNOWN_VALUE_SET, f"ValueSet '{value_set}' not found", "value-set-unknown")
         if not code:
             return CodeResult(INVALID, "No code provided", "no-code")
+        if vs.url == MIMETYPES_VS and code in ("xml", "json", "ttl") and system in (None, BCP13):
+            # R5's format codes: the HL7 validator accepts them as application/fhir+<code>
+            return CodeResult(VALID, "", "", "special", BCP13, f"application/fhir+{code}")
         exp = self.expand(value_set)
         if system is None:
             return self._validate_bare_code(vs, exp, code, display)
@@ -1439,8 +1635,7 @@ class Terminology:
             return False, "not-in-value-set", ""
         listed = exp.codes.get(system)
         if listed is not None:
-            if code in listed or (self._case_insensitive(system) and
-                                  code.lower() in {c.lower() for c in listed}):
+            if code in listed or (self._case_insensitive(system) and code.lower() in self._lowered(listed)):
                 if system in exp.open_excludes:
                     return None, "filter", exp.open_excludes[system]
                 return True, "", ""
@@ -1452,7 +1647,7 @@ class Terminology:
         for part in exp.open:
             if part.system != system:
                 continue
-            if part.grammar and part.key == "grammar":
+            if part.grammar:
                 res = self.check_grammar(part.grammar, system, code, part.regex)
                 if res.valid:
                     if system in exp.open_excludes:
@@ -1480,8 +1675,16 @@ class Terminology:
             return False, "grammar", grammar_fail
         return False, "", ""
 
+    def _lowered(self, codes: frozenset[str]) -> frozenset[str]:
+        key = id(codes)
+        got = self._lower_sets.get(key)
+        if got is None or got[0] is not codes:
+            got = (codes, frozenset(c.lower() for c in codes))
+            self._lower_sets[key] = got
+        return got[1]
+
     def _case_insensitive(self, system: str) -> bool:
-        cs = self.code_systems.get(system)
+        cs = self.code_systems.get(system) if system in self.code_systems else None
         return cs is not None and cs.case_sensitive is False
 
     def _validate_bare_code(self, vs: ValueSetDef, exp: Expansion, code: str, display: str | None) -> CodeResult:
@@ -1489,7 +1692,7 @@ class Terminology:
         systems = [s for s, codes in exp.codes.items() if code in codes]
         if not systems:
             systems = [s for s in exp.codes if self._case_insensitive(s)
-                       and code.lower() in {c.lower() for c in exp.codes[s]}]
+                       and code.lower() in self._lowered(exp.codes[s])]
         if systems:
             return self.validate_code(vs.versioned_url, systems[0], code, display)
         candidates = [p.system for p in exp.open]
@@ -1563,7 +1766,7 @@ def _tri(res: CodeResult) -> bool | None:
 
 def _intersect(a: Expansion, b: Expansion) -> Expansion:
     """Members of both (imports inside one include intersect)."""
-    out = Expansion(unknown=a.unknown or b.unknown)
+    out = Expansion(unknown=a.unknown or b.unknown, version_fallbacks={**a.version_fallbacks, **b.version_fallbacks})
     for system in set(a.codes) & set(b.codes):
         out.codes[system] = a.codes[system] & b.codes[system]
     b_open = {p.system: p for p in b.open}
@@ -1589,6 +1792,7 @@ def _merge_into(exp: Expansion, codes: dict[str, set[str]], part: Expansion) -> 
         exp.open_excludes.setdefault(system, why)
     for system, removed in part.inactive_removed.items():
         exp.inactive_removed[system] = exp.inactive_removed.get(system, frozenset()) | removed
+    exp.version_fallbacks.update(part.version_fallbacks)
 
 
 def _unbundle(res) -> Iterator[dict]:

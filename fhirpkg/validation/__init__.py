@@ -55,20 +55,21 @@ class Validator:
             except ImportError:
                 self._invariants = None
             else:
-                self._invariants = invariants
-                self._engine_factory = fhirpath.FhirPathEngine
+                if hasattr(invariants, "check_node") and hasattr(fhirpath, "FhirPathEngine"):
+                    self._invariants = invariants
+                    self._engine_factory = fhirpath.FhirPathEngine
         if "terminology" in layers:
             try:
                 from . import terminology as term_layer
             except ImportError:
                 term_layer = None
-            self._terminology_layer = term_layer
+            self._terminology_layer = term_layer if hasattr(term_layer, "check_node") else None
         if "narrative" in layers:
             try:
                 from . import xhtml
             except ImportError:
                 xhtml = None
-            self._xhtml = xhtml
+            self._xhtml = xhtml if hasattr(xhtml, "check_node") else None
 
     @property
     def engine(self):

@@ -201,8 +201,20 @@ class TypeModel:
         return None
 
 
-def _decap(name: str) -> str:
-    return name[:1].lower() + name[1:]
+#: FHIR primitive types: the ones spelled in lower case as a type and capitalised in ``valueX``.
+PRIMITIVE_TYPES = frozenset({
+    "base64Binary", "boolean", "canonical", "code", "date", "dateTime", "decimal", "id", "instant", "integer",
+    "integer64", "markdown", "oid", "positiveInt", "string", "time", "unsignedInt", "uri", "url", "uuid", "xhtml",
+})
+
+
+def choice_type(suffix: str) -> str:
+    """The type named by a choice suffix: ``String`` → ``string``, ``CodeableConcept`` stays."""
+    lowered = suffix[:1].lower() + suffix[1:]
+    return lowered if lowered in PRIMITIVE_TYPES else suffix
+
+
+_decap = choice_type
 
 
 QUANTITY_TYPES = frozenset({"Quantity", "Age", "Count", "Distance", "Duration", "MoneyQuantity", "SimpleQuantity"})
@@ -1400,6 +1412,7 @@ _check_fhirpathpy()
 
 __all__ = [
     "FhirPathEngine", "Compiled", "FhirPathError", "FhirPathSyntaxError", "NotEvaluable", "EvaluationTimeout",
-    "TypeModel", "parse", "member", "children", "count_children", "has_value", "decimal_boundary",
+    "TypeModel", "parse", "member", "children", "count_children", "has_value", "decimal_boundary", "choice_type",
+    "PRIMITIVE_TYPES",
     "date_boundary", "time_boundary", "ucum_dimension", "ADDED_FUNCTIONS", "REPLACED_FUNCTIONS",
 ]

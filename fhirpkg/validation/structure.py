@@ -28,7 +28,18 @@ RESOURCE_TYPE_CODES = frozenset({"Resource", "DomainResource"})
 #: Constraints the walker checks itself (every element has them; FHIRPath would be slow).
 NATIVE_CONSTRAINTS = frozenset({"ele-1", "ext-1"})
 EXTENSION_NAMES = ("extension", "modifierExtension")
-HL7_EXTENSION_PREFIXES = ("http://hl7.org/fhir/", "http://hl7.org/fhir/StructureDefinition/")
+TOOLS_EXTENSION_PREFIX = "http://hl7.org/fhir/tools/StructureDefinition/"
+BUILD_EXTENSION_PREFIX = "http://hl7.org/fhir/build/StructureDefinition/"
+#: Extensions the HL7 validator defines internally (SpecialExtensions.KNOWN_EXTENSIONS).
+SPECIAL_KNOWN_EXTENSIONS = frozenset({
+    "http://hl7.org/fhir/StructureDefinition/elementdefinition-type-must-support",
+    "http://hl7.org/fhir/StructureDefinition/instance-name",
+    "http://hl7.org/fhir/StructureDefinition/instance-description",
+    "http://hl7.org/fhir/StructureDefinition/codesystem-properties-mode",
+    "http://hl7.org/fhir/StructureDefinition/structuredefinition-rdf-type",
+    "http://hl7.org/fhir/StructureDefinition/structuredefinition-conformance-derivedFrom",
+    "http://hl7.org/fhir/StructureDefinition/structuredefinition-fmm-support",
+})
 MAX_STRING = 1024 * 1024
 _ILLEGAL_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _REGEX_CACHE: dict[str, re.Pattern] = {}
@@ -54,10 +65,11 @@ class StructureWalker:
     """Walks resources against compiled definitions; one walker per validation run."""
 
     def __init__(self, defs: Definitions, on_node: NodeSink | None = None,
-                 allowed_extension_domains: tuple[str, ...] = ()):
+                 allowed_extension_domains: tuple[str, ...] = (), allow_example_urls: bool = False):
         self.defs = defs
         self.on_node = on_node or (lambda node: None)
         self.allowed_extension_domains = allowed_extension_domains
+        self.allow_example_urls = allow_example_urls
         self.issues: list[Issue] = []
 
     # --- reporting ----------------------------------------------------------------
@@ -98,21 +110,7 @@ class StructureWalker:
         self._check_resource_id(frame)
         root = td.root
         self.on_node(Node(frame.json, None, rt, root, expr, loc, frame))
-        self._object(frame.json, root, td, rt, expr, loc, frame, is_resource=True, host_types=self._resource_host_types(rt))
-
-    def _resource_host_types(self, rt: str) -> frozenset:
-        names = {rt, "Resource", "Element", "Base"}
-        td = self.defs.base_type(rt)
-        seen = 0
-        while td is not None and td.base_definition and seen < 10:
-            seen += 1
-            td = self.defs.get(td.base_definition)
-            if td is not None:
-                names.add(td.type)
-        from ..definitions import CANONICAL_TYPES
-        if rt in CANONICAL_TYPES:
-            names |= {"CanonicalResource", "MetadataResource"}
-        return frozenset(names)
+        self._object(frame.json, root, td, rt, expr, loc, frame, is_resource=True, logical=frozenset({rt}))
 
     def _check_resource_id(self, frame: ResourceFrame) -> None:
         rid = frame.json.get("id")
@@ -158,8 +156,13 @@ class StructureWalker:
         return type_def.root, type_def
 
     def _object(self, obj: dict, edef: ElementDef, td: TypeDef, type_code: str | None, expr: str, loc: tuple,
-                frame: ResourceFrame, is_resource: bool = False, host_types: frozenset = frozenset()) -> None:
-        """Validate the properties of a JSON object against the children of ``edef``."""
+                frame: ResourceFrame, is_resource: bool = False, logical: frozenset = frozenset()) -> None:
+        """Validate the properties of a JSON object against the children of ``edef``.
+
+        ``logical`` holds the object's logical paths (as the HL7 validator's NodeStack
+        keeps them): its path from the resource root and its type, used to decide
+        where an extension may be used.
+        """
         found = self._children(edef, type_code, td)
         if found is None:
             if obj:
@@ -189,7 +192,7 @@ class StructureWalker:
         if not is_resource and set(obj) <= {"id"} and obj:
             self._ele1(expr, loc)
         # cardinality and content, in definition order
-        host = host_types | {parent.path}
+        host = logical | {_strip_indexes(expr)} if not is_resource else logical | {"@resource"}
         for cname, child in parent.children.items():
             g = groups.get(cname)
             if g is None:
@@ -321,7 +324,8 @@ class StructureWalker:
             elif value is not None and not isinstance(value, (dict, list)):
                 pass
         if type_def is not None and type_def.kind == "primitive-type" or tcode == "xhtml" or tcode.startswith("http://hl7.org/fhirpath/"):
-            self._primitive(value, shadow, edef, tcode, type_def, td, expr, loc, sloc, frame, host)
+            self._primitive(value, shadow, edef, tcode, type_def, td, expr, loc, sloc, frame,
+                            _child_logical(host, edef, tcode) | {_strip_indexes(expr)})
             return
         if not isinstance(value, dict):
             if value is not None:
@@ -338,8 +342,7 @@ class StructureWalker:
         if node_td is not None and node_td.root.constraints and not edef.children:
             # the datatype's own invariants (per-1, qty-3, ...) apply to this element
             self.on_node(Node(value, None, tcode, node_td.root, expr, loc, frame))
-        child_host = frozenset({tcode, "Element", "DataType", "BackboneElement", edef.path})
-        self._object(value, edef, td, tcode, expr, loc, frame, host_types=child_host)
+        self._object(value, edef, td, tcode, expr, loc, frame, logical=_child_logical(host, edef, tcode))
 
     def _nested_resource(self, value, edef: ElementDef, expr: str, loc: tuple, frame: ResourceFrame) -> None:
         if not isinstance(value, dict):
@@ -391,12 +394,12 @@ class StructureWalker:
                                    f"{expr}.{key}", sloc + (key,))
                 if value is None and not shadow.get("extension"):
                     self._ele1(expr, sloc)
-                self._shadow_extensions(shadow, edef, tcode, td, expr, sloc, frame)
+                self._shadow_extensions(shadow, edef, tcode, td, expr, sloc, frame, host)
         if value is not None:
             self._primitive_value(value, edef, tcode, type_def, expr, loc)
         self.on_node(Node(value, shadow, tcode, edef, expr, loc, frame))
 
-    def _shadow_extensions(self, shadow: dict, edef, tcode, td, expr, sloc, frame) -> None:
+    def _shadow_extensions(self, shadow: dict, edef, tcode, td, expr, sloc, frame, host) -> None:
         exts = shadow.get("extension")
         if exts is None:
             return
@@ -408,7 +411,7 @@ class StructureWalker:
         for i, ext in enumerate(exts):
             if isinstance(ext, dict):
                 self._extension(ext, ext_def or edef, td, f"{expr}.extension[{i}]", sloc + ("extension", i), frame,
-                                frozenset({tcode, "Element", "PrimitiveType", edef.path}), is_modifier=False)
+                                host, is_modifier=False)
 
     def _primitive_value(self, value, edef: ElementDef, tcode: str, type_def: TypeDef | None,
                          expr: str, loc: tuple) -> None:
@@ -510,7 +513,7 @@ class StructureWalker:
         if not isinstance(url, str) or not url:
             self.error("structure", "extension-url", "Extension.url is required and must be a string", expr, loc)
             self._object(ext, self.defs.base_type("Extension").root, self.defs.base_type("Extension"), "Extension",
-                         expr, loc, frame, host_types=frozenset({"Extension"}))
+                         expr, loc, frame, logical=frozenset({"Extension"}))
             return
         ext_def = None
         if edef.types:
@@ -527,19 +530,18 @@ class StructureWalker:
                 base = self.defs.base_type("Extension")
                 self.on_node(Node(ext, None, "Extension", edef, expr, loc, frame))
                 self._object(ext, edef if edef.children else base.root, td if edef.children else base,
-                             "Extension", expr, loc, frame, host_types=frozenset({"Extension"}))
+                             "Extension", expr, loc, frame, logical=frozenset({"Extension"}))
                 return
-            if url.startswith(HL7_EXTENSION_PREFIXES) and not any(url.startswith(d) for d in self.allowed_extension_domains):
+            if url in SPECIAL_KNOWN_EXTENSIONS or url.startswith(BUILD_EXTENSION_PREFIX):
+                pass  # defined inside the HL7 tools themselves; nothing to check against
+            elif self._unknown_extension_allowed(url):
+                self.info("structure", "extension-unknown", f"Unknown extension {url}", expr + ".url", loc + ("url",))
+            else:
                 self.error("structure", "extension-unknown",
                            f"The extension {url} could not be found so is not allowed here", expr + ".url",
                            loc + ("url",))
-            elif any(url.startswith(d) for d in self.allowed_extension_domains):
-                pass
-            else:
-                self.warning("structure", "extension-unknown",
-                             f"The extension {url} is unknown, and not allowed here", expr + ".url", loc + ("url",))
             base = self.defs.base_type("Extension")
-            self._object(ext, base.root, base, "Extension", expr, loc, frame, host_types=frozenset({"Extension"}))
+            self._object(ext, base.root, base, "Extension", expr, loc, frame, logical=frozenset({"Extension"}))
             return
         if ext_def.type != "Extension":
             self.error("structure", "extension-definition",
@@ -550,11 +552,11 @@ class StructureWalker:
             self.info("business-rule", "extension-deprecated",
                       f"The extension {ext_def.url}|{ext_def.version} is deprecated", expr, loc)
         if ext_def.contexts and not self._context_ok(ext_def, host):
+            shown = sorted(h for h in host if not h.startswith("@"))
             self.error("structure", "extension-context",
-                       f"The extension {url} is not allowed to be used at this point (allowed = "
-                       f"{'; '.join(f'{t}:{e}' for t, e in ext_def.contexts)}; this element is "
-                       f"[{', '.join(sorted(h for h in host if '.' in h)) or ', '.join(sorted(host))}])",
-                       expr, loc)
+                       f"The extension {url}{' v' + ext_def.version if ext_def.version else ''} is not allowed to be "
+                       f"used at this point (allowed = {', '.join(t[0] + ':' + e for t, e in ext_def.contexts)}; "
+                       f"this element is [{', '.join(shown)}])", expr, loc)
         modifier = any(e.is_modifier for e in (ext_def.root,)) or _is_modifier_extension(ext_def)
         if is_modifier and not modifier:
             self.error("structure", "extension-modifier",
@@ -564,22 +566,47 @@ class StructureWalker:
                        f"The extension {url} is a modifier extension and must be in modifierExtension", expr, loc)
         self.on_node(Node(ext, None, "Extension", ext_def.root, expr, loc, frame))
         self._object(ext, ext_def.root, ext_def, "Extension", expr, loc, frame,
-                     host_types=frozenset({"Extension", "Element", url}))
+                     logical=frozenset({"Extension", url}))
 
-    def _context_ok(self, ext_def: TypeDef, host: frozenset) -> bool:
-        for ctype, cexpr in ext_def.contexts:
+    def _unknown_extension_allowed(self, url: str) -> bool:
+        """Unknown extensions are errors except in namespaces the HL7 validator also lets pass."""
+        if self.allow_example_urls and ("example.org" in url or "acme.com" in url):
+            return True
+        if "nema.org" in url or url.startswith(TOOLS_EXTENSION_PREFIX) or \
+                url == "http://hl7.org/fhir/StructureDefinition/structuredefinition-expression":
+            return True
+        return any(url.startswith(d) for d in self.allowed_extension_domains)
+
+    def _context_ok(self, ext_def: TypeDef, plist: frozenset) -> bool:
+        """May this extension be used on an element with these logical paths? (FHIR extension contexts)."""
+        from ..definitions import CANONICAL_TYPES
+        for ctype, en in ext_def.contexts:
             if ctype == "element":
-                if cexpr in host or cexpr in ("Element", "Base"):
+                profile_part = None
+                if "#" in en:
+                    profile_part, en = en.split("#", 1)
+                if en in ("Element", "Any", "Base"):
                     return True
-                # a context on an element also covers elements reached through contentReference
-                if any(h.endswith("." + cexpr.split(".")[-1]) and h.startswith(cexpr.split(".")[0]) for h in host if "." in h):
-                    if cexpr in host or any(h == cexpr for h in host):
-                        return True
+                if en == "Resource" and "@resource" in plist:
+                    return True
+                if en == "CanonicalResource" and "@resource" in plist and plist & CANONICAL_TYPES:
+                    return True
+                if _has_element_name(plist, en) and profile_part is None:
+                    return True
+                for p in plist:  # a context on a base type covers its specializations
+                    head, dot, rest = p.partition(".")
+                    td = self.defs.base_type(head)
+                    hops = 0
+                    while td is not None and hops < 12:
+                        if td.type + dot + rest == en:
+                            return True
+                        td = self.defs.get(td.base_definition) if td.base_definition else None
+                        hops += 1
             elif ctype == "extension":
-                if cexpr in host:
+                if en in plist:
                     return True
             elif ctype == "fhirpath":
-                return True  # not evaluated: allow rather than guess
+                return True  # FHIRPath contexts are not evaluated: allowed rather than guessed
         return False
 
     # --- slicing, fixed and pattern values ---------------------------------------------------
@@ -747,7 +774,7 @@ class StructureWalker:
         else:
             frame = ResourceFrame({}, "", "", ())
             sub._object(resource_or_value, profile.root, profile, profile.type, profile.type, (), frame,
-                        host_types=frozenset({profile.type}))
+                        logical=frozenset({profile.type}))
         return not any(i.is_error for i in sub.issues)
 
 
@@ -880,3 +907,44 @@ def _deprecated(td: TypeDef) -> bool:
 def _is_modifier_extension(td: TypeDef) -> bool:
     ext = td.root.children.get("extension")
     return bool(td.root.is_modifier)
+
+
+def _strip_indexes(expr: str) -> str:
+    return re.sub(r"\[\d+\]", "", expr)
+
+
+_REAL_PATHS = {"Element": ("id", "extension"), "BackboneElement": ("modifierExtension",),
+               "BackboneType": ("modifierExtension",), "Resource": ("id", "meta", "implicitRules", "language"),
+               "DomainResource": ("text", "contained", "extension", "modifierExtension")}
+
+
+def _child_logical(logical: frozenset, edef: ElementDef, tcode: str | None) -> frozenset:
+    """The logical paths of a child element (HL7 NodeStack.push)."""
+    tail = edef.path.rsplit(".", 1)[-1]
+    out = set()
+    for lp in logical:
+        if lp.startswith("@"):
+            continue
+        allowed = _REAL_PATHS.get(lp)
+        if allowed is None or tail in allowed:
+            out.add(f"{lp}.{tail}")
+            if tail.endswith("[x]") and tcode:
+                out.add(f"{lp}.{tail[:-3]}{tcode[:1].upper()}{tcode[1:]}")
+    if edef.content_reference:
+        out.add(edef.content_reference.split("#", 1)[-1])
+    elif tcode:
+        out.add(tcode)
+    return frozenset(out)
+
+
+def _has_element_name(plist, en: str) -> bool:
+    if en in plist:
+        return True
+    ep = en.split(".")
+    for s in plist:
+        sp = s.split(".")
+        if len(sp) != len(ep):
+            continue
+        if all(a == b or (b.endswith("[x]") and a.startswith(b[:-3])) for a, b in zip(sp, ep)):
+            return True
+    return False
