@@ -120,3 +120,42 @@ def validate_resource(resource: dict, *, defs: Definitions | None = None, profil
     defs = defs or load_definitions()
     validator = Validator(defs, Options(profiles=tuple(profiles)))
     return [i.at(file=file) for i in validator.validate_resource(resource)]
+
+
+def project_packages(project) -> list:
+    """The packages a project validates against: its dependencies plus the validator's defaults."""
+    refs = [pk.PackageRef(*r) for r in pk.R5_DEFAULT_PACKAGES]
+    if project.manifest is not None:
+        for pid, ver in project.manifest.dependencies.items():
+            ref = pk.PackageRef(pid, ver)
+            if ref not in refs:
+                refs.append(ref)
+    return refs
+
+
+def validate_project(root: str | Path = "definitions", defs: Definitions | None = None,
+                     options: Options | None = None):
+    """Load and validate a content project: every resource, plus the package rules.
+
+    Returns (project, issues, defs): the definitions include the project's own
+    profiles and value sets, for the build steps that follow.
+    """
+    from . import project as proj
+    from .validation import package_rules
+
+    project = proj.load(root)
+    issues = list(project.issues)
+    if project.manifest is None:
+        return project, issues, defs
+    base = defs or load_definitions(project_packages(project))
+    defs = base.derive()
+    add_conformance_resources(defs, (r.json for r in project.resources), source=project.manifest.name)
+    resolver = Resolver()
+    for r in project.resources:
+        resolver.add(r.json)
+    opts = options or Options(package_mode=True)
+    validator = Validator(defs, opts, resolver)
+    for r in project.resources:
+        issues.extend(validator.validate_document(r.doc))
+    issues.extend(package_rules.check(project))
+    return project, issues, defs

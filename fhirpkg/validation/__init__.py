@@ -28,7 +28,10 @@ class Options:
     profiles: tuple[str, ...] = ()  # validate every resource against these too (--profile)
     layers: frozenset = frozenset(LAYERS)
     allowed_extension_domains: tuple[str, ...] = ()
+    allow_example_urls: bool = False
     timings: bool = False  # keep per-layer time in Validator.layer_seconds
+    #: Validating a package's own content: references and canonicals must resolve inside it.
+    package_mode: bool = False
 
 
 class Validator:
@@ -114,7 +117,8 @@ class Validator:
             issues.extend(json_rules.check(resource, expr))
         t1 = time.perf_counter()
         nodes: list[Node] = []
-        walker = StructureWalker(self.defs, nodes.append, self.options.allowed_extension_domains)
+        walker = StructureWalker(self.defs, nodes.append, self.options.allowed_extension_domains,
+                                 self.options.allow_example_urls)
         frame = ResourceFrame(resource, rt if isinstance(rt, str) else "", expr, ())
         if "structure" in layers or True:
             walker.resource(frame)
@@ -163,6 +167,7 @@ class Validator:
         engine = self.engine if inv is not None else None
         state = inv.RunState() if inv is not None and hasattr(inv, "RunState") else None
         refs = "references" in layers
+        package_mode = self.options.package_mode
         xhtml = self._xhtml if "narrative" in layers else None
         clock = time.perf_counter
         t_term = t_inv = t_ref = t_xhtml = 0.0
@@ -181,6 +186,12 @@ class Validator:
             if refs and node.type == "Reference":
                 t = clock()
                 issues.extend(references.check_reference(node, self.resolver, self.defs))
+                if package_mode:
+                    issues.extend(references.check_package_reference(node, self.resolver))
+                t_ref += clock() - t
+            elif refs and package_mode and node.type == "canonical":
+                t = clock()
+                issues.extend(references.check_canonical(node, self.resolver, self.defs))
                 t_ref += clock() - t
             if xhtml is not None and node.type == "xhtml" and isinstance(node.value, str):
                 t = clock()

@@ -203,3 +203,34 @@ def _allowed_targets(node: Node, defs) -> set[str]:
             td = defs.get(tp) if defs is not None else None
             out.add(td.type if td is not None else name)
     return out
+
+
+def check_canonical(node: Node, resolver: Resolver, defs) -> Iterator[Issue]:
+    """In a package, every canonical must resolve to the package or its dependencies."""
+    value = node.value
+    if not isinstance(value, str) or not value:
+        return
+    if value.startswith("#"):
+        if resolver.locate(value, node.frame) is None:
+            yield Issue(Severity.ERROR, "not-found", f"The canonical '{value}' names no contained resource",
+                        "canonical-unresolved", node.expression, location=node.location)
+        return
+    url = value.split("|", 1)[0]
+    if value in resolver.by_canonical or url in resolver.by_canonical:
+        return
+    if defs is not None and (url in defs.canonicals or defs.get(url) is not None):
+        return
+    yield Issue(Severity.ERROR, "not-found", f"The canonical '{value}' does not resolve to a resource in this "
+                "package or its dependencies", "canonical-unresolved", node.expression, location=node.location)
+
+
+def check_package_reference(node: Node, resolver: Resolver) -> Iterator[Issue]:
+    """In a package, a relative reference (Type/id) must name a resource of the package."""
+    value = node.value
+    if not isinstance(value, dict) or not isinstance(value.get("reference"), str):
+        return
+    ref = value["reference"]
+    if _RELATIVE.match(ref) and resolver.locate(ref, node.frame) is None:
+        yield Issue(Severity.ERROR, "not-found", f"The reference '{ref}' does not resolve to a resource in this "
+                    "package", "reference-unresolved", node.expression + ".reference",
+                    location=node.location + ("reference",))
