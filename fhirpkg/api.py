@@ -84,12 +84,37 @@ class Result:
         return 1 if any(i.severity >= fail_on for i in self.issues) else 0
 
 
-def iter_validate(paths: list[str], validator: Validator) -> Iterator[tuple[str, list[Issue]]]:
-    """Validate the documents found under ``paths``, yielding (file, issues) as it goes."""
+def iter_validate(paths: list[str], validator: Validator,
+                  other_versions: dict | None = None) -> Iterator[tuple[str, list[Issue]]]:
+    """Validate the documents found under ``paths``, yielding (file, issues) as it goes.
+
+    Files named ``*.r4b.json`` are validated against R4B (structure, JSON rules and
+    references: the FHIRPath and terminology layers are R5-specific); ``*.r4.json``
+    cannot be validated offline (R4 core is not on the npm registry) and say so.
+    In a folder walk, JSON that is not a FHIR resource (a report, a manifest) is
+    skipped with a note rather than reported as an error.
+    """
+    other_versions = {} if other_versions is None else other_versions
     for src in find_sources(paths):
         file_issues: list[Issue] = []
+        version = src.fhir_version
+        if version == "4.0.1":
+            yield src.name, [Issue(Severity.INFORMATION, "not-supported", "Not validated: the R4 (4.0.1) "
+                                   "definitions are not available offline", "fhir-version-skipped", file=src.name)]
+            continue
+        v = validator
+        if version == "4.3.0":
+            if version not in other_versions:
+                other_versions[version] = Validator(load_definitions([pk.R4B_CORE]),
+                                                    Options(layers=frozenset({"json", "structure", "references"})))
+            v = other_versions[version]
         for doc in read_source(src):
-            file_issues.extend(validator.validate_document(doc))
+            if src.in_folder and doc.ok and isinstance(doc.value, dict) and "resourceType" not in doc.value:
+                file_issues.append(Issue(Severity.INFORMATION, "informational",
+                                         "Not a FHIR resource (no resourceType): skipped", "not-a-resource",
+                                         file=doc.file, line=1, column=1))
+                continue
+            file_issues.extend(v.validate_document(doc))
         yield src.name, file_issues
 
 

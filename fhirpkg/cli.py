@@ -110,6 +110,49 @@ def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timing
     sys.exit(1 if any(i.severity >= Severity.parse(fail_on) for i in issues) else 0)
 
 
+# --- build ------------------------------------------------------------------------
+
+@main.command()
+@click.option("--project", "project_dir", default="definitions", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="The content project folder.")
+@click.option("--out", "out_dir", default="build", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where the artifacts go.")
+@click.option("--fhir-version", "fhir_versions", multiple=True, type=click.Choice(["5.0.0", "4.3.0", "4.0.1"]),
+              help="Versions to export (repeatable); default: all three (R5, R4B in r4b/, R4 in r4/).")
+@click.option("--force", is_flag=True, help="Write the build even if definitions/ has validation errors.")
+@click.option("--check", is_flag=True, help="Rebuild in memory and fail if the committed build/ differs.")
+def build(project_dir, out_dir, fhir_versions, force, check):
+    """Validate definitions/ and write build/: transaction and collection Bundles, package.tgz, exports, site."""
+    from . import build as b
+    from .reports import text_line
+    versions = tuple(fhir_versions) or b.ALL_VERSIONS
+    if b.R5 not in versions:
+        versions = (b.R5,) + versions
+    try:
+        result = b.build(project_dir, fhir_versions=versions, force=force, log=_err)
+    except b.BuildError as e:
+        from . import api
+        _, issues, _ = api.validate_project(project_dir)
+        for i in sorted(issues, key=lambda i: i.sort_key()):
+            if i.is_error:
+                _err(text_line(i))
+        raise click.ClickException(str(e)) from None
+    errors = sum(1 for i in result.issues if i.is_error)
+    warnings = sum(1 for i in result.issues if i.severity == Severity.WARNING)
+    if check:
+        stale = b.check(result, out_dir)
+        if stale:
+            for s in stale:
+                _err(f"  {s}")
+            raise click.ClickException(f"{out_dir}/ is stale: {len(stale)} file(s) differ from a fresh build "
+                                       f"(run: fhirpkg build)")
+        click.echo(f"{out_dir}/ is up to date ({len(result.files)} files)")
+        return
+    b.write(result, out_dir)
+    click.echo(f"built {out_dir}/: {len(result.files)} files from {sum(result.report['resources'].values())} resources "
+               f"({errors} errors, {warnings} warnings)")
+
+
 # --- packages ---------------------------------------------------------------------
 
 @main.group()

@@ -18,6 +18,10 @@ from .jsonsource import Document, read_documents
 
 JSON_SUFFIXES = (".json",)
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
+PACKAGE_SUFFIXES = (".tgz",)
+#: A file name can state an older FHIR version: "x.r4b.json" is R4B (4.3.0), "x.r4.json" R4 (4.0.1).
+VERSION_SUFFIXES = {".r4b.json": "4.3.0", ".r4b.ndjson": "4.3.0", ".r4.json": "4.0.1", ".r4.ndjson": "4.0.1"}
+MAX_MEMBER_BYTES = 64 * 2**20
 MAX_FILE_BYTES = 512 * 2**20  # refuse to read more than this into memory
 
 
@@ -28,10 +32,22 @@ class Source:
     name: str
     path: Path | None = None
     problem: Issue | None = None
+    in_folder: bool = False  # found by walking a folder (not named on the command line)
 
     @property
     def ndjson(self) -> bool:
         return self.name.endswith(NDJSON_SUFFIXES)
+
+    @property
+    def is_package(self) -> bool:
+        return self.name.endswith(PACKAGE_SUFFIXES)
+
+    @property
+    def fhir_version(self) -> str:
+        for suffix, version in VERSION_SUFFIXES.items():
+            if self.name.endswith(suffix):
+                return version
+        return "5.0.0"
 
 
 def find_sources(paths: list[str]) -> Iterator[Source]:
@@ -62,7 +78,7 @@ def _walk(root: Path) -> Iterator[Source]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=None):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in filenames:
-            if fn.startswith(".") or not fn.endswith(JSON_SUFFIXES + NDJSON_SUFFIXES):
+            if fn.startswith(".") or not fn.endswith(JSON_SUFFIXES + NDJSON_SUFFIXES + PACKAGE_SUFFIXES):
                 continue
             full = Path(dirpath) / fn
             try:
@@ -75,7 +91,7 @@ def _walk(root: Path) -> Iterator[Source]:
                 found.append(Source(str(full), full, _problem(str(full), "Not a regular file: skipped",
                                                                Severity.WARNING)))
                 continue
-            found.append(Source(str(full), full))
+            found.append(Source(str(full), full, in_folder=True))
     yield from sorted(found, key=lambda s: s.name)
 
 
@@ -87,6 +103,9 @@ def read_source(src: Source) -> Iterator[Document]:
     """The documents in one source (one, or one per NDJSON line)."""
     if src.problem is not None:
         yield Document(file=src.name, text="", issues=[src.problem])
+        return
+    if src.is_package:
+        yield from read_package(src)
         return
     try:
         if src.name == "-":
@@ -108,3 +127,47 @@ def read_source(src: Source) -> Iterator[Document]:
 def _looks_ndjson(data: bytes) -> bool:
     lines = [ln for ln in data.strip().split(b"\n") if ln.strip()]
     return len(lines) > 1 and all(ln.strip().startswith(b"{") and ln.strip().endswith(b"}") for ln in lines)
+
+
+def read_package(src: Source) -> Iterator[Document]:
+    """The resources in a FHIR NPM package (.tgz), each named ``archive!package/File.json``.
+
+    Members are read without unpacking: links, paths outside ``package/`` and
+    oversized members are reported, never followed or loaded.
+    """
+    import tarfile
+    import zlib
+    try:
+        tar = tarfile.open(src.path, "r:*")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        yield Document(file=src.name, text="", issues=[_problem(src.name, f"Not a readable .tgz package ({e})")])
+        return
+    count = 0
+    with tar:
+        try:
+            for m in tar:
+                name = m.name
+                if not name.startswith("package/") or ".." in name.split("/") or name.startswith("/"):
+                    yield Document(file=f"{src.name}!{name}", text="", issues=[_problem(
+                        f"{src.name}!{name}", "Archive member outside package/: skipped", Severity.ERROR)])
+                    continue
+                if m.issym() or m.islnk() or not (m.isfile() or m.isdir()):
+                    yield Document(file=f"{src.name}!{name}", text="", issues=[_problem(
+                        f"{src.name}!{name}", "Archive member is a link or special file: skipped", Severity.ERROR)])
+                    continue
+                rel = name[len("package/"):]
+                if not m.isfile() or "/" in rel or not rel.endswith(".json") or rel in ("package.json", ".index.json"):
+                    continue
+                if m.size > MAX_MEMBER_BYTES:
+                    yield Document(file=f"{src.name}!{name}", text="", issues=[_problem(
+                        f"{src.name}!{name}", f"Archive member larger than {MAX_MEMBER_BYTES // 2**20} MB: skipped")])
+                    continue
+                data = tar.extractfile(m).read(MAX_MEMBER_BYTES + 1)
+                count += 1
+                yield from read_documents(data, f"{src.name}!{name}")
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            yield Document(file=src.name, text="", issues=[_problem(src.name, f"Damaged .tgz package ({e})")])
+            return
+    if count == 0:
+        yield Document(file=src.name, text="", issues=[_problem(src.name, "The package holds no resources",
+                                                                 Severity.WARNING)])

@@ -138,12 +138,17 @@ def build_index(folder: Path) -> dict:
             continue
         if not isinstance(res, dict) or "resourceType" not in res:
             continue
-        entry = {"filename": path.name, "resourceType": res["resourceType"], "id": res.get("id")}
-        for prop in INDEXED_PROPS:
-            if isinstance(res.get(prop), str):
-                entry[prop] = res[prop]
-        files.append(entry)
+        files.append(index_entry(path.name, res))
     return {"index-version": 2, "files": files}
+
+
+def index_entry(filename: str, res: dict) -> dict:
+    """One ``.index.json`` entry: the string properties the FHIR package spec indexes."""
+    entry = {"filename": filename, "resourceType": res["resourceType"], "id": res.get("id")}
+    for prop in INDEXED_PROPS:
+        if isinstance(res.get(prop), str):
+            entry[prop] = res[prop]
+    return entry
 
 
 def installed(ref: PackageRef, cache: Path | None = None) -> Package | None:

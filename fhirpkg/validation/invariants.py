@@ -110,7 +110,10 @@ DOM_3 = ("contained.where((('#'+id in (%resource.descendants().reference | %reso
 
 
 def native_ele1(engine: FhirPathEngine, node: Node) -> bool:
-    """ele-1: a value, or some child other than id (extension-only primitives pass)."""
+    """ele-1: a value, or some child other than id (extension-only primitives pass).
+
+    Complex elements always pass, as in the HL7 validator (see ``fhirpath.has_value``).
+    """
     if has_value(node.value):
         return True
     total, ids = count_children(node.value, node.shadow)
