@@ -220,7 +220,7 @@ def locate(doc: Document, issues: list[Issue]) -> list[Issue]:
     """Fill in file, line and column; the position scan runs only if something needs it."""
     out = []
     for i in issues:
-        if i.line is None and (i.location or i.expression):
+        if i.line is None:
             line, col = doc.locate(i.location)
             i = i.at(line=line, column=col)
         if not i.file:

@@ -233,6 +233,9 @@ class InvariantRun:
     """
 
     file: str = ""
+    #: How best-practice constraints (dom-6, eld-24, ...) are reported: hint | warning | error | ignore.
+    #: The HL7 validator's default is warning; its test suite runs with ignore.
+    best_practice: str = "warning"
     profile: bool = False  # collect seconds per constraint key in ``cost``
     not_evaluated: set[str] = field(default_factory=set)
     evaluations: int = 0
@@ -318,6 +321,19 @@ def root_resource(frame: ResourceFrame) -> dict:
 
 
 _SEVERITY = {"error": Severity.ERROR, "warning": Severity.WARNING}
+_BEST_PRACTICE_SEVERITY = {"hint": Severity.INFORMATION, "warning": Severity.WARNING, "error": Severity.ERROR}
+
+#: Core R5 constraints marked with the elementdefinition-bestpractice extension
+#: (used when the Constraint record does not carry the flag itself).
+CORE_BEST_PRACTICE = frozenset({"app-6", "dom-6", "eld-24", "sdf-26"})
+
+
+def is_best_practice(constraint: Constraint) -> bool:
+    flagged = getattr(constraint, "best_practice", None)
+    if flagged is not None:
+        return bool(flagged)
+    return constraint.key in CORE_BEST_PRACTICE and (
+        not constraint.source or constraint.source.startswith("http://hl7.org/fhir/StructureDefinition/"))
 
 
 def check_node(engine: FhirPathEngine, node: Node, constraints: Iterable[Constraint],
@@ -330,6 +346,9 @@ def check_node(engine: FhirPathEngine, node: Node, constraints: Iterable[Constra
             continue
         once = (effective_expression(constraint.key, constraint.expression), constraint.severity)
         if once in done or _exempt(constraint, node):
+            continue
+        best_practice = is_best_practice(constraint)
+        if best_practice and run.best_practice == "ignore":
             continue
         done.add(once)
         plan = _plan(engine, constraint)
@@ -357,7 +376,7 @@ def check_node(engine: FhirPathEngine, node: Node, constraints: Iterable[Constra
                 run.cost[constraint.key] = run.cost.get(constraint.key, 0.0) + time.perf_counter() - started
                 run.calls[constraint.key] = run.calls.get(constraint.key, 0) + 1
         if not ok:
-            yield from _failures(constraint, node)
+            yield from _failures(constraint, node, run.best_practice if best_practice else None)
 
 
 def _exempt(constraint: Constraint, node: Node) -> bool:
@@ -368,8 +387,12 @@ def _exempt(constraint: Constraint, node: Node) -> bool:
     return False
 
 
-def _failures(constraint: Constraint, node: Node) -> Iterator[Issue]:
+def _failures(constraint: Constraint, node: Node, best_practice: str | None) -> Iterator[Issue]:
     severity = _SEVERITY.get(constraint.severity, Severity.INFORMATION)
+    suffix = ""
+    if best_practice is not None:
+        severity = _BEST_PRACTICE_SEVERITY.get(best_practice, Severity.WARNING)
+        suffix = " (Best Practice Recommendation)"
     if constraint.key == "dom-3" and isinstance(node.value, dict) and (orphans := dom3_orphans(node.value)):
         for i in orphans:
             contained = node.value["contained"][i]
@@ -380,7 +403,7 @@ def _failures(constraint: Constraint, node: Node) -> Iterator[Issue]:
                         constraint.key, f"{node.expression}.contained[{i}]",
                         location=(*node.location, "contained", i))
         return
-    yield Issue(severity, "invariant", failure_message(constraint), constraint.key, node.expression,
+    yield Issue(severity, "invariant", failure_message(constraint) + suffix, constraint.key, node.expression,
                 location=node.location)
 
 
@@ -527,6 +550,6 @@ def _keys_for(value: dict, segment: str, element: ElementDef | None):
 
 __all__ = [
     "InvariantRun", "check_node", "default_engine", "passes", "failure_message", "effective_expression",
-    "type_path", "root_resource", "dom3_orphans", "NATIVE", "EXPRESSION_FIXES", "KEY_FIXES",
+    "type_path", "root_resource", "dom3_orphans", "NATIVE", "is_best_practice", "CORE_BEST_PRACTICE", "EXPRESSION_FIXES", "KEY_FIXES",
     "snapshot_elements", "instance_nodes", "constraint_of", "SnapshotIndex",
 ]

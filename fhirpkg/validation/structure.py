@@ -44,6 +44,7 @@ MAX_STRING = 1024 * 1024
 _ILLEGAL_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _REGEX_CACHE: dict[str, re.Pattern] = {}
 _DATE_PARTS = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_TIMEZONE = re.compile(r"(Z|[+-]\d{2}:\d{2})$")
 
 
 def _regex(pattern: str) -> re.Pattern:
@@ -476,6 +477,9 @@ class StructureWalker:
         if tcode in ("date", "dateTime", "instant") and not _valid_calendar(value):
             self.error("invalid", "format", f"The value '{value}' is not a valid {tcode}: not a calendar date",
                        expr, loc)
+        elif tcode in ("dateTime", "instant") and "T" in value and not _TIMEZONE.search(value):
+            self.error("invalid", "format", f"The value '{value}' is not a valid {tcode}: a time must have a "
+                       "timezone (Z or +hh:mm)", expr, loc)
         elif tcode == "integer64":
             try:
                 n = int(value)
