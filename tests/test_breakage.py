@@ -96,6 +96,13 @@ def _del(path):
     return fn
 
 
+def _both(f, g):
+    def fn(r):
+        f(r)
+        g(r)
+    return fn
+
+
 # (name, base, mutation, rule, severity, expression, marker [, occurrence [, line offset]])
 # An array item is reported where the item starts, one line above its first property.
 CASES = [
@@ -152,7 +159,8 @@ CASES = [
      '"id"'),
     ("resource id too long", BASE_PLAN, _set(["id"], "x" * 65), "resource-id", "error", "PlanDefinition.id",
      '"id"'),
-    ("contained resource without id", BASE_PLAN, _del(["contained", 0, "id"]), "resource-id", "error",
+    ("contained resource without id", BASE_PLAN, _both(_del(["contained", 0, "id"]), _del(["subjectReference"])),
+     "resource-id", "error",
      "PlanDefinition.contained[0]", '"resourceType": "Group"', 1, -1),
     ("unresolvable contained reference", BASE_PLAN,
      _set(["action", 0, "subjectReference"], {"reference": "#nobody"}), "reference-contained", "error",
