@@ -111,7 +111,7 @@ class StructureWalker:
         self._check_resource_id(frame)
         root = td.root
         self.on_node(Node(frame.json, None, rt, root, expr, loc, frame))
-        self._object(frame.json, root, td, rt, expr, loc, frame, is_resource=True, logical=frozenset({rt}))
+        self._object(frame.json, root, td, rt, expr, loc, frame, is_resource=True, logical=Logical.fixed({rt, "@resource"}))
 
     def _check_resource_id(self, frame: ResourceFrame) -> None:
         rid = frame.json.get("id")
@@ -157,7 +157,7 @@ class StructureWalker:
         return type_def.root, type_def
 
     def _object(self, obj: dict, edef: ElementDef, td: TypeDef, type_code: str | None, expr: str, loc: tuple,
-                frame: ResourceFrame, is_resource: bool = False, logical: frozenset = frozenset()) -> None:
+                frame: ResourceFrame, is_resource: bool = False, logical: "Logical | None" = None) -> None:
         """Validate the properties of a JSON object against the children of ``edef``.
 
         ``logical`` holds the object's logical paths (as the HL7 validator's NodeStack
@@ -193,7 +193,7 @@ class StructureWalker:
         if not is_resource and set(obj) <= {"id"} and obj:
             self._ele1(expr, loc)
         # cardinality and content, in definition order
-        host = logical | {_strip_indexes(expr)} if not is_resource else logical | {"@resource"}
+        host = logical or Logical.fixed(())
         for cname, child in parent.children.items():
             g = groups.get(cname)
             if g is None:
@@ -215,7 +215,7 @@ class StructureWalker:
                    "(defined in http://hl7.org/fhir/StructureDefinition/Element)", expr, loc)
 
     def _element_group(self, obj: dict, child: ElementDef, props: list, td: TypeDef, expr: str, loc: tuple,
-                       frame: ResourceFrame, host: frozenset) -> None:
+                       frame: ResourceFrame, host: "Logical") -> None:
         # a choice element present under more than one type name
         names = {p[0] for p in props}
         if len(names) > 1:
@@ -312,7 +312,7 @@ class StructureWalker:
 
     # --- one value ------------------------------------------------------------------
     def _item(self, value, shadow, edef: ElementDef, tcode: str | None, type_def: TypeDef | None, td: TypeDef,
-              expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, host: frozenset, name: str) -> None:
+              expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, host: "Logical", name: str) -> None:
         if tcode is None:
             self.error("structure", "type-unknown", f"Cannot determine the type of {edef.path}", expr, loc)
             return
@@ -326,7 +326,7 @@ class StructureWalker:
                 pass
         if type_def is not None and type_def.kind == "primitive-type" or tcode == "xhtml" or tcode.startswith("http://hl7.org/fhirpath/"):
             self._primitive(value, shadow, edef, tcode, type_def, td, expr, loc, sloc, frame,
-                            _child_logical(host, edef, tcode) | {_strip_indexes(expr)})
+                            Logical(host, edef, tcode, expr))
             return
         if not isinstance(value, dict):
             if value is not None:
@@ -343,7 +343,7 @@ class StructureWalker:
         if node_td is not None and node_td.root.constraints and not edef.children:
             # the datatype's own invariants (per-1, qty-3, ...) apply to this element
             self.on_node(Node(value, None, tcode, node_td.root, expr, loc, frame))
-        self._object(value, edef, td, tcode, expr, loc, frame, logical=_child_logical(host, edef, tcode))
+        self._object(value, edef, td, tcode, expr, loc, frame, logical=Logical(host, edef, tcode, expr))
 
     def _nested_resource(self, value, edef: ElementDef, expr: str, loc: tuple, frame: ResourceFrame) -> None:
         if not isinstance(value, dict):
@@ -380,7 +380,7 @@ class StructureWalker:
 
     # --- primitives -----------------------------------------------------------------
     def _primitive(self, value, shadow, edef: ElementDef, tcode: str, type_def: TypeDef | None, td: TypeDef,
-                   expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, host: frozenset) -> None:
+                   expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, host: "Logical") -> None:
         if shadow is not None:
             if not isinstance(shadow, dict):
                 self.error("structure", "json-object-expected",
@@ -507,7 +507,7 @@ class StructureWalker:
 
     # --- extensions -----------------------------------------------------------------
     def _extension(self, ext: dict, edef: ElementDef, td: TypeDef, expr: str, loc: tuple, frame: ResourceFrame,
-                   host: frozenset, is_modifier: bool) -> None:
+                   host: "Logical", is_modifier: bool) -> None:
         url = ext.get("url")
         has_value = any(k.startswith("value") for k in ext)
         has_ext = bool(ext.get("extension"))
@@ -517,7 +517,7 @@ class StructureWalker:
         if not isinstance(url, str) or not url:
             self.error("structure", "extension-url", "Extension.url is required and must be a string", expr, loc)
             self._object(ext, self.defs.base_type("Extension").root, self.defs.base_type("Extension"), "Extension",
-                         expr, loc, frame, logical=frozenset({"Extension"}))
+                         expr, loc, frame, logical=Logical.fixed({"Extension"}))
             return
         ext_def = None
         if edef.types:
@@ -534,7 +534,7 @@ class StructureWalker:
                 base = self.defs.base_type("Extension")
                 self.on_node(Node(ext, None, "Extension", edef, expr, loc, frame))
                 self._object(ext, edef if edef.children else base.root, td if edef.children else base,
-                             "Extension", expr, loc, frame, logical=frozenset({"Extension"}))
+                             "Extension", expr, loc, frame, logical=Logical.fixed({"Extension"}))
                 return
             if url in SPECIAL_KNOWN_EXTENSIONS or url.startswith(BUILD_EXTENSION_PREFIX):
                 pass  # defined inside the HL7 tools themselves; nothing to check against
@@ -545,7 +545,7 @@ class StructureWalker:
                            f"The extension {url} could not be found so is not allowed here", expr + ".url",
                            loc + ("url",))
             base = self.defs.base_type("Extension")
-            self._object(ext, base.root, base, "Extension", expr, loc, frame, logical=frozenset({"Extension"}))
+            self._object(ext, base.root, base, "Extension", expr, loc, frame, logical=Logical.fixed({"Extension"}))
             return
         if ext_def.type != "Extension":
             self.error("structure", "extension-definition",
@@ -555,8 +555,8 @@ class StructureWalker:
         if ext_def.status in ("retired",) or _deprecated(ext_def):
             self.info("business-rule", "extension-deprecated",
                       f"The extension {ext_def.url}|{ext_def.version} is deprecated", expr, loc)
-        if ext_def.contexts and not self._context_ok(ext_def, host):
-            shown = sorted(h for h in host if not h.startswith("@"))
+        if ext_def.contexts and not self._context_ok(ext_def, host.paths):
+            shown = sorted(h for h in host.paths if not h.startswith("@"))
             self.error("structure", "extension-context",
                        f"The extension {url}{' v' + ext_def.version if ext_def.version else ''} is not allowed to be "
                        f"used at this point (allowed = {', '.join(t[0] + ':' + e for t, e in ext_def.contexts)}; "
@@ -570,7 +570,7 @@ class StructureWalker:
                        f"The extension {url} is a modifier extension and must be in modifierExtension", expr, loc)
         self.on_node(Node(ext, None, "Extension", ext_def.root, expr, loc, frame))
         self._object(ext, ext_def.root, ext_def, "Extension", expr, loc, frame,
-                     logical=frozenset({"Extension", url}))
+                     logical=Logical.fixed({"Extension", url}))
 
     def _unknown_extension_allowed(self, url: str) -> bool:
         """Unknown extensions are errors except in namespaces the HL7 validator also lets pass."""
@@ -627,7 +627,7 @@ class StructureWalker:
                            f"{edef.path} in the profile {td.url}", expr, loc)
 
     def _slice(self, base: ElementDef, items: list, name: str, tcode, td: TypeDef, expr: str, loc: tuple,
-               frame: ResourceFrame, host: frozenset) -> list:
+               frame: ResourceFrame, host: "Logical") -> list:
         """Assign each item to a slice; check slice cardinality, order and closed slicing."""
         slicing = base.slicing
         counts = {id(s): 0 for s in base.slices}
@@ -778,7 +778,7 @@ class StructureWalker:
         else:
             frame = ResourceFrame({}, "", "", ())
             sub._object(resource_or_value, profile.root, profile, profile.type, profile.type, (), frame,
-                        logical=frozenset({profile.type}))
+                        logical=Logical.fixed({profile.type}))
         return not any(i.is_error for i in sub.issues)
 
 
@@ -920,6 +920,32 @@ def _strip_indexes(expr: str) -> str:
 _REAL_PATHS = {"Element": ("id", "extension"), "BackboneElement": ("modifierExtension",),
                "BackboneType": ("modifierExtension",), "Resource": ("id", "meta", "implicitRules", "language"),
                "DomainResource": ("text", "contained", "extension", "modifierExtension")}
+
+
+class Logical:
+    """An element's logical paths (HL7 NodeStack), worked out only when an extension asks.
+
+    Most elements never carry an extension, so the walker keeps just the parent
+    link, the definition and the type; ``paths`` builds the set on first use.
+    """
+
+    __slots__ = ("parent", "edef", "tcode", "expr", "_paths")
+
+    def __init__(self, parent: "Logical | None", edef: ElementDef | None, tcode: str | None, expr: str):
+        self.parent, self.edef, self.tcode, self.expr = parent, edef, tcode, expr
+        self._paths = None
+
+    @classmethod
+    def fixed(cls, paths) -> "Logical":
+        obj = cls(None, None, None, "")
+        obj._paths = frozenset(paths)
+        return obj
+
+    @property
+    def paths(self) -> frozenset:
+        if self._paths is None:
+            self._paths = _child_logical(self.parent.paths, self.edef, self.tcode) | {_strip_indexes(self.expr)}
+        return self._paths
 
 
 def _child_logical(logical: frozenset, edef: ElementDef, tcode: str | None) -> frozenset:
