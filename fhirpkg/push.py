@@ -298,6 +298,7 @@ class Http:
                 if time.monotonic() > deadline:
                     raise TimeoutError()
                 chunks.append(chunk)
+            resp.close()  # fully read: the connection may carry the next request
             if resp.will_close:
                 self.close()
             return Response(resp.status, resp.reason or "", {k.lower(): v for k, v in resp.getheaders()},
