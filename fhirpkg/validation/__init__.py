@@ -43,6 +43,7 @@ class Validator:
         self.options = options or Options()
         self.resolver = resolver or references.Resolver()
         self.layer_seconds: dict[str, float] = defaultdict(float)
+        self._constraints: dict[int, list] = {}  # ElementDef id -> its non-native constraints
         self._engine = None
         self._invariants = None
         self._terminology_layer = None
@@ -178,7 +179,9 @@ class Validator:
                 issues.extend(term_layer.check_node(term, node))
                 t_term += clock() - t
             if inv is not None and d.constraints:
-                cons = [c for c in d.constraints if c.key not in NATIVE_CONSTRAINTS]
+                cons = self._constraints.get(id(d))
+                if cons is None:
+                    cons = self._constraints[id(d)] = [c for c in d.constraints if c.key not in NATIVE_CONSTRAINTS]
                 if cons:
                     t = clock()
                     issues.extend(inv.check_node(engine, node, cons, state))

@@ -467,12 +467,12 @@ class _Compiler:
         if name[:1].isupper():
             # A type name filters (``Patient.name`` on a Patient); otherwise navigate.
             def typed(ctx, focus):
-                model = ctx["model"]
+                model = ctx["types"]
                 matched = [x for x in focus if model.is_type(_type_name(x), name)]
                 return matched if matched else member(model, focus, name)
 
             return typed
-        return lambda ctx, focus: member(ctx["model"], focus, name)
+        return lambda ctx, focus: member(ctx["types"], focus, name)
 
     def _IndexerExpression(self, node):
         coll = self.compile(node["children"][0])
@@ -735,11 +735,11 @@ def _engine(ctx) -> "FhirPathEngine":
 
 
 def fn_children(ctx, focus):
-    return children(ctx["model"], focus)
+    return children(ctx["types"], focus)
 
 
 def fn_descendants(ctx, focus):
-    model = ctx["model"]
+    model = ctx["types"]
     out: list = []
     level = children(model, focus)
     while level:
@@ -1050,7 +1050,7 @@ def _boundary_input(ctx, item) -> tuple[str | None, str | None]:
         return "time", item.asStr
     if isinstance(item, ResourceNode):
         data, path = item.data, item.path
-        model = ctx["model"]
+        model = ctx["types"]
         if isinstance(data, dict):
             if path in QUANTITY_TYPES or model.is_type(path, "Quantity"):
                 value = data.get("value")
@@ -1455,7 +1455,8 @@ class FhirPathEngine:
         ctx = {
             "$this": focus,
             "vars": env,
-            "model": self.model,
+            "model": FP_MODELS["r5"],  # fhirpathpy's is/as read the raw model dict from here
+            "types": self.model,
             "engine": self,
             "host": context if context is not None else resource,
             "deadline": time.perf_counter() + self.time_budget,

@@ -236,6 +236,9 @@ class InvariantRun:
     #: How best-practice constraints (dom-6, eld-24, ...) are reported: hint | warning | error | ignore.
     #: The HL7 validator's default is warning; its test suite runs with ignore.
     best_practice: str = "warning"
+    #: Apply the HL7 validator's fixes for published expression errors (eld-11, txt-2, dom-6, ...).
+    #: Off, eld-11 is reported once as "not evaluated: syntax error".
+    hl7_fixes: bool = True
     profile: bool = False  # collect seconds per constraint key in ``cost``
     not_evaluated: set[str] = field(default_factory=set)
     evaluations: int = 0
@@ -259,16 +262,16 @@ class _Plan:
     syntax: bool = False
 
 
-def _plan(engine: FhirPathEngine, constraint: Constraint) -> _Plan:
-    key = ("invariant-plan", constraint.key, constraint.expression)
+def _plan(engine: FhirPathEngine, constraint: Constraint, fixes: bool) -> _Plan:
+    key = ("invariant-plan", constraint.key, constraint.expression, fixes)
     plan = engine.memo.get(key)
     if plan is None:
-        plan = engine.memo[key] = _make_plan(engine, constraint)
+        plan = engine.memo[key] = _make_plan(engine, constraint, fixes)
     return plan
 
 
-def _make_plan(engine: FhirPathEngine, constraint: Constraint) -> _Plan:
-    expression = effective_expression(constraint.key, constraint.expression)
+def _make_plan(engine: FhirPathEngine, constraint: Constraint, fixes: bool) -> _Plan:
+    expression = effective_expression(constraint.key, constraint.expression) if fixes else constraint.expression
     native = NATIVE.get((constraint.key, constraint.expression))
     if native is not None:
         return _Plan(expression, native, None, None)
@@ -344,14 +347,16 @@ def check_node(engine: FhirPathEngine, node: Node, constraints: Iterable[Constra
     for constraint in constraints:
         if not constraint.expression:
             continue
-        once = (effective_expression(constraint.key, constraint.expression), constraint.severity)
+        # keyed as the validator does, on the fixed expression: txt-1 and txt-2 share "htmlChecks()"
+        fixed = effective_expression(constraint.key, constraint.expression) if run.hl7_fixes else constraint.expression
+        once = (fixed, constraint.severity)
         if once in done or _exempt(constraint, node):
             continue
         best_practice = is_best_practice(constraint)
         if best_practice and run.best_practice == "ignore":
             continue
         done.add(once)
-        plan = _plan(engine, constraint)
+        plan = _plan(engine, constraint, run.hl7_fixes)
         if plan.problem is not None:
             yield from _not_evaluated(run, constraint, node, plan.problem, syntax=plan.syntax)
             continue
@@ -476,9 +481,12 @@ class SnapshotIndex:
             self._elements[type_name] = found
         return found
 
-    def is_datatype(self, type_name: str) -> bool:
-        sd = self.by_type.get(type_name)
-        return sd is not None and sd.get("kind") == "complex-type"
+    def is_datatype(self, node: Node) -> bool:
+        """Complex datatypes, and primitives that carry extensions (their ``_x`` shadow)."""
+        sd = self.by_type.get(node.type)
+        if sd is None:
+            return False
+        return sd.get("kind") == "complex-type" or (sd.get("kind") == "primitive-type" and node.shadow is not None)
 
     def constraint_nodes(self, resource: dict, *, datatypes: bool = True) -> list[tuple[Node, list[Constraint]]]:
         """(node, constraints) for every node of ``resource`` that has constraints to check."""
@@ -494,7 +502,7 @@ class SnapshotIndex:
                 entry = found.setdefault(node.location, (node, []))
                 entry[1].extend(element.constraints)
                 if (datatypes and depth < 6 and node is not start and element.path.count(".") > 0
-                        and self.is_datatype(node.type)):
+                        and self.is_datatype(node)):
                     self._collect(frame, node.type, node, found, datatypes, depth + 1)
 
 
@@ -508,9 +516,12 @@ def instance_nodes(frame: ResourceFrame, element: ElementDef, start: Node | None
     last = len(segments) - 1
     for n, segment in enumerate(segments):
         following = []
-        for value, _, expression, location, _t in current:
+        for value, parent_shadow, expression, location, _t in current:
             if not isinstance(value, dict):
-                continue
+                # a primitive's id and extensions live in its _x shadow
+                if not (isinstance(parent_shadow, dict) and segment in ("id", "extension")):
+                    continue
+                value, location = parent_shadow, _shadow_location(location)
             for key, type_name in _keys_for(value, segment, element if n == last else None):
                 v, shadow = value.get(key), value.get("_" + key)
                 name = segment.replace("[x]", "")
@@ -532,6 +543,13 @@ def instance_nodes(frame: ResourceFrame, element: ElementDef, start: Node | None
             yield start
         else:
             yield Node(value, shadow, type_name, element, expression, location, frame)
+
+
+def _shadow_location(location: tuple) -> tuple:
+    """("given", 1) -> ("_given", 1); ("status",) -> ("_status",)."""
+    if location and isinstance(location[-1], int) and len(location) >= 2:
+        return (*location[:-2], "_" + str(location[-2]), location[-1])
+    return (*location[:-1], "_" + str(location[-1])) if location else location
 
 
 def _keys_for(value: dict, segment: str, element: ElementDef | None):

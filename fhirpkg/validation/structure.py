@@ -27,6 +27,9 @@ INT_TYPES = frozenset({"integer", "positiveInt", "unsignedInt"})
 RESOURCE_TYPE_CODES = frozenset({"Resource", "DomainResource"})
 #: Constraints the walker checks itself (every element has them; FHIRPath would be slow).
 NATIVE_CONSTRAINTS = frozenset({"ele-1", "ext-1"})
+#: Types the later layers look at even without a binding or an invariant.
+NODE_TYPES = frozenset({"Reference", "canonical", "Coding", "CodeableConcept", "CodeableReference", "xhtml",
+                        "Quantity"})
 EXTENSION_NAMES = ("extension", "modifierExtension")
 TOOLS_EXTENSION_PREFIX = "http://hl7.org/fhir/tools/StructureDefinition/"
 BUILD_EXTENSION_PREFIX = "http://hl7.org/fhir/build/StructureDefinition/"
@@ -44,6 +47,10 @@ MAX_STRING = 1024 * 1024
 _ILLEGAL_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _REGEX_CACHE: dict[str, re.Pattern] = {}
 _DATE_PARTS = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
+_WHITESPACE = re.compile(r"\s+")
+#: Types whose spec regex accepts any non-empty text (checked as such, without the regex).
+ANY_TEXT_TYPES = frozenset({"string", "markdown"})
 _TIMEZONE = re.compile(r"(Z|[+-]\d{2}:\d{2})$")
 
 
@@ -71,7 +78,30 @@ class StructureWalker:
         self.on_node = on_node or (lambda node: None)
         self.allowed_extension_domains = allowed_extension_domains
         self.allow_example_urls = allow_example_urls
+        self._types: dict[str, TypeDef | None] = {}
+        self._want_cache: dict[tuple, bool] = {}
         self.issues: list[Issue] = []
+
+    def _type(self, code: str | None) -> TypeDef | None:
+        """Base definition of a type code, memoised for the walk."""
+        if not code:
+            return None
+        try:
+            return self._types[code]
+        except KeyError:
+            td = self._types[code] = self.defs.base_type(code)
+            return td
+
+    def _wants(self, edef: ElementDef, tcode: str | None) -> bool:
+        """Does any later layer need to see this element? (Most elements carry only ele-1.)"""
+        key = (id(edef), tcode)
+        hit = self._want_cache.get(key)
+        if hit is None:
+            hit = self._want_cache[key] = (
+                (edef.binding is not None and edef.binding.strength != "example")
+                or any(c.key not in NATIVE_CONSTRAINTS for c in edef.constraints)
+                or tcode in NODE_TYPES)
+        return hit
 
     # --- reporting ----------------------------------------------------------------
     def _issue(self, severity: Severity, code: str, rule: str, message: str, expr: str, loc: tuple) -> None:
@@ -217,7 +247,7 @@ class StructureWalker:
     def _element_group(self, obj: dict, child: ElementDef, props: list, td: TypeDef, expr: str, loc: tuple,
                        frame: ResourceFrame, host: "Logical") -> None:
         # a choice element present under more than one type name
-        names = {p[0] for p in props}
+        names = {p[0] for p in props} if len(props) > 1 else ()
         if len(names) > 1:
             self.error("structure", "choice-multiple",
                        f"Only one of {', '.join(sorted(names))} may be present ({child.path} is a choice of one type)",
@@ -233,7 +263,7 @@ class StructureWalker:
             tcode = child.types[0].code if len(child.types) == 1 else None
         elif tcode is None and child.content_reference:
             tcode = "BackboneElement"  # the referenced element's children apply
-        type_def = self.defs.base_type(tcode) if tcode else None
+        type_def = self._type(tcode)
         is_primitive = type_def is not None and type_def.kind == "primitive-type"
         if has_shadow and not is_primitive:
             self.error("structure", "shadow-not-primitive",
@@ -338,11 +368,11 @@ class StructureWalker:
         if tcode == "Extension" or name in EXTENSION_NAMES:
             self._extension(value, edef, td, expr, loc, frame, host, is_modifier=(name == "modifierExtension"))
             return
-        node_td = type_def
-        self.on_node(Node(value, None, tcode, edef, expr, loc, frame))
-        if node_td is not None and node_td.root.constraints and not edef.children:
+        if self._wants(edef, tcode):
+            self.on_node(Node(value, None, tcode, edef, expr, loc, frame))
+        if type_def is not None and not edef.children and self._wants(type_def.root, None):
             # the datatype's own invariants (per-1, qty-3, ...) apply to this element
-            self.on_node(Node(value, None, tcode, node_td.root, expr, loc, frame))
+            self.on_node(Node(value, None, tcode, type_def.root, expr, loc, frame))
         self._object(value, edef, td, tcode, expr, loc, frame, logical=Logical(host, edef, tcode, expr))
 
     def _nested_resource(self, value, edef: ElementDef, expr: str, loc: tuple, frame: ResourceFrame) -> None:
@@ -398,7 +428,8 @@ class StructureWalker:
                 self._shadow_extensions(shadow, edef, tcode, td, expr, sloc, frame, host)
         if value is not None:
             self._primitive_value(value, edef, tcode, type_def, expr, loc)
-        self.on_node(Node(value, shadow, tcode, edef, expr, loc, frame))
+        if self._wants(edef, tcode):
+            self.on_node(Node(value, shadow, tcode, edef, expr, loc, frame))
 
     def _shadow_extensions(self, shadow: dict, edef, tcode, td, expr, sloc, frame, host) -> None:
         exts = shadow.get("extension")
@@ -464,13 +495,20 @@ class StructureWalker:
                        f"value is longer than permitted maximum length of {edef.max_length}", expr, loc)
         if not value.strip():
             self.warning("invalid", "string-whitespace", f"value should not be all whitespace", expr, loc)
+        if tcode == "base64Binary":
+            # the spec's regex backtracks badly on large attachments; this is the same language
+            if not _BASE64.fullmatch(value) or len(_WHITESPACE.sub("", value)) % 4:
+                self.error("invalid", "format", "The value is not valid base64 (only A-Z, a-z, 0-9, +, / and = "
+                           "padding, in groups of four)", expr, loc)
+            return
         if _ILLEGAL_XML_CHARS.search(value):
             chars = sorted({f"{ord(c):x}" for c in _ILLEGAL_XML_CHARS.findall(value)})
             self.warning("invalid", "string-illegal-chars",
                          f"This content includes the character{'s' if len(chars) > 1 else ''} [{', '.join(chars)}] "
                          f"(hex value{'s' if len(chars) > 1 else ''}), which are illegal in the XML version of FHIR",
                          expr, loc)
-        if type_def is not None and type_def.regex and not _regex(type_def.regex).fullmatch(value):
+        if type_def is not None and type_def.regex and tcode not in ANY_TEXT_TYPES \
+                and not _regex(type_def.regex).fullmatch(value):
             self.error("invalid", "format", f"The value '{_clip(value)}' is not a valid {tcode} "
                        f"(does not match the regex {type_def.regex})", expr, loc)
             return
