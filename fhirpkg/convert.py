@@ -662,19 +662,20 @@ def _member(out: dict, key: str, value, children: dict[str, _Child], path: str, 
         cx.lose(f"{path}.{name}", f"{cx.version_name} has no element {path.split('.')[-1]}.{name}")
         return
     child, typ = hit
+    path_in = f"{path}.{child.name}"  # R5 names: "timing[x]", not "timingTiming"
     if primitive_ext:
-        host = frozenset({typ, f"{path}.{child.name}", "Element"})
+        host = frozenset({typ, path_in, "Element"})
         if isinstance(value, list):
-            value = [None if x is None else _primitive_ext(x, host, f"{path}.{name}", cx) for x in value]
+            value = [None if x is None else _primitive_ext(x, host, path_in, cx) for x in value]
         else:
-            value = _primitive_ext(value, host, f"{path}.{name}", cx)
+            value = _primitive_ext(value, host, path_in, cx)
         if value:
             out[key] = value
         return
-    value = _cardinality(value, child, f"{path}.{name}", cx)
+    value = _cardinality(value, child, path_in, cx)
     if typ.startswith("@") or typ in _ELEMENTS[cx.target]:
         items = value if isinstance(value, list) else [value]
-        done = [x for x in (_complex(i, typ, f"{path}.{name}", cx) for i in items) if x is not None]
+        done = [x for x in (_complex(i, typ, path_in, cx) for i in items) if x is not None]
         if not done:
             return
         value = done if isinstance(value, list) else done[0]
@@ -1394,6 +1395,9 @@ _STUDY_STATUS = {
     "not-yet-recruiting": "approved", "active-but-not-recruiting": "closed-to-accrual",
     "terminated": "administratively-completed",
 }
+#: Written when R5 gives no study state: R4B requires a code and the HL7 validator rejects a
+#: data-absent-reason in its place (required binding); 'active' is the state of a study open to enquiry.
+_UNKNOWN_STUDY_STATE = "active"
 #: R5 research-study-party-role codes that name R4B's sponsor / principalInvestigator.
 _SPONSOR_ROLES = {"sponsor", "lead-sponsor", "sponsor-investigator"}
 _PI_ROLES = {"primary-investigator", "sponsor-investigator"}
@@ -1412,12 +1416,11 @@ def _research_study(rs: dict, cx: _Cx) -> dict:
     rs.pop("_status", None)
     states = rs.pop("progressStatus", None) or []
     state = _study_state(states)
-    if state:
-        rs["status"] = state
-    else:
-        rs["_status"] = {"extension": [{"url": _EXT + "data-absent-reason", "valueCode": "unknown"}]}
-        cx.lose(f"{p}.progressStatus", f"{cx.version_name} ResearchStudy.status is the study's state and is "
-                "required; R5 gave none that maps, so it is marked data-absent-reason 'unknown'")
+    rs["status"] = state or _UNKNOWN_STUDY_STATE
+    if not state:
+        cx.lose(f"{p}.progressStatus", f"{cx.version_name} ResearchStudy.status (the study's state) is required "
+                f"and its value set has no 'unknown'; R5 gave no state that maps, so '{_UNKNOWN_STUDY_STATE}' is "
+                "written: check the trial registry before relying on it")
     if pub_status is not None:
         cx.lose(f"{p}.status", f"publication status '{pub_status}' has no {cx.version_name} element "
                 "(there status is the study's state)")
