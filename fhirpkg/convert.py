@@ -732,7 +732,7 @@ def _meta(meta, rt: str, cx: _Cx):
         kept = []
         for p in profiles:
             name = p.split("|")[0].rsplit("/", 1)[-1] if isinstance(p, str) else ""
-            if isinstance(p, str) and p.startswith(_EXT) and name not in _TARGET_CORE_PROFILES:
+            if isinstance(p, str) and p.startswith(_EXT) and name not in _TARGET_CORE_PROFILES[cx.target]:
                 cx.lose(f"{rt}.meta.profile", f"core profile {name} does not exist in {cx.version_name}")
             else:
                 kept.append(p)
@@ -742,9 +742,8 @@ def _meta(meta, rt: str, cx: _Cx):
     return _walk(meta, "Meta", f"{rt}.meta", cx, frozenset({"Meta", f"{rt}.meta", "Element"}))
 
 
-#: Core resource profiles in hl7.fhir.r4b.core#4.3.0 (R5's shareableplandefinition is not among them);
-#: R4's list is not available offline, so R4 exports use the same.
-_TARGET_CORE_PROFILES = frozenset(
+#: Core resource profiles in hl7.fhir.r4b.core#4.3.0: R5's shareableplandefinition is not among them.
+_R4B_CORE_PROFILES = frozenset(
     "actualgroup bmi bodyheight bodytemp bodyweight bp catalog cdshooksguidanceresponse cdshooksrequestgroup "
     "cdshooksserviceplandefinition cholesterol clinicaldocument computableplandefinition cqf-questionnaire "
     "cqllibrary devicemetricobservation diagnosticreport-genetics example-composition example-section-library "
@@ -752,6 +751,8 @@ _TARGET_CORE_PROFILES = frozenset(
     "lipidprofile observation-genetics oxygensat provenance-relevant-history resprate servicerequest-genetics "
     "shareableactivitydefinition shareablecodesystem shareablelibrary shareablemeasure shareablevalueset "
     "triglyceride vitalsigns vitalspanel".split())
+#: R4 (4.0.1) had shareableplandefinition (R4B dropped it); the rest of R4's list is taken as R4B's.
+_TARGET_CORE_PROFILES = {R4B: _R4B_CORE_PROFILES, R4: _R4B_CORE_PROFILES | {"shareableplandefinition"}}
 
 
 # --------------------------------------------------------------------------- data type fixes
@@ -1651,7 +1652,12 @@ def _value_set(vs: dict, cx: _Cx) -> dict:
 
 
 def _implementation_guide(ig: dict, cx: _Cx) -> dict:
+    """R5 ImplementationGuide -> R4B/R4: isExample/profile -> example[x], page.name -> nameUrl; the guide now
+    describes the exported package, so fhirVersion is the target's."""
     p = "ImplementationGuide"
+    if ig.get("fhirVersion") not in (None, [cx.target]):
+        cx.lose(f"{p}.fhirVersion", f"fhirVersion {', '.join(map(str, ig['fhirVersion']))} replaced by {cx.target}")
+        ig["fhirVersion"] = [cx.target]
     for dep in ig.get("dependsOn") or []:
         if "reason" in dep:
             del dep["reason"]

@@ -437,6 +437,7 @@ def test_implementation_guide_r4b():
         "page": {"nameUrl": "index.html", "title": "Home", "generation": "html"},
         "parameter": [{"code": "copyrightyear", "value": "2026"}]}
     assert out["dependsOn"] == [{"uri": "http://hl7.org/fhir", "packageId": "hl7.fhir.r5.core"}]
+    assert out["fhirVersion"] == ["4.3.0"]
 
 
 def test_other_types_best_effort_and_r5_only_types_dropped():
@@ -474,6 +475,8 @@ def test_r4_folds_citations_and_drops_citation_and_clinical_use_definition():
     assert pd2["action"][0]["documentation"] == [{"type": "justification", "citation": text,
                                                   "url": "https://doi.org/10.1038/nm.4045"}]
     assert "subjectCanonical" not in pd2
+    r4_pd = to_r4([PD]).resources[0]  # R4 4.0.1 has shareableplandefinition; R4B does not
+    assert r4_pd["meta"]["profile"] == [EXT + "shareableplandefinition", EXT + "computableplandefinition"]
     assert conv.resources[1]["relatedArtifact"] == [
         {"type": "composed-of", "resource": "http://example.org/MedicationKnowledge/mk-cis"}]
     mk = conv.resources[2]
