@@ -40,6 +40,7 @@ ISO4217 = "urn:iso:std:iso:4217"
 ISO3166 = "urn:iso:std:iso:3166"
 ISO3166_2 = "urn:iso:std:iso:3166:-2"
 URI_SYSTEM = "urn:ietf:rfc:3986"
+M49 = "http://unstats.un.org/unsd/methods/m49/m49.htm"
 COLOR_RGB = "http://hl7.org/fhir/color-rgb"
 IANA_TZ = "https://www.iana.org/time-zones"
 MIMETYPES_VS = "http://hl7.org/fhir/ValueSet/mimetypes"
@@ -58,7 +59,7 @@ SERVER_SIDE = {
     "http://hl7.org/fhir/sid/icd-9-cm": "ICD-9-CM",
     "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
     "http://fdasis.nlm.nih.gov": "FDA UNII",
-    "http://unstats.un.org/unsd/methods/m49/m49.htm": "UN M.49",
+    M49: "UN M.49",
     "http://varnomen.hgvs.org": "HGVS",
     "https://www.usps.com/": "USPS",
     "http://www.whocc.no/atc": "ATC",
@@ -97,7 +98,16 @@ DISPLAY_LANGUAGES = "en-US"
 ISO_CODES_DIRS = ("/usr/share/iso-codes/json", "/usr/local/share/iso-codes/json",
                   "/opt/homebrew/share/iso-codes/json")
 
+#: Bump when the pickled form changes: caches holding another format must be rebuilt.
+FORMAT_VERSION = "1"
+
 VALID, INVALID, NOT_CHECKED, UNKNOWN_VALUE_SET = "valid", "invalid", "not-checked", "unknown-value-set"
+#: Answers kept per process before the memo starts again (a few MB at most).
+ANSWER_MEMO_SIZE = 100_000
+
+
+class StaleIndexError(ValueError):
+    """A pickled Terminology from another version of this module."""
 
 
 # --- results --------------------------------------------------------------------------
@@ -675,10 +685,14 @@ def _ucum_atoms_from(codes: Iterable[str]) -> set[str]:
 _ISO3166_SYNTAX = re.compile(r"^(?:[A-Z]{2}|[A-Z]{3}|[0-9]{3})$")
 _ISO3166_2_SYNTAX = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
 _ISO4217_SYNTAX = re.compile(r"^[A-Z]{3}$")
+_M49_SYNTAX = re.compile(r"^[0-9]{3}$")
 
 #: Code systems checked by a grammar or a list that is not a CodeSystem resource.
 GRAMMAR_SYSTEMS = {BCP47: "bcp-47", BCP13: "bcp-13", UCUM: "ucum", ISO4217: "iso-4217", ISO3166: "iso-3166",
-                   ISO3166_2: "iso-3166-2", URI_SYSTEM: "uri", COLOR_RGB: "color-rgb", IANA_TZ: "iana-tz"}
+                   ISO3166_2: "iso-3166-2", URI_SYSTEM: "uri", COLOR_RGB: "color-rgb", IANA_TZ: "iana-tz",
+                   M49: "m49"}
+#: UN M.49 filters understood offline: class = region (the area codes) or country (ISO 3166 numeric).
+M49_CLASSES = {"region": "m49-region", "country": "m49-country"}
 _COLOR_RGB = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -958,6 +972,13 @@ class _Store:
             nums = have + (n,)
         self.index[item.url] = nums[0] if len(nums) == 1 else nums
 
+    def copy(self) -> "_Store":
+        """A store sharing the blobs and decoded entries so far; additions stay in the copy."""
+        other = _Store(self.kind)
+        other.index, other.blobs, other.versions = dict(self.index), list(self.blobs), list(self.versions)
+        other._decoded = dict(self._decoded)
+        return other
+
     def __contains__(self, url: str) -> bool:
         return url in self.index
 
@@ -1035,10 +1056,7 @@ class Terminology:
             self.code_systems.add(cs)
         for vs in value_sets:
             self.value_sets.add(vs)
-        self._memo: dict[str, Expansion] = {}
-        self._folded: dict[str, dict[str, str]] = {}
-        self._lower_sets: dict[int, tuple] = {}
-        self._expanding: set[str] = set()
+        self._reset_memos()
 
     @property
     def iso(self) -> IsoData | None:
@@ -1106,37 +1124,70 @@ class Terminology:
                 vs = compile_value_set(r, package)
                 if vs:
                     self.value_sets.add(vs, replace=True)
-        self._memo.clear()
-        self._folded.clear()
-        self._lower_sets.clear()
+        self._reset_memos()
+
+    add = add_resource  # the name fhirpkg.api uses for conformance and project resources
+
+    def derive(self) -> "Terminology":
+        """A copy sharing this one's definitions, to which resources can be added (one
+        conformance case's supporting value sets) without touching this one."""
+        other = Terminology.__new__(Terminology)
+        other.code_systems = self.code_systems.copy()
+        other.value_sets = self.value_sets.copy()
+        other._iso_blob, other._iso = self._iso_blob, self._iso
+        other.ucum_atoms, other.sources, other.time_zones = self.ucum_atoms, self.sources, self.time_zones
+        other._reset_memos()
+        return other
 
     # -- pickling: the memo stays behind ----------------------------------------------------
     def __getstate__(self):
-        return {"code_systems": self.code_systems, "value_sets": self.value_sets, "_iso_blob": self._iso_blob,
-                "ucum_atoms": self.ucum_atoms, "sources": self.sources, "time_zones": self.time_zones}
+        return {"format": FORMAT_VERSION, "code_systems": self.code_systems, "value_sets": self.value_sets,
+                "_iso_blob": self._iso_blob, "ucum_atoms": self.ucum_atoms, "sources": self.sources,
+                "time_zones": self.time_zones}
 
     def __setstate__(self, state):
+        if state.get("format") != FORMAT_VERSION:
+            raise StaleIndexError(f"terminology index format {state.get('format')!r}, expected {FORMAT_VERSION}: "
+                                  "rebuild the definitions cache")
+        state = dict(state)
+        del state["format"]
         self.__dict__.update(state)
         self._iso = None
-        self._memo = {}
-        self._folded = {}
-        self._lower_sets = {}
-        self._expanding = set()
+        self._reset_memos()
+
+    def _reset_memos(self) -> None:
+        """Per-process memos: expansions, answers, lookups (never pickled)."""
+        self._memo: dict[str, Expansion] = {}
+        self._folded: dict[str, dict[str, str]] = {}
+        self._lower_sets: dict[int, tuple] = {}
+        self._answers: dict[tuple, CodeResult] = {}
+        self._vs_lookup: dict[str, ValueSetDef | None] = {}
+        self._cs_lookup: dict[tuple, CodeSystemDef | None] = {}
+        self._expanding: set[str] = set()
 
     # -- lookups --------------------------------------------------------------------------
     def code_system(self, url: str | None, version: str | None = None) -> CodeSystemDef | None:
         """A code system by canonical (``url|version`` or a separate version; partial versions match)."""
         if not url:
             return None
-        base, v = split_canonical(url)
-        return self.code_systems.get(base, version or v)
+        key = (url, version)
+        try:
+            return self._cs_lookup[key]
+        except KeyError:
+            base, v = split_canonical(url)
+            cs = self._cs_lookup[key] = self.code_systems.get(base, version or v)
+            return cs
 
     def value_set(self, url: str | None) -> ValueSetDef | None:
         """A value set by canonical; ``url|version`` must match the version (partial versions too)."""
         if not url:
             return None
-        base, version = split_canonical(url)
-        return self.value_sets.get(base, version)
+        try:
+            return self._vs_lookup[url]
+        except KeyError:
+            base, version = split_canonical(url)
+            vs = self._vs_lookup[url] = self.value_sets.get(base, version)
+            return vs
 
     def knows_system(self, system: str) -> bool:
         return system in self.code_systems or system in GRAMMAR_SYSTEMS
@@ -1234,7 +1285,8 @@ class Terminology:
             cs = self.code_system(system)
             if cs is not None:
                 fallback = {system: (inc.version, cs.version)}
-        if cs is not None and (cs.content == "supplement" or (cs.content == "not-present" and system in GRAMMAR_SYSTEMS)):
+        if cs is not None and (cs.content == "supplement"
+                               or (cs.content == "not-present" and system in GRAMMAR_SYSTEMS)):
             cs = None
         if inc.concepts is not None and not inc.filters:
             listed = set(inc.concepts)
@@ -1248,6 +1300,8 @@ class Terminology:
                 for f in inc.filters:
                     if f.property in ("code", "concept") and f.op == "regex" and regex is None:
                         regex = f.value
+                    elif grammar == "m49" and f.property == "class" and f.op == "=" and f.value in M49_CLASSES:
+                        grammar = M49_CLASSES[f.value]
                     else:
                         return Expansion(open=[OpenPart(
                             system, f"the filter {f.property} {f.op} {f.value!r} on {system} is not supported offline",
@@ -1277,6 +1331,7 @@ class Terminology:
         return {c for c in codes if c in cs.concepts}
 
     def _why_not_listable(self, system: str, version: str | None, cs: CodeSystemDef | None) -> tuple[str, str]:
+        """(reason key, sentence) for an include whose codes cannot be listed."""
         if cs is not None:
             if cs.content == "fragment":
                 return "fragment", f"the code system {cs.versioned_url} is only a fragment"
@@ -1285,10 +1340,6 @@ class Terminology:
             if cs.content == "not-present":
                 return "not-present", f"the code system {cs.versioned_url} does not include its codes"
             return cs.content, f"the code system {cs.versioned_url} has content '{cs.content}'"
-        if version and self.code_system(system) is not None:
-            known = self.code_system(system)
-            return "version", (f"the code system {system} version {version} is not available "
-                               f"(version {known.version} is)")
         if system in GRAMMAR_SYSTEMS:
             if self._grammar_has_data(GRAMMAR_SYSTEMS[system]):
                 return "grammar", f"{system} codes are checked by their grammar"
@@ -1298,7 +1349,7 @@ class Terminology:
         return "unknown-system", f"the code system {system} is not in the loaded packages"
 
     def _grammar_has_data(self, grammar: str) -> bool:
-        if grammar in ("iso-4217", "iso-3166", "iso-3166-2"):
+        if grammar in ("iso-4217", "iso-3166", "iso-3166-2", "m49", "m49-country"):
             return self._iso_blob is not None
         if grammar == "iana-tz":
             return bool(self.time_zones)
@@ -1418,7 +1469,25 @@ class Terminology:
         ``check_system_uri``: report a wrong system URI (an unknown hl7.org/fhir system,
         an HTML page, a value set URL) as invalid, as the HL7 validator does for a lone
         Coding; inside a CodeableConcept it only says the code system is not found.
+        Answers are memoized: content repeats the same few codes.
         """
+        key = ("s", system, code, display, version, check_system_uri)
+        res = self._answers.get(key)
+        if res is None:
+            res = self._validate_in_system(system, code, display, version, check_system_uri)
+            self._remember(key, res)
+        return res
+
+    def _remember(self, key: tuple, res: CodeResult) -> None:
+        if len(self._answers) >= ANSWER_MEMO_SIZE:
+            self._answers.clear()
+        self._vs_lookup.clear()
+        self._cs_lookup.clear()
+        self._answers[key] = res
+
+    def _validate_in_system(self, system: str | None, code: str | None, display: str | None,
+                            version: str | None, check_system_uri: bool) -> CodeResult:
+        """validate_in_system, not memoized."""
         if not code:
             return CodeResult(INVALID, "No code provided", "no-code")
         if not system:
@@ -1568,6 +1637,8 @@ class Terminology:
                 return CodeResult(VALID, "", "", via, system)
             return CodeResult(INVALID, f"Unknown code '{code}' in the CodeSystem '{system}' (IANA time zones)",
                               "unknown-code", via, system)
+        if grammar.startswith("m49"):
+            return self._check_m49(grammar, system, code, via)
         if grammar == "uri":
             ok = bool(re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S*$", code))
             return CodeResult(VALID if ok else INVALID, "" if ok else f"'{code}' is not an absolute URI", "",
@@ -1588,11 +1659,37 @@ class Terminology:
         return CodeResult(INVALID, f"Unknown code '{code}' in the CodeSystem '{system}' ({label} codes)",
                           "unknown-code", via, system)
 
+    def _check_m49(self, grammar: str, system: str, code: str, via: str) -> CodeResult:
+        """UN M.49: the area codes (RFC 5646's region list) and, with ISO data, the country codes."""
+        if not _M49_SYNTAX.match(code):
+            return CodeResult(INVALID, f"'{code}' is not a UN M.49 code (three digits)", "grammar", via, system)
+        if grammar != "m49-country" and code in M49_REGIONS:
+            return CodeResult(VALID, "", "", via, system)
+        if grammar == "m49-region":
+            return CodeResult(INVALID, f"'{code}' is not a UN M.49 region code", "unknown-code", via, system)
+        numeric = self.iso.countries if self.iso is not None else None
+        if numeric is None:
+            return CodeResult(NOT_CHECKED, f"UN M.49 country codes are not available offline (install the iso-codes "
+                              f"data), so '{code}' was checked for syntax only", "no-data", via, system)
+        if code in numeric:
+            return CodeResult(VALID, "", "", via, system)
+        return CodeResult(INVALID, f"Unknown code '{code}' in the CodeSystem '{system}' (UN M.49)", "unknown-code",
+                          via, system)
+
     # -- codes in a value set ------------------------------------------------------------------
     def validate_code(self, value_set: str, system: str | None, code: str | None, display: str | None = None,
                       version: str | None = None) -> CodeResult:
         """Is (system, code) in the value set?  With no system (a ``code`` element), the value
-        set's systems are tried, as the HL7 validator infers the system."""
+        set's systems are tried, as the HL7 validator infers the system.  Memoized."""
+        key = ("v", value_set, system, code, display, version)
+        res = self._answers.get(key)
+        if res is None:
+            res = self._validate_code(value_set, system, code, display, version)
+            self._remember(key, res)
+        return res
+
+    def _validate_code(self, value_set: str, system: str | None, code: str | None, display: str | None,
+                       version: str | None) -> CodeResult:
         vs = self.value_set(value_set)
         if vs is None:
             return CodeResult(UNKNOWN_VALUE_SET, f"ValueSet '{value_set}' not found", "value-set-unknown")

@@ -29,13 +29,15 @@ from typing import Iterator
 
 from ..issues import Issue, Severity
 from ..model import Node
-from ..terminology import NO_TX_EXEMPT, SERVER_SIDE, CodeResult, Terminology
+from ..terminology import NO_TX_EXEMPT, SERVER_SIDE, CodeResult, Terminology, ValueSetDef
 
 QUANTITY_TYPES = frozenset({"Quantity", "Age", "Duration", "Distance", "Count", "SimpleQuantity",
                             "MoneyQuantity"})
 #: Primitive types the HL7 validator checks bindings on (checkPrimitiveBinding).
 PRIMITIVE_TYPES = frozenset({"code", "string", "uri", "url", "canonical"})
 CODED_TYPES = frozenset({"Coding", "CodeableConcept", "CodeableReference"}) | QUANTITY_TYPES | PRIMITIVE_TYPES
+#: Node types this layer checks even without a binding (the walker should pass them all to check_node).
+NODE_TYPES = frozenset({"Coding"}) | QUANTITY_TYPES
 
 # How each binding strength words a code that is not in the value set (the HL7 validator's
 # Terminology_TX_NoValid_* messages), for a primitive value, a Coding and a CodeableConcept.
@@ -126,19 +128,19 @@ def check_binding(term: Terminology, node: Node, *, profile: str | None = None,
         return
     if t in PRIMITIVE_TYPES:
         if isinstance(value, str):
-            yield from _primitive(term, node, vs_url, vs.describe(), binding.strength, value)
+            yield from _primitive(term, node, vs_url, vs, binding.strength, value)
     elif t == "Coding" or t in QUANTITY_TYPES:
         if isinstance(value, dict):
-            yield from _coding(term, node, vs_url, vs.describe(), binding.strength, value)
+            yield from _coding(term, node, vs_url, vs, binding.strength, value)
     elif t == "CodeableConcept":
         if isinstance(value, dict):
-            yield from _codeable_concept(term, node, vs_url, vs.describe(), binding.strength, value)
+            yield from _codeable_concept(term, node, vs_url, vs, binding.strength, value)
     elif t == "CodeableReference":
         concept = value.get("concept") if isinstance(value, dict) else None
         if isinstance(concept, dict):
             sub = Node(concept, None, "CodeableConcept", node.definition, node.expression + ".concept",
                        node.location + ("concept",), node.frame)
-            yield from _codeable_concept(term, sub, vs_url, vs.describe(), binding.strength, concept)
+            yield from _codeable_concept(term, sub, vs_url, vs, binding.strength, concept)
 
 
 def _not_checked(node: Node, vs_url: str, strength: str, res: CodeResult) -> Iterator[Issue]:
@@ -151,7 +153,7 @@ def _not_checked(node: Node, vs_url: str, strength: str, res: CodeResult) -> Ite
                  f"there is no terminology service{why}", node)
 
 
-def _primitive(term: Terminology, node: Node, vs_url: str, vs_desc: str, strength: str,
+def _primitive(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strength: str,
                value: str) -> Iterator[Issue]:
     res = term.validate_code(vs_url, None, value)
     if res.status == "not-checked":
@@ -159,14 +161,14 @@ def _primitive(term: Terminology, node: Node, vs_url: str, vs_desc: str, strengt
         return
     if res.invalid:
         sev, rule, text, _, _ = _NOT_IN_VS[strength]
-        yield _issue(sev, "code-invalid", rule, text.format(value=value, vs=vs_desc, detail=_detail(res)), node)
+        yield _issue(sev, "code-invalid", rule, text.format(value=value, vs=vs.describe(), detail=_detail(res)), node)
         return
     for kind, msg in res.findings:
         if kind in ("inactive", "deprecated"):
             yield _issue(Severity.WARNING, "business-rule", "code-inactive", msg, node)
 
 
-def _coding(term: Terminology, node: Node, vs_url: str, vs_desc: str, strength: str,
+def _coding(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strength: str,
             coding: dict) -> Iterator[Issue]:
     system, code = coding.get("system"), coding.get("code")
     if not isinstance(code, str):
@@ -180,20 +182,20 @@ def _coding(term: Terminology, node: Node, vs_url: str, vs_desc: str, strength: 
     elif res.invalid:
         sev, rule, _, text, _ = _NOT_IN_VS[strength]
         yield _issue(sev, "code-invalid", rule,
-                     text.format(value=f"{system}#{code}", vs=vs_desc, detail=_detail(res)), node)
+                     text.format(value=f"{system}#{code}", vs=vs.describe(), detail=_detail(res)), node)
 
 
-def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs_desc: str, strength: str,
+def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strength: str,
                       cc: dict) -> Iterator[Issue]:
     codings = [c for c in cc.get("coding") or () if isinstance(c, dict)]
     coded = [c for c in codings if isinstance(c.get("code"), str)]
     if not coded:
         if strength == "required":
             yield _issue(Severity.ERROR, "code-invalid", "binding-required",
-                         f"No code provided, and a code is required from the value set {vs_desc}", node)
+                         f"No code provided, and a code is required from the value set {vs.describe()}", node)
         elif strength == "extensible":
             yield _issue(Severity.WARNING, "code-invalid", "binding-extensible",
-                         f"No code provided, and a code should be provided from the value set {vs_desc}", node)
+                         f"No code provided, and a code should be provided from the value set {vs.describe()}", node)
         return
     results = []
     for c in coded:
@@ -211,7 +213,7 @@ def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs_desc: str, 
         return
     sev, rule, _, _, text = _NOT_IN_VS[strength]
     summary = ", ".join(f"{c.get('system')}#{c.get('code')}" for c in codings)
-    yield _issue(sev, "code-invalid", rule, text.format(value=summary, vs=vs_desc), node)
+    yield _issue(sev, "code-invalid", rule, text.format(value=summary, vs=vs.describe()), node)
 
 
 # --- codes in their code systems ----------------------------------------------------------
