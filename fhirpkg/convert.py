@@ -518,7 +518,8 @@ def _order(obj: dict, children: dict[str, _Child], base: tuple[str, ...]) -> dic
 # -------------------------------------------------------------------------------- extensions
 #: Contexts of the extensions the content uses or the conversion adds, in the target versions:
 #: R4B core (timing-daysOfCycle, data-absent-reason) and hl7.fhir.uv.extensions.r4#5.3.0-ballot-tc1
-#: (the others), limited to the types this module converts.  An extension not listed is kept unchecked.
+#: (the others), limited to the types this module converts; structuredefinition-normative-version (R4B core)
+#: because R5 core terminology carries it on CodeSystem and ValueSet.  An extension not listed is kept unchecked.
 _EXTENSION_CONTEXTS = {
     "cqf-knowledgeCapability": "DomainResource",
     "cqf-knowledgeRepresentationLevel": "DomainResource",
@@ -527,6 +528,7 @@ _EXTENSION_CONTEXTS = {
     "artifact-isOwned": "ActivityDefinition.library DomainResource.extension Measure.library PlanDefinition.library "
                         "RelatedArtifact",
     "data-absent-reason": "Element",
+    "structuredefinition-normative-version": "StructureDefinition",
     "artifact-url": "MedicationKnowledge",
     "artifact-version": "MedicationKnowledge",
     "artifact-identifier": "ImplementationGuide MedicationKnowledge",
@@ -901,7 +903,7 @@ def _timing(t: dict, path: str, cx: _Cx) -> dict:
     repeat = t.get("repeat")
     if isinstance(repeat, dict) and any(w in _R5_ONLY_EVENT_TIMING for w in repeat.get("when") or ()):
         when = [w for w in repeat["when"] if w not in _R5_ONLY_EVENT_TIMING]
-        cx.lose(f"{path}.repeat.when", f"event timing IMD (immediate) is new in R5")
+        cx.lose(f"{path}.repeat.when", "event timing IMD (immediate) is new in R5")
         repeat = dict(repeat, when=when) if when else {k: v for k, v in repeat.items() if k != "when"}
         t = dict(t, repeat=repeat)
     return t
@@ -952,17 +954,10 @@ def _expression(e: dict, path: str, cx: _Cx) -> dict:
     return e
 
 
-def _codeable_reference(cr: dict, path: str, cx: _Cx) -> dict | None:
-    if cx.target == R4:  # only reached through R4B-only types, which R4 drops; kept for safety
-        return cr
-    return cr
-
-
 _DATATYPE_FIXES: dict[str, Callable] = {
     "Coding": _coding, "RelatedArtifact": _related_artifact, "Dosage": _dosage, "Timing": _timing,
     "Quantity": _quantity, "Age": _quantity, "Duration": _quantity, "Attachment": _attachment,
     "DataRequirement": _data_requirement, "TriggerDefinition": _trigger, "Expression": _expression,
-    "CodeableReference": _codeable_reference,
 }
 
 
@@ -1477,8 +1472,9 @@ def _research_study(rs: dict, cx: _Cx) -> dict:
             cx.lose(f"{p}.objective.description", "objective.description is new in R5")
     sites = []
     for s in rs.get("site") or []:
-        if isinstance(s, dict) and str(s.get("reference", "")).split("/")[0] in ("ResearchStudy", "Organization"):
-            cx.lose(f"{p}.site", f"R4B site references a Location only")
+        rtype = (s.get("type") or str(s.get("reference", "")).split("/")[0]) if isinstance(s, dict) else ""
+        if rtype in ("ResearchStudy", "Organization"):
+            cx.lose(f"{p}.site", f"{cx.version_name} site references a Location only, not {rtype}")
         else:
             sites.append(s)
     if "site" in rs:
@@ -1620,6 +1616,7 @@ def _contributor(e: dict, cx: _Cx) -> dict:
 
 
 def _library(lib: dict, cx: _Cx) -> dict:
+    """Library differs only in metadata and data types, which the shared steps handle."""
     return lib
 
 

@@ -16,6 +16,7 @@ from fhirpkg.jsonsource import FhirDecimal
 ROOT = Path(__file__).resolve().parent.parent
 DEFINITIONS = ROOT / "definitions"
 EXT = "http://hl7.org/fhir/StructureDefinition/"
+THO = "http://terminology.hl7.org/CodeSystem/"
 
 
 def paths(conversion) -> set[str]:
@@ -357,8 +358,7 @@ def test_research_study_r4b():
         "resourceType": "ResearchStudy", "id": "rs1",
         "identifier": [{"system": "https://clinicaltrials.gov", "value": "NCT0"}],
         "title": "Trial", "status": "active",
-        "primaryPurposeType": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/research-study-prim-purp-type",
-                                           "code": "treatment"}]},
+        "primaryPurposeType": {"coding": [{"system": THO + "research-study-prim-purp-type", "code": "treatment"}]},
         "category": [{"text": "interventional"}], "focus": [{"text": "drug"}],
         "location": [{"text": "US"}], "description": "Short.\n\nLong text.",
         "enrollment": [{"reference": "Group/g"}],
@@ -518,6 +518,29 @@ def test_losses_are_unique_and_name_r5_paths():
         assert isinstance(loss, Loss) and loss.reason
         assert re.fullmatch(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]+", loss.resource)
         assert loss.path.split(".")[0] == loss.resource.split("/")[0]
+
+
+@pytest.mark.slow
+def test_r5_core_examples_of_the_supported_types_convert():
+    """Every R5 core example of the types handled here converts without error to both versions."""
+    from fhirpkg import packages as pk
+    pkg = pk.installed(pk.PackageRef(*pk.R5_EXAMPLES))
+    if pkg is None:
+        pytest.skip("hl7.fhir.r5.examples#5.0.0 is not installed (make packages)")
+    supported = set(convert._CONVERTERS)
+    examples = []
+    for f in sorted(Path(pkg.folder).glob("*.json")):
+        res = json.loads(f.read_text(encoding="utf-8"), parse_float=FhirDecimal)
+        if isinstance(res, dict) and res.get("resourceType") in supported:
+            examples.append(res)
+    assert len(examples) > 100
+    for conv in (to_r4b(examples), to_r4(examples)):
+        assert len(conv.resources) + len(conv.dropped) == len(examples)
+        for r in conv.resources:
+            names = convert._ELEMENTS[convert.R4B][r["resourceType"]]
+            extra = [k for k in r if k.lstrip("_") not in convert._RESOURCE_BASE
+                     and convert._resolve(names, k.lstrip("_")) is None]
+            assert not extra, (r["resourceType"], r.get("id"), extra)
 
 
 # ------------------------------------------------------------------- tables vs the R4B package
