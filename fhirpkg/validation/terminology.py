@@ -36,6 +36,7 @@ QUANTITY_TYPES = frozenset({"Quantity", "Age", "Duration", "Distance", "Count", 
 #: Primitive types the HL7 validator checks bindings on (checkPrimitiveBinding).
 PRIMITIVE_TYPES = frozenset({"code", "string", "uri", "url", "canonical"})
 CODED_TYPES = frozenset({"Coding", "CodeableConcept", "CodeableReference"}) | QUANTITY_TYPES | PRIMITIVE_TYPES
+DEFINED_TYPES_VS = "http://hl7.org/fhir/ValueSet/defined-types"
 #: Node types this layer checks even without a binding (the walker should pass them all to check_node).
 NODE_TYPES = frozenset({"Coding"}) | QUANTITY_TYPES
 
@@ -155,6 +156,8 @@ def _not_checked(node: Node, vs_url: str, strength: str, res: CodeResult) -> Ite
 
 def _primitive(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strength: str,
                value: str) -> Iterator[Issue]:
+    if vs.url == DEFINED_TYPES_VS and value.startswith("http://hl7.org/fhirpath/System."):
+        return  # the HL7 validator accepts FHIRPath system types here (isOkExtension)
     res = term.validate_code(vs_url, None, value)
     if res.status == "not-checked":
         yield from _not_checked(node, vs_url, strength, res)
