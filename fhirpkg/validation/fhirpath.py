@@ -15,10 +15,16 @@ tree-walking evaluator gets FHIR JSON wrong in ways that matter for invariants:
   ``highBoundary``, ``comparable``, ``conformsTo`` and ``resolve`` are missing.
 
 So this module keeps fhirpathpy's ANTLR parser, AST, type model, value classes
-(``ResourceNode``, ``FP_DateTime``, ``FP_Quantity``, ``TypeInfo``) and function
-table, and replaces only the evaluator: each expression is compiled once into
-Python closures.  A primitive is one ``ResourceNode(value, type, shadow)``.
-Nothing in fhirpathpy is patched; the internals we rely on are checked at import
+(``ResourceNode``, ``FP_DateTime``, ``FP_Quantity``, ``TypeInfo``) and most of its
+function table, and replaces the evaluator: each expression is compiled once into
+Python closures.  A primitive is one ``ResourceNode(value, type, shadow)``.  A few
+functions are replaced as well (``REPLACED_FUNCTIONS``): navigation, ``where``
+(once per item), ``repeat`` (tree nodes by identity), ``ofType`` (cached type
+hierarchy), comparisons (FHIR Quantity elements), and the string functions, which
+follow the HL7 validator's leniency about collections.
+
+Nothing in fhirpathpy is patched (we only set ``TypeInfo.model``, as fhirpathpy's
+own ``is``/``as`` do); the internals we rely on are checked at import
 (``_check_fhirpathpy``) so a fhirpathpy upgrade fails loudly, not subtly.
 
 Functions that need the outside world (``resolve``, ``memberOf``,
@@ -29,11 +35,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections import deque
 from calendar import monthrange
+from collections import deque
 from dataclasses import dataclass, field
-from functools import lru_cache
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Callable
 
 import fhirpathpy
@@ -225,6 +231,23 @@ _SKIP_KEYS = frozenset({"resourceType", "fhir_comments"})
 # --------------------------------------------------------------------------- navigation
 
 
+class _Node(ResourceNode):
+    """fhirpathpy's ResourceNode with a cheaper constructor (no ``abc.Mapping`` check)."""
+
+    def __init__(self, data, path, shadow=None):  # noqa: D107 (same fields as ResourceNode)
+        if type(data) is dict and "resourceType" in data:
+            path = data["resourceType"]
+        self.path = path
+        self.data = data
+        self._data = shadow
+        self.propName = None
+        self.index = None
+
+
+def _resource_node(data) -> ResourceNode:
+    return _Node(data, None)
+
+
 def _append(out: list, value, shadow, type_path: str | None) -> None:
     """Add one JSON property as items: value and ``_x`` shadow paired by index."""
     if isinstance(value, list) or isinstance(shadow, list):
@@ -234,9 +257,9 @@ def _append(out: list, value, shadow, type_path: str | None) -> None:
             v = values[i] if i < len(values) else None
             s = shadows[i] if i < len(shadows) else None
             if v is not None or isinstance(s, dict):
-                out.append(ResourceNode(v, type_path, s if isinstance(s, dict) else None))
+                out.append(_Node(v, type_path, s if isinstance(s, dict) else None))
     elif value is not None or isinstance(shadow, dict):
-        out.append(ResourceNode(value, type_path, shadow if isinstance(shadow, dict) else None))
+        out.append(_Node(value, type_path, shadow if isinstance(shadow, dict) else None))
 
 
 def member(model: TypeModel, items: Focus, name: str) -> list:
@@ -759,7 +782,7 @@ def fn_extension(ctx, focus, url):
         if isinstance(holder, dict):
             for ext in holder.get("extension") or ():
                 if isinstance(ext, dict) and ext.get("url") == url:
-                    out.append(ResourceNode(ext, "Extension"))
+                    out.append(_Node(ext, "Extension"))
     return out
 
 
@@ -769,6 +792,27 @@ def fn_trace(ctx, focus, name="", projection=None):
     if trace is not None:
         trace(name, [_unwrap(x) for x in (projection(focus) if projection else focus)])
     return focus
+
+
+def fn_of_type(ctx, focus, type_info):
+    """ofType() with the model's type hierarchy, cached (fhirpathpy re-derives it per item)."""
+    types = ctx["types"]
+    wanted, namespace = type_info.name, type_info.namespace
+    out = []
+    for item in focus:
+        if isinstance(item, ResourceNode) and namespace != "System":
+            path = item.path
+            if path is None or path.startswith("System."):
+                if TypeInfo.from_value(item).is_(type_info):
+                    out.append(item)
+            elif "." in path:
+                if wanted in ("BackboneElement", "Element"):
+                    out.append(item)
+            elif types.is_type(path, wanted):
+                out.append(item)
+        elif TypeInfo.from_value(item).is_(type_info):
+            out.append(item)
+    return out
 
 
 def fn_where(ctx, focus, criteria):
@@ -912,7 +956,7 @@ def fn_resolve(ctx, focus):
                 raise NotEvaluable("resolve() needs a reference resolver")
             found = engine.resolve(reference, ctx["host"])
         if found is not None:
-            out.append(ResourceNode.create_node(found))
+            out.append(found if isinstance(found, ResourceNode) else _resource_node(found))
     return out
 
 
@@ -1033,7 +1077,7 @@ def _boundary(ctx, focus, precision, *, high: bool):
         quantity = dict(item.data)
         quantity["value"] = value
         quantity.pop("_value", None)
-        return ResourceNode(quantity, "Quantity")
+        return _Node(quantity, "Quantity")
     if kind in ("date", "dateTime"):
         value = date_boundary(text, precision if precision is not None else (10 if kind == "date" else 17), high=high)
         return [] if value is None else FP_DateTime(value)
@@ -1341,6 +1385,7 @@ def _build_registry() -> dict:
         "extension": {"fn": fn_extension, "arity": {1: ["String"]}},
         "trace": {"fn": fn_trace, "arity": {0: [], 1: ["String"], 2: ["String", "Expr"]}},
         "where": {"fn": fn_where, "arity": {1: ["Expr"]}},
+        "ofType": {"fn": fn_of_type, "arity": {1: ["TypeSpecifier"]}},
         "exists": {"fn": fn_exists, "arity": {0: [], 1: ["Expr"]}},
         "repeat": {"fn": fn_repeat, "arity": {1: ["Expr"]}},
         "single": {"fn": fn_single},
@@ -1370,7 +1415,7 @@ def _build_registry() -> dict:
 #: Functions this module adds to fhirpathpy's table (or replaces in it).
 ADDED_FUNCTIONS = ("hasValue", "getValue", "resolve", "memberOf", "conformsTo", "htmlChecks",
                    XHTML_CONTENT_FUNCTION, "lowBoundary", "highBoundary", "comparable")
-REPLACED_FUNCTIONS = ("children", "descendants", "extension", "trace", "where", "exists", "repeat", "single",
+REPLACED_FUNCTIONS = ("children", "descendants", "extension", "trace", "where", "exists", "repeat", "single", "ofType",
                       "startsWith", "endsWith", "contains", "matches", "substring", "length",
                       "<", "<=", ">", ">=")
 
@@ -1439,15 +1484,15 @@ class FhirPathEngine:
         """As ``evaluate``, but items stay ResourceNodes (type and shadow kept)."""
         if isinstance(compiled, str):
             compiled = self.compile(compiled)
-        node = ResourceNode(node_value, self.model.type_of(type_path), shadow)
+        node = _Node(node_value, self.model.type_of(type_path), shadow)
         focus = [node]
         resource_node = root_node = None
         if resource is not None:
-            resource_node = node if resource is node_value else ResourceNode.create_node(resource)
+            resource_node = node if resource is node_value else _resource_node(resource)
         if root_resource is None or root_resource is resource:
             root_node = resource_node
         else:
-            root_node = node if root_resource is node_value else ResourceNode.create_node(root_resource)
+            root_node = node if root_resource is node_value else _resource_node(root_resource)
         env = {"context": focus, "resource": _listed(resource_node), "rootResource": _listed(root_node),
                "ucum": UCUM}
         if variables:

@@ -253,6 +253,10 @@ class InvariantRun:
         return True
 
 
+#: The name the validator's driver looks for (``fhirpkg.validation.Validator``).
+RunState = InvariantRun
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     expression: str  # what is evaluated (after the validator's fixes)
@@ -567,7 +571,7 @@ def _keys_for(value: dict, segment: str, element: ElementDef | None):
 
 
 __all__ = [
-    "InvariantRun", "check_node", "default_engine", "passes", "failure_message", "effective_expression",
+    "InvariantRun", "RunState", "check_node", "default_engine", "passes", "failure_message", "effective_expression",
     "type_path", "root_resource", "dom3_orphans", "NATIVE", "is_best_practice", "CORE_BEST_PRACTICE", "EXPRESSION_FIXES", "KEY_FIXES",
     "snapshot_elements", "instance_nodes", "constraint_of", "SnapshotIndex",
 ]

@@ -28,6 +28,10 @@ import re
 import xml.parsers.expat as expat
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Iterator
+
+from fhirpkg.issues import Issue, Severity
+from fhirpkg.model import Node
 
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
@@ -545,5 +549,28 @@ def _java_trim(text: str) -> str:
     return text.strip(_JAVA_WHITESPACE)
 
 
-__all__ = ["XhtmlProblem", "check_xhtml", "html_checks", "has_content", "url_problem", "ELEMENTS", "ATTRIBUTES",
-           "ELEMENT_ATTRIBUTES", "XHTML_NS"]
+# --------------------------------------------------------------------------- the narrative layer
+
+_CODES = {"xhtml-structure": "structure", "xhtml-instruction": "structure",
+          "xhtml-duplicate-id": "business-rule", "xhtml-mixed-languages": "business-rule"}
+_SEVERITIES = {"error": Severity.ERROR, "warning": Severity.WARNING, "information": Severity.INFORMATION}
+
+
+def check_node(node: Node) -> Iterator[Issue]:
+    """Issues for one ``xhtml`` node (Narrative.div), located at the element.
+
+    Positions inside the narrative go into the message for parse errors only,
+    as the HL7 validator words them ("... at line 2 column 7").
+    """
+    if not isinstance(node.value, str):
+        return
+    for problem in check_xhtml(node.value):
+        message = problem.message
+        if problem.rule == "xhtml-syntax":
+            message = f"{message} at line {problem.line} column {problem.column}"
+        yield Issue(_SEVERITIES[problem.severity], _CODES.get(problem.rule, "invalid"), message, problem.rule,
+                    node.expression, location=node.location)
+
+
+__all__ = ["XhtmlProblem", "check_xhtml", "check_node", "html_checks", "has_content", "url_problem", "ELEMENTS",
+           "ATTRIBUTES", "ELEMENT_ATTRIBUTES", "XHTML_NS"]

@@ -1,0 +1,432 @@
+"""The FHIRPath engine: fhirpathpy's parser and functions under our evaluator."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import fhirpathpy
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fhirpkg.validation import fhirpath as fp
+from fhirpkg.validation.fhirpath import (
+    EvaluationTimeout,
+    FhirPathEngine,
+    FhirPathError,
+    FhirPathSyntaxError,
+    NotEvaluable,
+    date_boundary,
+    decimal_boundary,
+    time_boundary,
+    ucum_dimension,
+)
+from fhirpkg.validation.xhtml import html_checks
+
+ELD_11_AS_PUBLISHED = (
+    "binding.empty() or type.code.empty() or type.code.contains(\":\") or type.select((code = 'code') or "
+    "(code = 'Coding') or (code='CodeableConcept') or (code = 'Quantity') or (code = 'string') or (code = 'uri') "
+    "or (code = 'Duration')).exists()")
+
+PATIENT = {
+    "resourceType": "Patient",
+    "id": "p",
+    "birthDate": "2000-01-01",
+    "_birthDate": {"extension": [{"url": "http://x", "valueString": "y"}]},
+    "name": [{"family": "F", "given": ["a", "b"], "_given": [None, {"extension": [{"url": "u", "valueCode": "c"}]}]}],
+    "contained": [{"resourceType": "Practitioner", "id": "pr"}],
+    "generalPractitioner": [{"reference": "#pr"}, {"reference": "Organization/1"}],
+}
+
+
+@pytest.fixture(scope="module")
+def engine() -> FhirPathEngine:
+    return FhirPathEngine(html_checks=html_checks)
+
+
+def ev(engine, expression, value=PATIENT, type_path=None, resource=None, **kw):
+    type_path = type_path or (value.get("resourceType") if isinstance(value, dict) else "string")
+    resource = resource if resource is not None else (value if isinstance(value, dict) else {})
+    return engine.evaluate(expression, value, type_path=type_path, resource=resource, **kw)
+
+
+# --------------------------------------------------------------------------- fhirpathpy internals
+
+
+def test_fhirpathpy_is_the_version_we_patch_around():
+    assert fhirpathpy.__version__ == fp.FHIRPATHPY_VERSION
+    fp._check_fhirpathpy()  # raises ImportError naming what changed
+
+
+def test_fhirpathpy_ast_shape_is_what_the_compiler_reads():
+    ast = fp.parse("Patient.name.where(use = 'x').given[0]")
+    assert ast["type"] == "IndexerExpression"
+    invocation = ast["children"][0]
+    assert invocation["type"] == "InvocationExpression"
+    assert invocation["children"][1] == {"type": "MemberInvocation", "terminalNodeText": [],
+                                         "children": [{"type": "Identifier", "text": "given",
+                                                       "terminalNodeText": ["given"]}]}
+    where = invocation["children"][0]["children"][1]["children"][0]
+    assert where["type"] == "Functn" and where["children"][0]["text"] == "where"
+    assert where["children"][1]["type"] == "ParamList"
+
+
+def test_invocation_table_entries_we_reuse_take_ctx_and_lists():
+    registry = fhirpathpy.engine.invocations.invocation_registry
+    assert registry["isDistinct"]["fn"](None, [1, 2, 2]) == [False]
+    assert registry["="]["fn"](None, ["a"], ["a"]) == [True]
+    assert registry["and"]["arity"][2] == [["Boolean"], ["Boolean"]]
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_published_eld_11_is_a_syntax_error(engine):
+    with pytest.raises(FhirPathSyntaxError, match="syntax error"):
+        engine.compile(ELD_11_AS_PUBLISHED)
+
+
+@pytest.mark.parametrize("expression", ["a.b(", "a..b", "a b", "(a", "a = ", "where(", "1 +"])
+def test_parser_errors_are_not_swallowed(engine, expression):
+    with pytest.raises(FhirPathSyntaxError):
+        engine.compile(expression)
+
+
+def test_unknown_functions_and_wrong_arity_fail_at_compile_time(engine):
+    with pytest.raises(FhirPathError, match="unsupported function foo"):
+        engine.compile("foo()")
+    with pytest.raises(FhirPathError, match="where"):
+        engine.compile("where(a, b)")
+    with pytest.raises(FhirPathError, match="takes no parameters"):
+        engine.compile("hasValue(1)")
+
+
+def test_compile_is_cached_and_reports_functions(engine):
+    first = engine.compile("name.where(given.exists()).exists()")
+    assert engine.compile("name.where(given.exists()).exists()") is first
+    assert first.functions == {"where", "exists"}
+
+
+def test_every_core_function_is_available(engine):
+    for name in ("hasValue", "getValue", "memberOf", "htmlChecks", "lowBoundary", "highBoundary", "comparable",
+                 "conformsTo", "resolve", "children", "descendants", "trace", "ofType", "repeat", "isDistinct"):
+        assert name in engine.registry
+
+
+# --------------------------------------------------------------------------- the bugs we fix
+
+
+def test_top_level_this_is_bound(engine):
+    assert ev(engine, "$this.id") == ["p"]
+    snapshot = {"element": [{"path": "X", "mustSupport": True}]}
+    sdf_26 = "$this.where(element[0].mustSupport='true').exists().not()"
+    assert ev(engine, sdf_26, snapshot, type_path="StructureDefinition.snapshot", resource={}) == [True]
+
+
+def test_primitive_and_shadow_are_one_item(engine):
+    assert ev(engine, "birthDate.count()") == [1]
+    assert ev(engine, "name.given.count()") == [2]
+    assert ev(engine, "name.given") == ["a", "b"]
+    assert ev(engine, "birthDate.extension.url") == ["http://x"]
+    assert ev(engine, "name.given.extension.url") == ["u"]
+    assert ev(engine, "name.given[1].extension.exists() and name.given[0].extension.empty()") == [True]
+
+
+ACTIVITY_TIMING = {"_event": [{"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/cqf-expression",
+                                               "valueExpression": {"language": "text/cql", "expression": "Now()"}}]}]}
+
+
+def test_children_see_shadow_only_primitive_arrays(engine):
+    # ActivityDefinition.timingTiming in 7 R5 examples: fhirpathpy's children() returned nothing -> ele-1 failed
+    assert ev(engine, "children().count()", ACTIVITY_TIMING, type_path="Timing", resource={}) == [1]
+    ele_1 = "hasValue() or (children().count() > id.count())"
+    assert ev(engine, ele_1, ACTIVITY_TIMING, type_path="Timing", resource={}) == [True]
+    assert ev(engine, "descendants().ofType(Extension).count()", ACTIVITY_TIMING, type_path="Timing",
+              resource={}) == [1]
+
+
+def test_extension_only_primitive(engine):
+    shadow = {"extension": [{"url": "http://x", "valueCode": "masked"}]}
+    assert engine.evaluate("hasValue()", None, type_path="string", resource={}, shadow=shadow) == [False]
+    assert engine.evaluate("extension.count()", None, type_path="string", resource={}, shadow=shadow) == [1]
+    assert engine.evaluate("children().count() > id.count()", None, type_path="string", resource={},
+                           shadow=shadow) == [True]
+
+
+def test_trace_is_silent_unless_asked(engine, capsys):
+    assert ev(engine, "name.given.trace('g').count()") == [2]
+    assert ev(engine, "contained.trace('unmatched', id).count()") == [1]
+    assert capsys.readouterr().out == ""
+    seen = []
+    tracer = FhirPathEngine(trace=lambda name, values: seen.append((name, values)))
+    assert tracer.evaluate("contained.trace('c', id).count()", PATIENT, type_path="Patient",
+                           resource=PATIENT) == [1]
+    assert seen == [("c", ["pr"])]
+
+
+def test_where_runs_its_criteria_once_per_item():
+    seen = []
+    tracer = FhirPathEngine(trace=lambda name, values: seen.append(values))
+    tracer.evaluate("name.given.where(trace('x') = 'a')", PATIENT, type_path="Patient", resource=PATIENT)
+    assert len(seen) == 2  # fhirpathpy evaluates where() criteria twice
+
+
+def test_this_is_restored_after_a_lambda(engine):
+    assert ev(engine, "name.where(given.exists()).exists() and $this.id = 'p'") == [True]
+
+
+def test_and_or_implies_short_circuit(engine):
+    # resolve() without a resolver would raise; it must not be reached
+    assert ev(engine, "false and generalPractitioner.resolve().exists()") == [False]
+    assert ev(engine, "true or generalPractitioner.resolve().exists()") == [True]
+    assert ev(engine, "photo.exists() implies generalPractitioner.resolve().exists()") == [True]
+    with pytest.raises(NotEvaluable):
+        ev(engine, "name.exists() implies generalPractitioner.resolve().exists()")
+
+
+def test_string_functions_are_lenient_about_collections_like_the_validator(engine):
+    sd_element = {"path": "X.value[x]", "type": [{"code": "string"}, {"code": "Quantity"}]}
+    assert ev(engine, "type.code.contains(':')", sd_element, type_path="ElementDefinition", resource={}) == []
+    assert ev(engine, "type.code.startsWith('str')", sd_element, type_path="ElementDefinition",
+              resource={}) == [True]
+    assert ev(engine, "type.code.matches('^s')", sd_element, type_path="ElementDefinition", resource={}) == [False]
+    assert ev(engine, "path.substring(0, path.length() - 3)", sd_element, type_path="ElementDefinition",
+              resource={}) == ["X.value"]
+
+
+def test_evaluation_errors_are_fhirpath_errors(engine):
+    with pytest.raises(FhirPathError, match="engine error"):
+        ev(engine, "'a' < 1")
+    with pytest.raises(FhirPathError, match="undefined environment variable"):
+        ev(engine, "%nope")
+
+
+def test_time_budget():
+    slow = FhirPathEngine(time_budget=0.0)
+    with pytest.raises(EvaluationTimeout):
+        slow.evaluate("descendants().count()", PATIENT, type_path="Patient", resource=PATIENT)
+    with pytest.raises(EvaluationTimeout):
+        slow.evaluate("name.where(true).count()", PATIENT, type_path="Patient", resource=PATIENT)
+
+
+# --------------------------------------------------------------------------- environment, types, navigation
+
+
+def test_environment_variables(engine):
+    assert ev(engine, "%ucum") == ["http://unitsofmeasure.org"]
+    assert ev(engine, "%sct | %loinc") == ["http://snomed.info/sct", "http://loinc.org"]
+    assert ev(engine, "%`vs-administrative-gender`") == ["http://hl7.org/fhir/ValueSet/administrative-gender"]
+    assert ev(engine, "%`ext-patient-birthTime`") == ["http://hl7.org/fhir/StructureDefinition/patient-birthTime"]
+    assert ev(engine, "%resource.id | %rootResource.id") == ["p"]
+    assert ev(engine, "%context.id") == ["p"]
+    assert ev(engine, "%x", variables={"x": "y"}) == ["y"]
+    container = {"resourceType": "Bundle", "id": "b"}
+    assert engine.evaluate("%rootResource.id", PATIENT["contained"][0], type_path="Practitioner",
+                           resource=PATIENT["contained"][0], root_resource=container) == ["b"]
+
+
+def test_type_filter_choice_types_and_is(engine):
+    obs = {"resourceType": "Observation", "valueQuantity": {"value": 1, "unit": "mg"},
+           "component": [{"valueString": "x"}, {"valueCodeableConcept": {"text": "t"}}]}
+    assert ev(engine, "Observation.value.value", obs) == [1]
+    assert ev(engine, "value is Quantity", obs) == [True]
+    assert ev(engine, "component.value.ofType(string)", obs) == ["x"]
+    assert ev(engine, "component.value.ofType(CodeableConcept).text", obs) == ["t"]
+    assert ev(engine, "Patient.id", obs) == []
+
+
+def test_content_reference_paths(engine):
+    q = {"resourceType": "Questionnaire", "item": [{"linkId": "1", "item": [{"linkId": "1.1", "type": "string"}]}]}
+    assert ev(engine, "item.item.linkId", q) == ["1.1"]
+    assert ev(engine, "descendants().linkId.isDistinct()", q) == [True]
+    assert engine.evaluate("linkId", q["item"][0]["item"][0], type_path="Questionnaire.item.item",
+                           resource=q) == ["1.1"]
+
+
+# --------------------------------------------------------------------------- added functions
+
+
+def test_has_value_and_get_value(engine):
+    assert ev(engine, "birthDate.hasValue()") == [True]
+    assert ev(engine, "name.given.hasValue()") == [False]  # more than one item
+    assert ev(engine, "name.given[0].hasValue()") == [True]
+    assert ev(engine, "birthDate.getValue()") == ["2000-01-01"]
+    assert ev(engine, "name.getValue()") == []
+    # the HL7 validator's hasValue(): a complex element has a (string) value
+    assert ev(engine, "name.first().hasValue()") == [True]
+    assert engine.evaluate("hasValue()", "", type_path="string", resource={}) == [False]
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("1.587.lowBoundary()", Decimal("1.58650000")),
+    ("1.587.highBoundary()", Decimal("1.58750000")),
+    ("1.587.lowBoundary(6)", Decimal("1.586500")),
+    ("1.587.lowBoundary(2)", Decimal("1.58")),
+    ("1.587.highBoundary(2)", Decimal("1.59")),
+    ("(-1.587).lowBoundary()", Decimal("-1.58750000")),
+    ("(-1.587).highBoundary()", Decimal("-1.58650000")),
+    ("1.lowBoundary()", Decimal("0.50000000")),
+    ("1.highBoundary(0)", Decimal("2")),
+    ("0.lowBoundary(1)", Decimal("-0.5")),
+])
+def test_decimal_boundaries(engine, expression, expected):
+    assert ev(engine, expression) == [expected]
+
+
+def test_date_and_time_boundaries(engine):
+    [low] = ev(engine, "@2014.lowBoundary(6)")
+    assert low.asStr == "2014-01"
+    [high] = ev(engine, "@2014-02.highBoundary(8)")
+    assert high.asStr == "2014-02-28"
+    assert date_boundary("2016-02", 8, high=True) == "2016-02-29"
+    assert date_boundary("2014-01-01T08", 17, high=False) is None  # not a valid dateTime string
+    assert date_boundary("2014-01-01T08:05", 17, high=False) == "2014-01-01T08:05:00.000+14:00"
+    assert date_boundary("2014-01-01T08:05Z", 17, high=True) == "2014-01-01T08:05:59.999Z"
+    assert date_boundary("2014", 17, high=True) == "2014-12-31T23:59:59.999-12:00"
+    assert time_boundary("10:30", 9, high=False) == "10:30:00.000"
+    assert time_boundary("T10:30", 6, high=True) == "10:30:59"
+    assert ev(engine, "birthDate.lowBoundary() <= birthDate.highBoundary()") == [True]
+
+
+def test_quantity_boundaries_keep_the_unit(engine):
+    quantity = {"value": 1.50, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+    [low] = engine.evaluate("lowBoundary()", quantity, type_path="Quantity", resource={})
+    assert low == {"value": Decimal("1.45000000"), "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+    assert engine.evaluate("highBoundary(2).value", quantity, type_path="Quantity", resource={}) == [Decimal("1.55")]
+    assert engine.evaluate("lowBoundary()", {"unit": "mg"}, type_path="Quantity", resource={}) == []
+
+
+PER_1 = "start.hasValue().not() or end.hasValue().not() or (start.lowBoundary() <= end.highBoundary())"
+
+
+@pytest.mark.parametrize("period, ok", [
+    ({"start": "2020-01-01", "end": "2020-12-31"}, True),
+    ({"start": "2020-01-01", "end": "2020-01-01"}, True),
+    ({"start": "2020-06", "end": "2020-06-15T10:00:00Z"}, True),
+    ({"start": "2021", "end": "2020-12-31"}, True),  # no timezones: 2021-01-01+14:00 is before 2020-12-31-12:00
+    ({"start": "2022", "end": "2020-12-31"}, False),
+    ({"start": "2020-01-02T10:00:00+01:00", "end": "2020-01-02T08:00:00Z"}, False),
+    ({"start": "2020-01-02T10:00:00+01:00", "end": "2020-01-02T09:30:00Z"}, True),
+    ({"start": "2020-01-01"}, True),
+    ({"_start": {"extension": [{"url": "x", "valueCode": "unknown"}]}, "end": "2020-01-01"}, True),
+])
+def test_per_1(engine, period, ok):
+    assert engine.evaluate(PER_1, period, type_path="Period", resource={}) == [ok]
+
+
+RNG_2 = ("low.value.empty() or high.value.empty() or low.lowBoundary().comparable(high.highBoundary()).not() or "
+         "(low.lowBoundary() <= high.highBoundary())")
+
+
+@pytest.mark.parametrize("low, high, ok", [
+    ({"value": 1, "system": "http://unitsofmeasure.org", "code": "mg"},
+     {"value": 2, "system": "http://unitsofmeasure.org", "code": "mg"}, True),
+    ({"value": 3, "system": "http://unitsofmeasure.org", "code": "mg"},
+     {"value": 2, "system": "http://unitsofmeasure.org", "code": "mg"}, True),  # 3 may be 2.5, 2 may be 2.5
+    ({"value": 3.5, "system": "http://unitsofmeasure.org", "code": "mg"},
+     {"value": 2.1, "system": "http://unitsofmeasure.org", "code": "mg"}, False),
+    ({"value": 500, "system": "http://unitsofmeasure.org", "code": "mg"},
+     {"value": 1, "system": "http://unitsofmeasure.org", "code": "g"}, True),
+    ({"value": 2.0, "system": "http://unitsofmeasure.org", "code": "g"},
+     {"value": 1500, "system": "http://unitsofmeasure.org", "code": "mg"}, False),
+    ({"value": 2, "system": "http://unitsofmeasure.org", "code": "mg"},
+     {"value": 1, "system": "http://unitsofmeasure.org", "code": "mL"}, True),  # not comparable: passes
+    ({"value": 2, "unit": "tablets"}, {"value": 1, "unit": "tablets"}, True),  # no code: not comparable
+    ({"value": 2}, {"value": 1}, True),
+])
+def test_rng_2(engine, low, high, ok):
+    assert engine.evaluate(RNG_2, {"low": low, "high": high}, type_path="Range", resource={}) == [ok]
+
+
+def test_comparable_and_ucum(engine):
+    assert ucum_dimension("mg/dL")[1] == ucum_dimension("g/L")[1]
+    assert ucum_dimension("mg/dL")[0] / ucum_dimension("g/L")[0] == Decimal("0.01")
+    assert ucum_dimension("10*3/uL")[1] == ucum_dimension("/mm3")[1]
+    assert ucum_dimension("10*3/uL")[0] == 1000 * ucum_dimension("/mm3")[0]  # 1 uL = 1 mm3
+    assert ucum_dimension("{beats}/min")[1] == ucum_dimension("/s")[1]
+    assert ucum_dimension("[foo]") is None
+    q = {"low": {"value": 1, "system": "http://unitsofmeasure.org", "code": "[foo]"},
+         "high": {"value": 2, "system": "http://unitsofmeasure.org", "code": "mg"}}
+    with pytest.raises(NotEvaluable, match="UCUM"):
+        engine.evaluate("low.comparable(high)", q, type_path="Range", resource={})
+
+
+def test_member_of_needs_an_answer():
+    vs = "http://hl7.org/fhir/ValueSet/resource-types"
+    expression = f"structureType.memberOf('{vs}')"
+    instance = {"structureType": {"system": "http://hl7.org/fhir/fhir-types", "code": "Patient"}}
+    with pytest.raises(NotEvaluable, match="terminology"):
+        FhirPathEngine().evaluate(expression, instance, type_path="ExampleScenario.instance", resource={})
+    asked = []
+    unsure = FhirPathEngine(member_of=lambda value, url: asked.append((value, url)))
+    with pytest.raises(NotEvaluable, match="offline"):
+        unsure.evaluate(expression, instance, type_path="ExampleScenario.instance", resource={})
+    assert asked == [(instance["structureType"], vs)]
+    sure = FhirPathEngine(member_of=lambda value, url: (value.get("code") if isinstance(value, dict) else value)
+                          == "Patient")
+    assert sure.evaluate(expression, instance, type_path="ExampleScenario.instance", resource={}) == [True]
+    assert sure.evaluate("code.memberOf('x')", {"code": "final"}, type_path="Observation", resource={}) == [False]
+
+
+def test_conforms_to():
+    url = "http://hl7.org/fhir/StructureDefinition/vitalsigns"
+    with pytest.raises(NotEvaluable):
+        FhirPathEngine().evaluate(f"conformsTo('{url}')", PATIENT, type_path="Patient", resource=PATIENT)
+    engine = FhirPathEngine(conforms_to=lambda resource, profile: resource["id"] == "p" and profile == url)
+    assert engine.evaluate(f"conformsTo('{url}')", PATIENT, type_path="Patient", resource=PATIENT) == [True]
+    with pytest.raises(NotEvaluable):
+        FhirPathEngine(conforms_to=lambda r, p: None).evaluate(
+            f"conformsTo('{url}')", PATIENT, type_path="Patient", resource=PATIENT)
+
+
+def test_resolve(engine):
+    # '#id' is resolved locally, no callback needed
+    assert ev(engine, "generalPractitioner.first().resolve() is Practitioner") == [True]
+    assert ev(engine, "generalPractitioner.first().resolve().id") == ["pr"]
+    with pytest.raises(NotEvaluable, match="resolver"):
+        ev(engine, "generalPractitioner.resolve()")
+    seen = []
+    organization = {"resourceType": "Organization", "id": "1"}
+    resolving = FhirPathEngine(resolve=lambda ref, ctx: (seen.append((ref, ctx)), organization)[1])
+    frame = object()
+    assert resolving.evaluate("generalPractitioner.resolve().ofType(Organization).id", PATIENT, type_path="Patient",
+                              resource=PATIENT, context=frame) == ["1"]
+    assert seen == [("Organization/1", frame)]
+    missing = FhirPathEngine(resolve=lambda ref, ctx: None)
+    ctm_1 = "onBehalfOf.exists() implies (member.resolve() is Practitioner)"
+    participant = {"member": {"reference": "Practitioner/x"}, "onBehalfOf": {"reference": "Organization/2"}}
+    assert missing.evaluate(ctm_1, participant, type_path="CareTeam.participant", resource={}) == []
+
+
+def test_html_checks_needs_a_checker():
+    div = {"div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>x</p></div>'}
+    with pytest.raises(NotEvaluable):
+        FhirPathEngine().evaluate("`div`.htmlChecks()", div, type_path="Narrative", resource={})
+    engine = FhirPathEngine(html_checks=html_checks)
+    assert engine.evaluate("`div`.htmlChecks()", div, type_path="Narrative", resource={}) == [True]
+    bad = {"div": '<div xmlns="http://www.w3.org/1999/xhtml"><script>x</script></div>'}
+    assert engine.evaluate("`div`.htmlChecks()", bad, type_path="Narrative", resource={}) == [False]
+    empty = {"div": '<div xmlns="http://www.w3.org/1999/xhtml"> </div>'}
+    assert engine.evaluate("`div`.htmlChecks2()", empty, type_path="Narrative", resource={}) == [False]
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-10**6, max_value=10**6))
+def test_boundaries_bracket_the_value(value):
+    text = str(value)
+    low = decimal_boundary(text, 8, high=False)
+    high = decimal_boundary(text, 8, high=True)
+    assert low <= value <= high
+    if not value.is_zero():
+        unit = Decimal(1).scaleb(value.as_tuple().exponent)
+        assert high - low == unit
+
+
+@given(st.dates(), st.integers(min_value=0, max_value=2))
+def test_date_boundaries_bracket_the_date(day, cut):
+    text = day.isoformat()[: (4, 7, 10)[cut]]
+    low = date_boundary(text, 17, high=False)
+    high = date_boundary(text, 17, high=True)
+    assert low.startswith(text) and high.startswith(text) or cut < 2
+    assert low[:10] <= day.isoformat() <= high[:10]
