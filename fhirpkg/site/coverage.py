@@ -3,9 +3,9 @@
 The claim map is the content engineer's ``evidence/claims.json`` (beside
 ``definitions/``).  Its exact shape is read tolerantly — a list of claims, or
 ``{"claims": [...]}``, or an object keyed by claim id — each claim with an
-``id``, its ``text``, the ``carriers`` (canonical URLs, ``Type/id`` or ids;
-each may be an object with ``resource`` and ``phrases``), ``phrases`` and
-``citations``.  The page checks what it can against the resources themselves:
+``id``, its ``text``, the ``carriers`` (``{"Type/id": [phrases]}``, or a list of canonical URLs,
+``Type/id`` or ids, each possibly an object with ``resource`` and ``phrases``),
+``citations`` (Citation ids) and an ``attribution`` note where no citation exists.  The page checks what it can against the resources themselves:
 that every carrier exists, that each phrase really occurs in a carrier, and
 which resources name the claim in their own text ("claims carried: S4, S5").
 Without the file the page says so and shows only the resources' own mentions.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .html import code, esc, link
 from .index import Entry, SiteIndex
-from .pages import Page, section
+from .pages import Page, section, short_citation
 
 CLAIMS_FILE = Path("evidence") / "claims.json"
 _CLAIM_ID = re.compile(r"\bS(\d{1,3})\b")
@@ -78,15 +78,21 @@ def _claim(cid: str, item) -> Claim:
     text = next((item[k] for k in TEXT_KEYS if isinstance(item.get(k), str) and item[k] != cid), "")
     raw = next((item[k] for k in CARRIER_KEYS if item.get(k)), [])
     carriers = []
-    for c in raw if isinstance(raw, list) else [raw]:
-        target = _target(c)
-        if target:
-            phrases = _strings(c.get("phrases") or c.get("phrase")) if isinstance(c, dict) else ()
-            carriers.append(Carrier(target, phrases))
+    if isinstance(raw, dict):  # {"Type/id": ["phrase", ...]}
+        carriers = [Carrier(str(k), _strings(v)) for k, v in raw.items()]
+    else:
+        for c in raw if isinstance(raw, list) else [raw]:
+            target = _target(c)
+            if target:
+                phrases = _strings(c.get("phrases") or c.get("phrase")) if isinstance(c, dict) else ()
+                carriers.append(Carrier(target, phrases))
     raw_cites = item.get("citations") or item.get("evidence") or []
     citations = tuple(t for t in map(_target, raw_cites if isinstance(raw_cites, list) else [raw_cites]) if t)
     ref = item.get("source_ref") or item.get("ref") or item.get("reference_number") or ""
-    note = item.get("note") or item.get("gap") or item.get("status") or ""
+    numbered = re.match(r"^\[(\w+)\]\s*", text)  # "[6] NEPC often ..." : the source article's reference
+    if numbered and not ref:
+        ref, text = f"[{numbered.group(1)}]", text[numbered.end():]
+    note = item.get("attribution") or item.get("note") or item.get("gap") or item.get("status") or ""
     return Claim(cid, text, str(ref), tuple(carriers), _strings(item.get("phrases") or item.get("phrase")),
                  citations, str(note) if isinstance(note, str) else "")
 
@@ -223,9 +229,9 @@ def coverage_page(claims: ClaimMap | None, index: SiteIndex) -> Page:
             for phrase in car.phrases:
                 ok = _norm(phrase) in texts.text(hit)
                 missing_phrases += not ok
-                checks.append(f'<li class="{"ok" if ok else "problem"}">“{esc(phrase)}” — '
-                              f'{"found" if ok else "<strong>not found</strong>"}</li>')
-            cells.append(f"<li>{link(hit.page, hit.title)}" + (f"<ul>{''.join(checks)}</ul>" if checks else "") + "</li>")
+                checks.append(f'<span class="{"ok" if ok else "problem"}">“{esc(phrase)}” '
+                              f'{"(found)" if ok else "<strong>(not found)</strong>"}</span>')
+            cells.append(f"<li>{link(hit.page, hit.key)}" + (f"<br>{'; '.join(checks)}" if checks else "") + "</li>")
         carriers_html = f"<ul>{''.join(cells)}</ul>" if cells else '<p class="problem"><strong>No carrier</strong></p>'
         hits = [resolve_loose(index, car.target) for car in c.carriers]
         hits = [h for h in hits if h is not None]
@@ -238,7 +244,7 @@ def coverage_page(claims: ClaimMap | None, index: SiteIndex) -> Page:
         cites = []
         for ref in c.citations:
             hit = resolve_loose(index, ref)
-            cites.append(f"<li>{link(hit.page, hit.title) if hit else code(ref)}</li>")
+            cites.append(f"<li>{link(hit.page, short_citation(hit)) if hit else code(ref)}</li>")
         also = ", ".join(link(e.page, e.id) for e in named.get(c.id, []))
         carried += found_any
         text = esc(c.text) + (f' <span class="kind">source ref {esc(c.source_ref)}</span>' if c.source_ref else "")

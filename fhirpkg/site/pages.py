@@ -50,18 +50,15 @@ def section(title: str, body: str, sid: str | None = None, level: int = 2) -> st
 
 
 def ref_link(index: SiteIndex, ref, label: str | None = None) -> str:
-    """A link to the page of a referenced resource of this package, else the reference as text."""
+    """A link to the page of a referenced resource of this package, else the reference as text.
+
+    Canonical URLs and references are identifiers, not addresses: one that is not in
+    this package is shown, never linked.
+    """
     hit = index.resolve(ref)
     if hit is not None:
         return link(hit.page, label or hit.title)
-    if is_web_url(ref) and not str(ref).startswith(_canonical_prefixes(index)):
-        return link(ref, label or ref)
     return esc(label or ref) + (f" {code(ref)}" if label and ref and label != ref else "")
-
-
-def _canonical_prefixes(index: SiteIndex) -> tuple[str, ...]:
-    """Canonical URLs are identifiers, not addresses: never link to them as web pages."""
-    return tuple({e.url.rsplit("/", 2)[0] + "/" for e in index.entries if e.url}) or ("\0",)
 
 
 def badges(resource: dict) -> str:
@@ -561,6 +558,17 @@ IDENTIFIER_LINKS = {
     "https://www.ncbi.nlm.nih.gov/pmc/": ("PMC", "https://www.ncbi.nlm.nih.gov/pmc/articles/{}/"),
 }
 _ID_VALUE = re.compile(r"^[A-Za-z0-9./:;()_\-]+$")
+
+
+def short_citation(entry: Entry) -> str:
+    """'Beltran H 2011' (first author and year), else the journal and year, else the id."""
+    ca = entry.resource.get("citedArtifact") or {}
+    authors = next((s.get("value") for s in (ca.get("contributorship") or {}).get("summary") or ()
+                    if isinstance(s, dict) and s.get("value")), "")
+    pub = next((p for p in ca.get("publicationForm") or () if isinstance(p, dict)), {})
+    year = str(pub.get("publicationDateText") or "")[:4]
+    first = authors.split(",")[0].strip() if authors else (pub.get("publishedIn") or {}).get("title", "")
+    return " ".join(x for x in (first, year) if x) or entry.id
 
 
 def citation_links(r: dict) -> list[tuple[str, str, str]]:
