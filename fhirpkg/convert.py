@@ -48,7 +48,11 @@ class Conversion:
 
 
 def to_r4b(resources: list[dict]) -> Conversion:
-    """R5 resources in the FHIR R4B (4.3.0) shape."""
+    """R5 resources in the FHIR R4B (4.3.0) shape.
+
+    Pass the whole package in one call: references between its resources (a RelatedArtifact naming a
+    MedicationKnowledge, a citation naming a Citation) are resolved within the batch.
+    """
     return _convert(resources, R4B)
 
 

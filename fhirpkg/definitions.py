@@ -25,7 +25,7 @@ from .model import Binding, Constraint, Discriminator, ElementDef, Slicing, Type
 from .packages import Package
 
 #: Bump when the compiled form changes, so old caches are ignored.
-MODEL_VERSION = "8"
+MODEL_VERSION = "9"
 
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
@@ -256,7 +256,7 @@ class Definitions:
 
     def __init__(self, blobs: dict[str, bytes], type_names: dict[str, str],
                  canonicals: dict[str, list[CanonicalEntry]], packages: list[str],
-                 terminology_blob: bytes | None = None):
+                 terminology_blob: bytes | None = None, naming_systems: dict[str, str] | None = None):
         self._blobs = blobs  # canonical url -> pickled TypeDef
         self._types: dict[str, TypeDef] = {}
         self.type_names = type_names  # "Patient" -> base definition url (specializations only)
@@ -265,6 +265,8 @@ class Definitions:
         self._terminology_blob = terminology_blob
         self._terminology = None
         self._extra: dict[str, TypeDef] = {}
+        #: Identifier and code system URIs declared by NamingSystems (uniqueId type uri) -> name.
+        self.naming_systems = naming_systems or {}
 
     # lookups
     def get(self, url: str | None) -> TypeDef | None:
@@ -332,7 +334,10 @@ class Definitions:
     @property
     def terminology(self):
         if self._terminology is None and self._terminology_blob is not None:
-            self._terminology = pickle.loads(self._terminology_blob)
+            try:
+                self._terminology = pickle.loads(self._terminology_blob)
+            except Exception:  # a stale index from another engine version: run without, never crash
+                self._terminology_blob = None
         return self._terminology
 
     @terminology.setter
@@ -343,6 +348,11 @@ class Definitions:
 def _cache_key(packages: list[Package]) -> str:
     h = hashlib.sha256(MODEL_VERSION.encode())
     h.update(sys.version.encode())
+    try:
+        from .terminology import FORMAT_VERSION  # the terminology index is cached with the definitions
+        h.update(f"terminology-{FORMAT_VERSION}".encode())
+    except ImportError:
+        pass
     for pkg in packages:
         st = (pkg.folder / "package.json").stat()
         h.update(f"{pkg.ref}|{st.st_size}|{int(st.st_mtime)}".encode())
@@ -377,6 +387,7 @@ def build(packages: list[Package]) -> dict:
     """Compile every StructureDefinition and index every canonical resource."""
     sds: dict[str, tuple[dict, str]] = {}
     canonicals: dict[str, list[CanonicalEntry]] = {}
+    naming_systems: dict[str, str] = {}
     for pkg in packages:
         for entry in pkg.index:
             url = entry.get("url")
@@ -384,6 +395,11 @@ def build(packages: list[Package]) -> dict:
             if url:
                 canonicals.setdefault(url, []).append(CanonicalEntry(
                     url, entry.get("version"), rt, entry.get("id"), str(pkg.ref), entry["filename"]))
+            if rt == "NamingSystem":
+                ns = orjson.loads((pkg.folder / entry["filename"]).read_bytes())
+                for uid in ns.get("uniqueId") or ():
+                    if isinstance(uid, dict) and uid.get("type") == "uri" and isinstance(uid.get("value"), str):
+                        naming_systems.setdefault(uid["value"], ns.get("name") or ns.get("id") or "")
             if rt == "StructureDefinition" and url and url not in sds:
                 sd = orjson.loads((pkg.folder / entry["filename"]).read_bytes())
                 sds[url] = (sd, str(pkg.ref))
@@ -417,7 +433,8 @@ def build(packages: list[Package]) -> dict:
     except ImportError:
         pass
     return {"blobs": blobs, "type_names": type_names, "canonicals": canonicals,
-            "packages": [str(p.ref) for p in packages], "terminology_blob": terminology_blob}
+            "packages": [str(p.ref) for p in packages], "terminology_blob": terminology_blob,
+            "naming_systems": naming_systems}
 
 
 def choice_suffix(type_code: str) -> str:

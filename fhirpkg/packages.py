@@ -36,6 +36,13 @@ R5_DEFAULT_PACKAGES = (
     ("hl7.fhir.uv.extensions.r5", "5.3.0-ballot-tc1"),
 )
 R4B_CORE = ("hl7.fhir.r4b.core", "4.3.0")
+#: R4B exports are checked against R4B core plus the R4 editions of the extension and terminology
+#: packages (the npm registry has no R4B editions; R4 and R4B share these definitions).
+R4B_DEFAULT_PACKAGES = (
+    R4B_CORE,
+    ("hl7.terminology.r4", "7.0.1"),
+    ("hl7.fhir.uv.extensions.r4", "5.3.0-ballot-tc1"),
+)
 R5_EXAMPLES = ("hl7.fhir.r5.examples", "5.0.0")
 
 # Limits for extracting an untrusted archive.

@@ -224,7 +224,7 @@ def tls_context(options: PushOptions) -> ssl.SSLContext:
     return ctx
 
 
-def describe_transport(exc: BaseException, server: Server) -> TransportError:
+def describe_transport(exc: BaseException, server: Server, timeout: float = 0) -> TransportError:
     """A one-line, actionable message for a failure below HTTP; retryable when it may pass."""
     where = f"{server.host}:{server.port}"
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -237,7 +237,7 @@ def describe_transport(exc: BaseException, server: Server) -> TransportError:
         hint = " (is it a plain-HTTP server? then use http://)" if "WRONG_VERSION" in str(exc) else ""
         return TransportError(f"TLS handshake with {where} failed: {exc.reason or exc}{hint}", False)
     if isinstance(exc, (TimeoutError, socket.timeout)):
-        return TransportError(f"no complete answer from {where} within the timeout", True)
+        return TransportError(f"no complete answer from {where} within the timeout ({timeout:g}s)", True)
     if isinstance(exc, socket.gaierror):
         return TransportError(f"cannot resolve host {server.host}", False)
     if isinstance(exc, ConnectionRefusedError):
@@ -308,7 +308,7 @@ class Http:
             raise
         except Exception as e:  # noqa: BLE001 - every failure below HTTP becomes one message
             self.close()
-            raise describe_transport(e, self.server) from None
+            raise describe_transport(e, self.server, self.options.timeout) from None
 
 
 # --- retry policy (pure) ----------------------------------------------------------
@@ -550,6 +550,44 @@ def _entry_statuses(resp_bundle: Any, count: int) -> list[str | None]:
 
 # --- the push ---------------------------------------------------------------------
 
+def load_bundle(path) -> dict:
+    """The transaction Bundle from a JSON file, or the one transaction Bundle in a folder (exact decimals)."""
+    from pathlib import Path
+    path = Path(path)
+    if path.is_dir():
+        found = [f for f in sorted(path.glob("*.json")) if _is_transaction_file(f)]
+        if len(found) != 1:
+            raise PushError(f"{path}: expected one transaction Bundle (*.json) in the folder, found {len(found)}"
+                            + (f": {', '.join(f.name for f in found)}" if found else ""))
+        path = found[0]
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise PushError(f"{path}: cannot read ({e.strerror})") from None
+    doc = next(read_documents(data, str(path)))
+    if not doc.ok:
+        raise PushError(f"{path}: not JSON ({doc.issues[0].message if doc.issues else 'unreadable'})")
+    return doc.value
+
+
+def _is_transaction_file(path) -> bool:
+    try:
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(value, dict) and value.get("resourceType") == "Bundle" and value.get("type") == "transaction"
+
+
+def preflight(bundle: dict, options: PushOptions) -> None:
+    """Usage errors before any request (bad URL, CA file, Bundle); PushError, message without secrets."""
+    server = parse_server(options.server)
+    if server.scheme == "https":
+        tls_context(options)
+    if options.max_attempts < 1 or options.timeout <= 0 or options.backoff < 0 or options.max_wait < 0:
+        raise PushError("max attempts must be at least 1, timeout positive, backoff and max wait not negative")
+    targets(bundle)
+
+
 @dataclass
 class _Run:
     http: Http
@@ -578,6 +616,7 @@ def push(bundle: dict, options: PushOptions, log: Callable[[str], None] = print,
         log(redact(message))
 
     try:
+        preflight(bundle, options)
         server = parse_server(options.server)
         run = _Run(Http(server, options), options, safe_log, sleep, report)
         try:
@@ -690,6 +729,9 @@ def _verify(run: _Run, t: Target) -> Found:
 def _http_problem(resp: Response) -> str:
     lines = format_outcome(resp.json())
     text = f"HTTP {resp.status} {resp.reason}".rstrip()
+    if 300 <= resp.status < 400:
+        text += (f" to {resp.headers.get('location', '?')} (push does not follow redirects, which would carry "
+                 "the headers elsewhere; use that URL as --server)")
     return f"{text}: {'; '.join(lines)}" if lines else text
 
 
@@ -703,7 +745,7 @@ def _report_failure(run: _Run, items: list[Target], before: dict[str, Held], ex:
         oo = resp.json()
         if isinstance(oo, dict) and oo.get("resourceType") == "OperationOutcome":
             report.operation_outcome = oo
-        run.note(f"Transaction rejected: HTTP {resp.status} {resp.reason} after {ex.attempts} attempt(s)".rstrip())
+        run.note(f"Transaction rejected after {ex.attempts} attempt(s): {_http_problem(resp)}")
         lines = format_outcome(oo)
         for line in lines:
             run.note(f"  {line}")

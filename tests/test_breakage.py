@@ -113,7 +113,7 @@ CASES = [
     ("number given as string", BASE_PLAN, _set(["action", 0, "timingTiming", "repeat", "count"], "4"), "json-type",
      "error", "PlanDefinition.action[0].timingTiming.repeat.count", '"count"'),
     ("bad required code", BASE_PLAN, _set(["status"], "bogus"), "binding-required", "error",
-     "PlanDefinition.status", '"status"'),
+     "PlanDefinition.status", '"status": "bogus"'),
     ("bad required code in a backbone", BASE_PLAN, _set(["action", 0, "selectionBehavior"], "some"),
      "binding-required", "error", "PlanDefinition.action[0].selectionBehavior", '"selectionBehavior"'),
     ("unknown element", BASE_PLAN, _set(["colour"], "red"), "unknown-element", "error",

@@ -198,3 +198,20 @@ def test_killed_build_leaves_previous_build_intact(result, tmp_path):
     # the abandoned temporary folder is not mistaken for a build, and the next build succeeds
     b.write(result, out)
     assert b.check(result, out) == []
+
+
+def test_r4b_export_validates_against_r4b_core(result):
+    from fhirpkg import api, packages as pk
+    from fhirpkg.jsonsource import parse
+    from fhirpkg.validation import Options, Validator
+    names = [p for p in result.files if p.startswith("r4b/") and p.endswith(".r4b.json")]
+    assert len(names) == 2
+    defs = api.load_definitions(pk.R4B_DEFAULT_PACKAGES)
+    assert "hl7.fhir.r4b.core#4.3.0" in defs.packages
+    v = Validator(defs, Options(layers=frozenset({"json", "structure", "references"})))
+    for name in names:
+        doc = parse(result.files[name].decode(), name)
+        errors = [i for i in v.validate_document(doc) if i.is_error]
+        assert not errors, [(i.expression, i.message) for i in errors[:10]]
+    losses = json.loads(result.files["r4b/losses.json"])
+    assert losses["fhirVersion"] == "4.3.0" and losses["losses"], "the R4B export must list what it loses"

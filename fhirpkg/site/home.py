@@ -39,27 +39,38 @@ NO_STATUS = ""
 
 @dataclass(frozen=True)
 class ContentStatus:
+    """How many resources say draft (or else), and how many carry each review tag."""
+
     total: int
-    statuses: tuple[tuple[str, int], ...]
+    statuses: tuple[tuple[str, int, tuple[str, ...]], ...]  # (status, count, resource types)
     tags: tuple[tuple[str, int], ...]
 
     @classmethod
     def of(cls, resources: list[dict]) -> "ContentStatus":
-        statuses = Counter(status_of(r) or NO_STATUS for r in resources)
+        groups: dict[str, list[str]] = {}
+        for r in resources:
+            groups.setdefault(status_of(r) or NO_STATUS, []).append(str(r.get("resourceType")))
         tags = Counter(t for r in resources for t in dict.fromkeys(review_tags(r)))
-        return cls(len(resources), tuple(sorted(statuses.items(), key=lambda kv: (-kv[1], kv[0]))),
-                   tuple(sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))))
+        statuses = tuple(sorted(((s, len(ts), tuple(sorted(set(ts)))) for s, ts in groups.items()),
+                                key=lambda g: (-g[1], g[0])))
+        return cls(len(resources), statuses, tuple(sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))))
 
     @property
     def all_draft(self) -> bool:
         """Every resource that states a status says draft."""
-        stated = [s for s, _ in self.statuses if s != NO_STATUS]
-        return stated == ["draft"]
+        return [s for s, _, _ in self.statuses if s != NO_STATUS] == ["draft"]
+
+    def _of(self, n: int) -> str:
+        return f"all {n}" if n == self.total else f"{n} of {self.total}"
 
     def sentence(self) -> str:
-        parts = [(f"status {s}" if s != NO_STATUS else "no status element") + f": {n} of {self.total} resources"
-                 for s, n in self.statuses]
-        parts += [f"tagged “{t}”: {n} of {self.total}" for t, n in self.tags]
+        parts = []
+        for s, n, types in self.statuses:
+            if s == NO_STATUS:
+                parts.append(f"{self._of(n)} resources ({', '.join(types)}) state no status")
+            else:
+                parts.append(f"{self._of(n)} resources have status {s}")
+        parts += [f"{self._of(n)} are tagged “{t}”" for t, n in self.tags]
         return "; ".join(parts)
 
     def banner(self) -> str:
@@ -67,7 +78,7 @@ class ContentStatus:
         if self.all_draft:
             head = "Draft content — not for clinical use."
         else:
-            head = "Content status: " + ", ".join(f"{s or 'none'} ({n})" for s, n in self.statuses) + "."
+            head = "Content status: " + ", ".join(f"{s or 'none'} ({n})" for s, n, _ in self.statuses) + "."
         tags = " ".join(f"{esc(t)} ({n} of {self.total} resources)." for t, n in self.tags)
         return f"<p><strong>{esc(head)}</strong> {tags}</p>"
 
@@ -119,8 +130,9 @@ def home(package: Package, status: ContentStatus, index: SiteIndex, pathways: li
     counts = Counter(e.type for e in index.entries)
     contents = "".join(f"<li>{link('artifacts.html#' + anchor_id('type', t), t)}: {n}</li>"
                        for t, n in sorted(counts.items()))
-    state = (f'<div class="status-box"><h2 id="status">Status</h2><p>{esc(status.sentence())}.</p>'
-             f"{validation}</div>")
+    state = (f'<section class="status-box" aria-labelledby="status"><h2 id="status">Status</h2>'
+             f"<p>Version {esc(package.version)}, released {esc(package.date[:10] or 'undated')}. "
+             f"{esc(status.sentence())}.</p>{validation}</section>")
     if pathways:
         figures = "".join(pathway_figure(p, f"pathway-{p.entry.id}") for p in pathways)
         goals = ""
@@ -132,8 +144,8 @@ def home(package: Package, status: ContentStatus, index: SiteIndex, pathways: li
     else:
         pathway_html = "<p>This package has no clinical-protocol PlanDefinition, so there is no pathway to draw.</p>"
     main = (f"<h1>{esc(package.title)}</h1>{state}"
-            + section("About this package", markdown(package.description) + dl(rows), sid="about")
             + section("Treatment pathway", pathway_html, sid="pathway")
+            + section("About this package", markdown(package.description) + dl(rows), sid="about")
             + section("Downloads", downloads(files), sid="downloads")
             + section("Contents", f"<ul class=\"columns\">{contents}</ul><p>{link('artifacts.html', 'All artifacts')}"
                       f" · {link('citations.html', 'Citations')} · {link('coverage.html', 'Source-claim coverage')}"

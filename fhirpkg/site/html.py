@@ -64,6 +64,7 @@ _INLINE = re.compile(
     r"|`(?P<code>[^`\n]+)`"
     r"|(?P<url>https?://[^\s<>()]+[^\s<>().,;:!?'\"])"
 )
+_RESERVED = re.compile(r"^https?://([^/:?#]+\.)?(example(\.com|\.org|\.net)?|localhost|invalid|test)([/:?#]|$)", re.I)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 
 
@@ -78,6 +79,8 @@ def inline(text: str) -> str:
             out.append(tag("strong", esc(m.group("bold"))))
         elif m.group("code") is not None:
             out.append(code(m.group("code")))
+        elif _RESERVED.match(m.group("url")):  # example domains (RFC 2606) are placeholders, not addresses
+            out.append(esc(m.group("url")))
         else:
             out.append(link(m.group("url"), m.group("url")))
         pos = m.end()

@@ -8,6 +8,7 @@ and hands the typed nodes to the later layers.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ..model import Node, ResourceFrame
 from . import json_rules, references
 from .structure import NATIVE_CONSTRAINTS, StructureWalker
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 LAYERS = ("json", "structure", "terminology", "invariants", "references", "narrative")
 
 
@@ -164,6 +166,7 @@ class Validator:
         layers = self.options.layers
         term = self.defs.terminology if "terminology" in layers else None
         term_layer = self._terminology_layer
+        term_types = getattr(term_layer, "NODE_TYPES", frozenset({"Coding", "CodeableConcept"}))
         inv = self._invariants if "invariants" in layers else None
         engine = self.engine if inv is not None else None
         state = inv.RunState() if inv is not None and hasattr(inv, "RunState") else None
@@ -174,7 +177,7 @@ class Validator:
         t_term = t_inv = t_ref = t_xhtml = 0.0
         for node in nodes:
             d = node.definition
-            if term is not None and term_layer is not None and (d.binding is not None or node.type in ("Coding", "CodeableConcept")):
+            if term is not None and term_layer is not None and (d.binding is not None or node.type in term_types):
                 t = clock()
                 issues.extend(term_layer.check_node(term, node))
                 t_term += clock() - t
@@ -212,6 +215,8 @@ def dedupe(issues: Iterable[Issue]) -> list[Issue]:
     seen = set()
     out = []
     for i in issues:
+        if " at 0x" in i.message:  # an engine's object repr would make reports differ run to run
+            i = i.at(message=_ADDRESS.sub("", i.message))
         key = (i.severity, i.rule, i.expression, i.message)
         if key not in seen:
             seen.add(key)

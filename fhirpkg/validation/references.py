@@ -220,6 +220,14 @@ def check_canonical(node: Node, resolver: Resolver, defs) -> Iterator[Issue]:
         return
     if defs is not None and (url in defs.canonicals or defs.get(url) is not None):
         return
+    declared = _declared_type(node.shadow)
+    known = defs.naming_systems.get(url) if defs is not None else None
+    if known is not None or declared in ("CodeSystem", "NamingSystem"):
+        why = f"registered by the NamingSystem {known}" if known else f"declared a {declared} by cqf-resourceType"
+        yield Issue(Severity.INFORMATION, "informational", f"The canonical '{value}' names an external code "
+                    f"system ({why}); its definition is not available offline, so it was not resolved",
+                    "canonical-external", node.expression, location=node.location)
+        return
     yield Issue(Severity.ERROR, "not-found", f"The canonical '{value}' does not resolve to a resource in this "
                 "package or its dependencies", "canonical-unresolved", node.expression, location=node.location)
 
@@ -234,3 +242,13 @@ def check_package_reference(node: Node, resolver: Resolver) -> Iterator[Issue]:
         yield Issue(Severity.ERROR, "not-found", f"The reference '{ref}' does not resolve to a resource in this "
                     "package", "reference-unresolved", node.expression + ".reference",
                     location=node.location + ("reference",))
+
+
+def _declared_type(shadow) -> str | None:
+    """The resource type a canonical declares with the cqf-resourceType extension, if any."""
+    if not isinstance(shadow, dict):
+        return None
+    for ext in shadow.get("extension") or ():
+        if isinstance(ext, dict) and ext.get("url") == "http://hl7.org/fhir/StructureDefinition/cqf-resourceType":
+            return ext.get("valueCode")
+    return None
