@@ -21,7 +21,6 @@ import socket
 import ssl
 import struct
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field

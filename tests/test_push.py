@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import socket
 import time
 from datetime import datetime, timedelta, timezone
@@ -435,3 +436,39 @@ def test_roundtrip_check_helper():
         first, second = P.push_roundtrip_check(srv.base_url, bundle_of(resources()), backoff=0.01)
         assert first.ok and first.counts()["created"] == N
         assert second.ok and second.counts()["created"] == 0 and second.counts()["updated"] == 0
+
+
+def test_redirect_is_not_followed():
+    from faultserver import Fault
+    with FaultServer() as srv:
+        srv.on("GET", Fault("status", 301, {"Location": "https://elsewhere.example/fhir/PlanDefinition/pd-regimen"}))
+        report = push(bundle_of(resources()), options(srv), log=Log())
+        assert not report.ok and srv.count() == 1
+        assert "does not follow redirects" in report.messages[-1] and "elsewhere.example" in report.messages[-1]
+
+
+def test_load_bundle_from_file_or_build_folder(tmp_path):
+    b = bundle_of(resources())
+    (tmp_path / "bundle-transaction.json").write_text(P._diff.dumps(b))
+    (tmp_path / "bundle-collection.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection"}))
+    (tmp_path / "package.json").write_text("{}")
+    loaded = P.load_bundle(tmp_path)
+    assert loaded["entry"][0]["resource"]["extension"][0]["valueDecimal"] == Decimal("1.50")
+    assert P.load_bundle(tmp_path / "bundle-transaction.json")["type"] == "transaction"
+    (tmp_path / "second-transaction.json").write_text(P._diff.dumps(b))
+    with pytest.raises(P.PushError, match="found 2"):
+        P.load_bundle(tmp_path)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(P.PushError, match="not JSON"):
+        P.load_bundle(tmp_path / "bad.json")
+
+
+def test_preflight_reports_usage_errors_before_any_request(tmp_path):
+    b = bundle_of(resources())
+    P.preflight(b, PushOptions("http://127.0.0.1:1/fhir"))
+    for opts, text in [(PushOptions("ftp://x/fhir"), "http:// or https://"),
+                       (PushOptions("http://x/fhir?a=b"), "without ?query"),
+                       (PushOptions("https://x/fhir", ca_file=str(tmp_path / "no.pem")), "cannot use CA file"),
+                       (PushOptions("http://x/fhir", max_attempts=0), "at least 1")]:
+        with pytest.raises(P.PushError, match=re.escape(text)):
+            P.preflight(b, opts)
