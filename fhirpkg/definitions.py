@@ -21,11 +21,11 @@ from typing import Iterable
 
 import orjson
 
-from .model import Binding, Constraint, Discriminator, ElementDef, Slicing, TypeDef, TypeRef
+from .model import AdditionalBinding, Binding, Constraint, Discriminator, ElementDef, Slicing, TypeDef, TypeRef
 from .packages import Package
 
 #: Bump when the compiled form changes, so old caches are ignored.
-MODEL_VERSION = "9"
+MODEL_VERSION = "10"
 
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
@@ -98,10 +98,7 @@ def _compile_element(e: dict, source: str) -> ElementDef:
     types = tuple(
         TypeRef(_type_code(t), tuple(t.get("profile", ())), tuple(t.get("targetProfile", ())))
         for t in e.get("type", ()))
-    binding = None
-    if "binding" in e:
-        b = e["binding"]
-        binding = Binding(b.get("strength", "example"), b.get("valueSet"), b.get("description"))
+    binding = compile_binding(e["binding"]) if "binding" in e else None
     constraints = tuple(
         Constraint(c.get("key", "?"), c.get("severity", "error"), c.get("human", ""), c.get("expression"),
                    c.get("source", source))
@@ -134,6 +131,20 @@ def _compile_element(e: dict, source: str) -> ElementDef:
         base_path=base.get("path", path),
         base_max=_max(base.get("max", e.get("max", "*"))),
     )
+
+
+def compile_binding(b: dict) -> Binding:
+    additional = []
+    for a in b.get("additional") or ():
+        if not isinstance(a, dict) or not isinstance(a.get("valueSet"), str):
+            continue
+        usage = []
+        for u in a.get("usage") or ():
+            code = u.get("code") or {} if isinstance(u, dict) else {}
+            value = next((v for k, v in u.items() if k.startswith("value")), None) if isinstance(u, dict) else None
+            usage.append((code.get("system"), code.get("code"), value))
+        additional.append(AdditionalBinding(a.get("purpose", ""), a["valueSet"], tuple(usage), bool(a.get("any"))))
+    return Binding(b.get("strength", "example"), b.get("valueSet"), b.get("description"), tuple(additional))
 
 
 def _regex_of(snapshot: list[dict]) -> str | None:

@@ -21,10 +21,22 @@ class Constraint:
 
 
 @dataclass(slots=True)
+class AdditionalBinding:
+    """ElementDefinition.binding.additional (R5): another value set with a purpose and,
+    optionally, usage contexts that say when it applies."""
+
+    purpose: str  # maximum | minimum | required | extensible | candidate | current | preferred | ui | ...
+    value_set: str
+    usage: tuple = ()  # (code system, code, value) of each UsageContext; value is the JSON value
+    any: bool = False
+
+
+@dataclass(slots=True)
 class Binding:
     strength: str  # required | extensible | preferred | example
     value_set: str | None  # canonical, possibly "url|version"
     description: str | None = None
+    additional: tuple[AdditionalBinding, ...] = ()
 
 
 @dataclass(slots=True)

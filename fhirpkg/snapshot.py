@@ -14,7 +14,7 @@ import copy
 import pickle
 import re
 
-from .definitions import _choice_value, _compile_element, _max, build_json_index
+from .definitions import _choice_value, _compile_element, _max, build_json_index, compile_binding
 from .model import Binding, Constraint, ElementDef, Slicing, Discriminator, TypeDef, TypeRef
 
 
@@ -159,8 +159,7 @@ class _Applier:
         if pattern is not None:
             edef.pattern = pattern
         if "binding" in e:
-            b = e["binding"]
-            edef.binding = Binding(b.get("strength", "example"), b.get("valueSet"), b.get("description"))
+            edef.binding = compile_binding(e["binding"])
         if "constraint" in e:
             have = {c.key for c in edef.constraints}
             extra = tuple(Constraint(c.get("key", "?"), c.get("severity", "error"), c.get("human", ""),

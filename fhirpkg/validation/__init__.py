@@ -18,11 +18,11 @@ from ..definitions import Definitions
 from ..issues import Issue, Severity
 from ..jsonsource import Document
 from ..model import Node, ResourceFrame
-from . import json_rules, references
+from . import business_rules, json_rules, references
 from .structure import NATIVE_CONSTRAINTS, StructureWalker
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-LAYERS = ("json", "structure", "terminology", "invariants", "references", "narrative")
+LAYERS = ("json", "structure", "terminology", "invariants", "references", "narrative", "rules")
 
 
 @dataclass
@@ -174,7 +174,8 @@ class Validator:
         package_mode = self.options.package_mode
         xhtml = self._xhtml if "narrative" in layers else None
         clock = time.perf_counter
-        t_term = t_inv = t_ref = t_xhtml = 0.0
+        t_term = t_inv = t_ref = t_xhtml = t_rules = 0.0
+        rules = business_rules.RULES if "rules" in layers else None
         for node in nodes:
             d = node.definition
             if term is not None and term_layer is not None and (d.binding is not None or node.type in term_types):
@@ -199,6 +200,11 @@ class Validator:
                 t = clock()
                 issues.extend(references.check_canonical(node, self.resolver, self.defs))
                 t_ref += clock() - t
+            if rules is not None and node.type in rules:
+                t = clock()
+                for rule in rules[node.type]:
+                    issues.extend(rule(node))
+                t_rules += clock() - t
             if xhtml is not None and node.type == "xhtml" and isinstance(node.value, str):
                 t = clock()
                 issues.extend(xhtml.check_node(node))
@@ -208,6 +214,7 @@ class Validator:
             self.layer_seconds["invariants"] += t_inv
             self.layer_seconds["references"] += t_ref
             self.layer_seconds["narrative"] += t_xhtml
+            self.layer_seconds["rules"] += t_rules
 
 
 def dedupe(issues: Iterable[Issue]) -> list[Issue]:

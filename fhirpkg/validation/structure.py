@@ -29,7 +29,8 @@ RESOURCE_TYPE_CODES = frozenset({"Resource", "DomainResource"})
 NATIVE_CONSTRAINTS = frozenset({"ele-1", "ext-1"})
 #: Types the later layers look at even without a binding or an invariant.
 NODE_TYPES = frozenset({"Reference", "canonical", "Coding", "CodeableConcept", "CodeableReference", "xhtml",
-                        "Quantity", "Age", "Duration", "Distance", "Count", "SimpleQuantity", "MoneyQuantity"})
+                        "Quantity", "Age", "Duration", "Distance", "Count", "SimpleQuantity", "MoneyQuantity",
+                        "Attachment"})
 EXTENSION_NAMES = ("extension", "modifierExtension")
 TOOLS_EXTENSION_PREFIX = "http://hl7.org/fhir/tools/StructureDefinition/"
 BUILD_EXTENSION_PREFIX = "http://hl7.org/fhir/build/StructureDefinition/"

@@ -90,6 +90,8 @@ def check_node(term: Terminology, node: Node, *, profile: str | None = None,
         return
     if d.binding is not None and node.type in CODED_TYPES:
         yield from check_binding(term, node, profile=profile, report_preferred=report_preferred)
+        if d.binding.additional:
+            yield from check_additional_bindings(term, node)
     if node.type == "Coding" or node.type in QUANTITY_TYPES:
         yield from check_coding_systems(term, node)
 
@@ -142,6 +144,55 @@ def check_binding(term: Terminology, node: Node, *, profile: str | None = None,
             sub = Node(concept, None, "CodeableConcept", node.definition, node.expression + ".concept",
                        node.location + ("concept",), node.frame)
             yield from _codeable_concept(term, sub, vs_url, vs, binding.strength, concept)
+
+
+#: How each additional-binding purpose is enforced (the others are documentation only).
+ADDITIONAL_STRENGTH = {"required": "required", "maximum": "required", "extensible": "extensible",
+                       "current": "extensible"}
+
+
+def check_additional_bindings(term: Terminology, node: Node) -> Iterator[Issue]:
+    """R5 additional bindings whose usage contexts apply to this resource."""
+    import dataclasses
+    for add in node.definition.binding.additional:
+        strength = ADDITIONAL_STRENGTH.get(add.purpose)
+        if strength is None or not _usage_applies(add.usage, node):
+            continue
+        binding = dataclasses.replace(node.definition.binding, strength=strength, value_set=add.value_set,
+                                      additional=())
+        sub = Node(node.value, node.shadow, node.type, dataclasses.replace(node.definition, binding=binding),
+                   node.expression, node.location, node.frame)
+        yield from check_binding(term, sub)
+
+
+def _usage_applies(usage: tuple, node: Node) -> bool:
+    """Each usage context names a path in the resource and a value it must hold."""
+    for _system, path, value in usage:
+        if not isinstance(path, str) or "." not in path:
+            continue
+        found = _values_at(node.frame.json, path.split(".")[1:])
+        want = value.get("coding") if isinstance(value, dict) else None
+        if want is None:
+            if value not in found:
+                return False
+            continue
+        have = {(c.get("system"), c.get("code")) for v in found if isinstance(v, dict)
+                for c in (v.get("coding") or ()) if isinstance(c, dict)}
+        if not any((c.get("system"), c.get("code")) in have for c in want if isinstance(c, dict)):
+            return False
+    return True
+
+
+def _values_at(obj, parts: list[str]) -> list:
+    current = [obj]
+    for part in parts:
+        nxt = []
+        for v in current:
+            if isinstance(v, dict) and part in v:
+                x = v[part]
+                nxt.extend(x if isinstance(x, list) else [x])
+        current = nxt
+    return current
 
 
 def _not_checked(node: Node, vs_url: str, strength: str, res: CodeResult) -> Iterator[Issue]:

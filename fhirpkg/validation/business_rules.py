@@ -1,0 +1,74 @@
+"""Business rules: checks the FHIR specification states in prose, which the HL7
+validator applies beyond StructureDefinitions and invariants.
+
+Each rule takes a typed node and yields Issues; ``RULES`` maps a FHIR type to
+its rules, so the validator calls only those that apply.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from typing import Callable, Iterator
+
+from ..issues import Issue, Severity
+from ..jsonsource import lexeme
+from ..model import Node
+
+
+def attachment(node: Node) -> Iterator[Issue]:
+    """Attachment.size and .hash must describe the inline data (SHA-1, base64)."""
+    att = node.value
+    if not isinstance(att, dict):
+        return
+    data = att.get("data")
+    if not isinstance(data, str):
+        return
+    try:
+        content = base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError):
+        return  # the base64Binary check reports it
+    size = att.get("size")
+    if size is not None and not isinstance(size, bool):
+        try:
+            stated = int(lexeme(size)) if not isinstance(size, str) else int(size)
+        except ValueError:
+            stated = None
+        if stated is not None and stated != len(content):
+            yield Issue(Severity.ERROR, "structure", f"Stated Attachment Size {stated} does not match actual "
+                        f"attachment size {len(content)}", "attachment-size", node.expression,
+                        location=node.location)
+    digest = att.get("hash")
+    if isinstance(digest, str):
+        try:
+            stated_hash = base64.b64decode(digest, validate=False)
+        except (binascii.Error, ValueError):
+            return
+        actual = hashlib.sha1(content).digest()
+        if stated_hash != actual:
+            yield Issue(Severity.ERROR, "structure", f"The hash of the data did not match the data (stated: "
+                        f"'{digest}', actual: '{base64.b64encode(actual).decode()}')", "attachment-hash",
+                        node.expression, location=node.location)
+
+
+def value_set(node: Node) -> Iterator[Issue]:
+    """ValueSet.compose.include.system must be an absolute URI (a contained CodeSystem is named by its url)."""
+    vs = node.value
+    if not isinstance(vs, dict) or not isinstance(vs.get("compose"), dict):
+        return
+    for part in ("include", "exclude"):
+        for i, inc in enumerate(vs["compose"].get(part) or ()):
+            system = inc.get("system") if isinstance(inc, dict) else None
+            if isinstance(system, str) and ":" not in system:
+                yield Issue(Severity.ERROR, "invalid", f"URI values in ValueSet.compose.{part}.system must be "
+                            f"absolute. To reference a contained code system, use the full CodeSystem URL and "
+                            f"reference it using the http://hl7.org/fhir/StructureDefinition/valueset-system "
+                            f"extension (found '{system}')", "valueset-system-absolute",
+                            f"{node.expression}.compose.{part}[{i}]",
+                            location=node.location + ("compose", part, i))
+
+
+RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
+    "Attachment": (attachment,),
+    "ValueSet": (value_set,),
+}
