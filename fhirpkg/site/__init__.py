@@ -61,6 +61,7 @@ def generate(*, project, resources: list[dict], ig: dict | None = None, files: d
                            manifest.description, manifest.date, dict(manifest.data))
     everything = list(resources) + ([ig] if ig else [])
     index = SiteIndex.build(everything, package.canonical)
+    index.trails = pathway.trails(index)
     status = home.ContentStatus.of(list(resources))
     tool = f"fhirpkg {__version__}"
     shell = Shell(
@@ -73,8 +74,7 @@ def generate(*, project, resources: list[dict], ig: dict | None = None, files: d
     hl7 = qa.read_hl7_outcome(parent / qa.HL7_OUTCOME, qa.HL7_OUTCOME.as_posix()) if parent else None
     issue_list = list(issues)
     findings = [qa.from_issue(i) for i in issue_list]
-    validation = qa.verdict(findings) + f"<p>{link('qa.html', 'Validation results')}: " + ", ".join(
-        f"{n} {s}" for s, n in qa.counts(findings).items()) + ".</p>"
+    validation = qa.verdict(findings, link("qa.html", "See the validation results."))
 
     all_pages = [home.home(package, status, index, protocols, dict(files or {}), validation, tool),
                  home.artifacts(index), pages.citations_page(index), coverage.coverage_page(claims, index),

@@ -160,6 +160,8 @@ class SiteIndex:
     by_key: dict[str, Entry] = field(default_factory=dict)
     by_url: dict[str, Entry] = field(default_factory=dict)
     backlinks: dict[str, list[Backlink]] = field(default_factory=dict)
+    #: key -> ((definition, action id, action title), ...) from a clinical protocol down to it
+    trails: dict[str, tuple[tuple[Entry, str, str], ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, resources: list[dict], canonical_base: str = "") -> "SiteIndex":

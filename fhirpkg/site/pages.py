@@ -153,7 +153,7 @@ def source_blocks(entry: Entry, index: SiteIndex, shared_page: bool = False) -> 
     return "".join(out)
 
 
-def header(entry: Entry, kind: str = "") -> str:
+def header(entry: Entry, index: SiteIndex, kind: str = "") -> str:
     r = entry.resource
     url = entry.url
     rows = [("Canonical URL", code(url) if url else ""),
@@ -162,8 +162,23 @@ def header(entry: Entry, kind: str = "") -> str:
                                      for i in r.get("identifier") or () if isinstance(i, dict))),
             ("Date", esc(artifact(r, "date") or "")),
             ("Publisher", esc(artifact(r, "publisher") or ""))]
-    return (f'<p class="rtype">{esc(kind or entry.type)} <code>{esc(entry.key)}</code></p>'
+    return (f'{trail(entry, index)}<p class="rtype">{esc(kind or entry.type)} <code>{esc(entry.key)}</code></p>'
             f"<h1>{esc(entry.title)}</h1>{badges(r)}{dl(rows)}")
+
+
+def trail(entry: Entry, index: SiteIndex) -> str:
+    """Where the resource sits in the pathway: protocol › action › definition › action › … (breadcrumbs)."""
+    steps = index.trails.get(entry.key)
+    if not steps:
+        return ""
+    items = []
+    for source, action_id, title in steps:
+        items.append(f"<li>{link(source.page, source.title)}</li>")
+        anchor = "#" + anchor_id("action", action_id) if action_id else ""
+        items.append(f"<li>{link(source.page + anchor, title)}</li>")
+    items.append(f'<li aria-current="page">{esc(entry.title)}</li>')
+    return f'<nav class="trail" aria-label="Position in the pathway"><ol>{"".join(items)}</ol></nav>'
+
 
 
 def description(resource: dict) -> str:
@@ -332,7 +347,7 @@ def plan_definition(entry: Entry, index: SiteIndex) -> Page:
     r = entry.resource
     titles = {a.get("id"): a.get("title") or a.get("id") for a in _all_actions(r.get("action")) if a.get("id")}
     kind = f"PlanDefinition · {text_of(r.get('type'))}" if r.get("type") else "PlanDefinition"
-    body = [header(entry, kind)]
+    body = [header(entry, index, kind)]
     desc = artifact(r, "description")
     if desc:
         body.append(section("Description", markdown(desc)))
@@ -363,7 +378,7 @@ def activity_definition(entry: Entry, index: SiteIndex) -> Page:
             ("Code", esc(text_of(r.get("code")))), ("Product", _product(r, index)),
             ("Timing", esc(timing)), ("Location", esc(text_of(r.get("location")))),
             ("Body site", esc("; ".join(text_of(b) for b in r.get("bodySite") or ())))]
-    body = [header(entry, "ActivityDefinition"), description(r), section("Definition", dl(rows)),
+    body = [header(entry, index, "ActivityDefinition"), description(r), section("Definition", dl(rows)),
             codes_table(r.get("productCodeableConcept"), "Product codes"), codes_table(r.get("code"), "Activity codes"),
             section("Dosage", f"<ul>{dosage}</ul>" if dosage else ""),
             clinical_use_sections(uses_naming(entry, index)), texts(r, skip=("description",)),
@@ -460,7 +475,7 @@ def medication_knowledge(entry: Entry, index: SiteIndex) -> Page:
     ads, regimens, studies = medication_users(entry, index)
     used = "".join(f"<li>{link(reg.page, reg.title)} <span class=\"kind\">via {link(ad.page, ad.title)}</span></li>"
                    for reg, ad in regimens)
-    body = [header(entry, "MedicationKnowledge"), description(r),
+    body = [header(entry, index, "MedicationKnowledge"), description(r),
             codes_table(r.get("code"), "Medication codes with their code systems"),
             section("ATC class", f"<ul>{atc_html}</ul>" if atc_html else ""),
             section("Other classifications", f"<ul>{other_html}</ul>" if other_html else ""),
@@ -509,7 +524,7 @@ def research_study(entry: Entry, index: SiteIndex) -> Page:
             ("Keywords", esc("; ".join(text_of(k) for k in r.get("keyword") or ()))),
             ("Region", esc("; ".join(text_of(k) for k in r.get("region") or ())))]
     notes = "".join(f"<li>{markdown(n.get('text'))}</li>" for n in r.get("note") or () if isinstance(n, dict))
-    body = [header(entry, "ResearchStudy"), section("Study", dl(rows)),
+    body = [header(entry, index, "ResearchStudy"), section("Study", dl(rows)),
             section("Summary", markdown(r.get("descriptionSummary"))
                     if not str(r.get("description", "")).startswith(str(r.get("descriptionSummary", ""))) else ""),
             section("Description", markdown(r.get("description"))),
@@ -530,7 +545,7 @@ def clinical_use_definition(entry: Entry, index: SiteIndex) -> Page:
             ("Frequency", esc(text_of(ue.get("frequencyOfOccurrence")))),
             ("Classification", esc(text_of(ue.get("classification")))),
             ("Subject", f"<ul>{subjects}</ul>" if subjects else "")]
-    body = [header(entry, "ClinicalUseDefinition"), section("Clinical use", dl(rows)), texts(r),
+    body = [header(entry, index, "ClinicalUseDefinition"), section("Clinical use", dl(rows)), texts(r),
             backlinks(entry, index), source_blocks(entry, index)]
     return Page(entry.page, entry.title, "".join(body))
 
@@ -544,7 +559,7 @@ def generic(entry: Entry, index: SiteIndex) -> Page:
         extra = section("Concepts", '<table><caption>Concepts</caption><thead><tr><th scope="col">Code</th>'
                         '<th scope="col">Display</th><th scope="col">Definition</th></tr></thead>'
                         f"<tbody>{rows}</tbody></table>")
-    body = [header(entry), texts(r), extra,
+    body = [header(entry, index), texts(r), extra,
             section("Related artifacts", related_artifacts(r.get("relatedArtifact"), index)),
             footer_texts(r), backlinks(entry, index), source_blocks(entry, index)]
     return Page(entry.page, entry.title, "".join(body))

@@ -286,6 +286,31 @@ def _summarize(actions: list[dict], behavior: str) -> tuple[str, int]:
     return (f"{text}, {timing}" if timing and text else text or timing), len(parts)
 
 
+def trails(index: SiteIndex) -> dict[str, tuple[tuple[Entry, str, str], ...]]:
+    """Where each definition sits: the shortest chain of actions from a clinical protocol to it."""
+    found: dict[str, tuple[tuple[Entry, str, str], ...]] = {}
+    queue = [(e, ()) for e in index.entries if is_protocol(e)]
+    seen = {e.key for e, _ in queue}
+    while queue:
+        entry, trail = queue.pop(0)
+        for a in _all(entry.resource.get("action")):
+            target = index.resolve(a.get("definitionCanonical"))
+            if target is None or target.key in seen:
+                continue
+            seen.add(target.key)
+            step = trail + ((entry, str(a.get("id") or ""), str(a.get("title") or _key(a))),)
+            found[target.key] = step
+            queue.append((target, step))
+    return found
+
+
+def _all(actions):
+    for a in actions or ():
+        if isinstance(a, dict):
+            yield a
+            yield from _all(a.get("action"))
+
+
 # --- timing ---------------------------------------------------------------------------------
 
 def _unit(value, unit: str) -> str:

@@ -107,14 +107,17 @@ def counts_table(findings, caption: str) -> str:
             f'</tr></thead><tbody><tr>{cells}<td class="num">{len(findings)}</td></tr></tbody></table>')
 
 
-def verdict(findings) -> str:
+def verdict(findings, more: str = "") -> str:
+    """One line: valid or not, with the counts (``more`` is HTML appended, e.g. a link)."""
     c = counts(findings)
     bad = c["fatal"] + c["error"]
+    more = f" {more}" if more else ""
     if bad:
-        return (f'<p class="verdict invalid"><strong>Not valid:</strong> {bad} error(s). '
-                "The outputs were built anyway (<code>--force</code>); do not import them until the errors are fixed.</p>")
+        return (f'<p class="verdict invalid"><strong>Not valid:</strong> {bad} error(s), {c["warning"]} warning(s). '
+                "The outputs were built anyway (<code>--force</code>); do not import them until the errors are "
+                f"fixed.{more}</p>")
     return (f'<p class="verdict valid"><strong>Valid:</strong> no errors ({c["warning"]} warning(s), '
-            f"{c['information']} information message(s)).</p>")
+            f"{c['information']} information message(s)).{more}</p>")
 
 
 def _location(f: Finding, pages: dict[str, str]) -> str:

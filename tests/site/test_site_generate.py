@@ -225,11 +225,13 @@ def test_safe_narrative_is_shown_with_its_ids_and_links_rewritten(tmp_path):
 
 
 def test_markdown_escapes_and_links_only_the_web():
-    html = markdown("<b>x</b> **y** [t](javascript:alert(1)) see https://a.example/c.\n\n- one\n- two")
+    html = markdown("<b>x</b> **y** [t](javascript:alert(1)) see https://pubmed.ncbi.nlm.nih.gov/1/c.\n\n"
+                    "- one\n- two\n\nplaceholder http://example.org/fhir/t")
     assert "<b>" not in html and "&lt;b&gt;" in html
     assert "<strong>y</strong>" in html
     assert 'href="javascript' not in html and "[t](javascript:alert(1))" in html
-    assert '<a href="https://a.example/c">' in html
+    assert '<a href="https://pubmed.ncbi.nlm.nih.gov/1/c">' in html
+    assert 'href="http://example.org' not in html  # reserved example domains are placeholders
     assert "<ul><li>one</li><li>two</li></ul>" in html
 
 
