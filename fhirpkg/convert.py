@@ -1358,7 +1358,19 @@ def _range_text(r) -> str:
     return f"{_quantity_text(r.get('low')) or '?'} to {_quantity_text(r.get('high')) or '?'}"
 
 
+def _url_as_identifier(res: dict, url: str) -> None:
+    """Keep a canonical URL the target cannot hold as an identifier whose system says "this is a URI"."""
+    ids = list(res.get("identifier") or [])
+    if not any(i.get("value") == url for i in ids if isinstance(i, dict)):
+        res["identifier"] = ids + [{"system": "urn:ietf:rfc:3986", "value": url}]
+
+
 def _clinical_use_definition(cud: dict, cx: _Cx) -> dict:
+    """R5 ClinicalUseDefinition -> R4B: otherTherapy.treatment -> therapy; artifact-url kept as an identifier."""
+    url = _ext_value(cud, "artifact-url")
+    if isinstance(url, str) and not _extension_allowed(_EXT + "artifact-url",
+                                                       frozenset({"ClinicalUseDefinition"})):
+        _url_as_identifier(cud, url)
     for section in ("contraindication", "indication"):
         s = cud.get(section)
         if isinstance(s, dict):
@@ -1406,12 +1418,16 @@ _PI_ROLES = {"primary-investigator", "sponsor-investigator"}
 def _research_study(rs: dict, cx: _Cx) -> dict:
     """R5 ResearchStudy -> R4B/R4: study state from progressStatus, associatedParty -> sponsor/PI, etc."""
     p = "ResearchStudy"
+    if isinstance(rs.get("url"), str):
+        _url_as_identifier(rs, rs["url"])
     for name in ("url", "version", "name", "label", "date"):
         if name in rs:
             del rs[name]
             rs.pop("_" + name, None)
             cx.lose(f"{p}.{name}", f"ResearchStudy.{name} is new in R5 ({cx.version_name} ResearchStudy is not a "
-                    f"canonical resource and no extension carries it there)")
+                    "canonical resource and no extension carries it there)"
+                    + ("; the URL is kept as an identifier (urn:ietf:rfc:3986), but canonical references to it "
+                       "do not resolve" if name == "url" else ""))
     pub_status = rs.pop("status", None)
     rs.pop("_status", None)
     states = rs.pop("progressStatus", None) or []

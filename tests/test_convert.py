@@ -266,6 +266,10 @@ def test_clinical_use_definition_r4b_keeps_the_resource_and_drops_r4_pack_extens
     }
     assert paths(conv) == {"ClinicalUseDefinition.extension('artifact-title')",
                            "ClinicalUseDefinition.contraindication.applicability"}
+    with_url = dict(CUD, extension=[{"url": EXT + "artifact-url", "valueUri": "http://example.org/cud"}])
+    assert to_r4b([with_url]).resources[0]["identifier"] == [
+        {"system": "http://example.org/id", "value": "cud-kidney"},
+        {"system": "urn:ietf:rfc:3986", "value": "http://example.org/cud"}]
 
 
 # ------------------------------------------------------------------------------------ Citation
@@ -356,7 +360,8 @@ def test_research_study_r4b():
     out = conv.resources[0]
     assert out == {
         "resourceType": "ResearchStudy", "id": "rs1",
-        "identifier": [{"system": "https://clinicaltrials.gov", "value": "NCT0"}],
+        "identifier": [{"system": "https://clinicaltrials.gov", "value": "NCT0"},
+                       {"system": "urn:ietf:rfc:3986", "value": "http://example.org/ResearchStudy/rs1"}],
         "title": "Trial", "status": "active",
         "primaryPurposeType": {"coding": [{"system": THO + "research-study-prim-purp-type", "code": "treatment"}]},
         "category": [{"text": "interventional"}], "focus": [{"text": "drug"}],
