@@ -176,6 +176,14 @@ def _convert(resources: list[dict], target: str) -> Conversion:
                     + (": MedicationKnowledge resources that list it carry a one-line summary"
                        if rt == "ClinicalUseDefinition" else ""))
             continue
+        if rt == "ResearchStudy" and _study_state(res.get("progressStatus") or []) is None:
+            # R4B/R4 require the study's recruitment state; the package does not know it, and
+            # writing one would state a fact nobody verified
+            out.dropped.append(cx.key)
+            cx.lose("ResearchStudy.progressStatus", f"{cx.version_name} ResearchStudy.status (the study's "
+                    "recruitment state) is required, its value set has no 'unknown', and the package records "
+                    "no state for this study: the resource is not exported rather than given a guessed state")
+            continue
         out.resources.append(_resource(_copy(res), cx))
     return out
 
@@ -1407,9 +1415,6 @@ _STUDY_STATUS = {
     "not-yet-recruiting": "approved", "active-but-not-recruiting": "closed-to-accrual",
     "terminated": "administratively-completed",
 }
-#: Written when R5 gives no study state: R4B requires a code and the HL7 validator rejects a
-#: data-absent-reason in its place (required binding); 'active' is the state of a study open to enquiry.
-_UNKNOWN_STUDY_STATE = "active"
 #: R5 research-study-party-role codes that name R4B's sponsor / principalInvestigator.
 _SPONSOR_ROLES = {"sponsor", "lead-sponsor", "sponsor-investigator"}
 _PI_ROLES = {"primary-investigator", "sponsor-investigator"}
@@ -1432,11 +1437,7 @@ def _research_study(rs: dict, cx: _Cx) -> dict:
     rs.pop("_status", None)
     states = rs.pop("progressStatus", None) or []
     state = _study_state(states)
-    rs["status"] = state or _UNKNOWN_STUDY_STATE
-    if not state:
-        cx.lose(f"{p}.progressStatus", f"{cx.version_name} ResearchStudy.status (the study's state) is required "
-                f"and its value set has no 'unknown'; R5 gave no state that maps, so '{_UNKNOWN_STUDY_STATE}' is "
-                "written: check the trial registry before relying on it")
+    rs["status"] = state  # studies without a known state are not exported (see _convert)
     if pub_status is not None:
         cx.lose(f"{p}.status", f"publication status '{pub_status}' has no {cx.version_name} element "
                 "(there status is the study's state)")

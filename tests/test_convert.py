@@ -379,10 +379,11 @@ def test_research_study_r4b():
             "ResearchStudy.progressStatus"} <= paths(conv)
 
 
-def test_research_study_without_state_gets_a_listed_default():
+def test_research_study_without_state_is_not_exported_with_a_guess():
+    """R4B requires the study's state; without one the study is dropped and listed, never given a guessed state."""
     conv = to_r4b([{"resourceType": "ResearchStudy", "id": "r", "status": "draft"}])
-    assert conv.resources[0]["status"] == "active"
-    assert any(x.path == "ResearchStudy.progressStatus" and "registry" in x.reason for x in conv.losses)
+    assert conv.resources == [] and conv.dropped == ["ResearchStudy/r"]
+    assert any(x.path == "ResearchStudy.progressStatus" and "not exported" in x.reason for x in conv.losses)
 
 
 # ------------------------------------------------------------------ Library, CodeSystem, ValueSet
@@ -659,7 +660,7 @@ def test_definitions_convert_to_r4_without_citation_or_clinical_use_definition(c
     conv = to_r4(content)
     kept = {r["resourceType"] for r in conv.resources}
     assert not kept & {"Citation", "ClinicalUseDefinition"}
-    assert {d.split("/")[0] for d in conv.dropped} <= {"Citation", "ClinicalUseDefinition"}
+    assert {d.split("/")[0] for d in conv.dropped} <= {"Citation", "ClinicalUseDefinition", "ResearchStudy"}
     text = json.dumps(conv.resources, default=str)
     assert "subjectCanonical" not in text
     cited = {r["url"] for r in content if r["resourceType"] == "Citation"}
