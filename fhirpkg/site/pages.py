@@ -625,9 +625,13 @@ def citation_article(entry: Entry, index: SiteIndex) -> str:
             f"{source_blocks(entry, index, shared_page=True)}</article>")
 
 
+_CITATION_PREFIX = re.compile(r"^Citation:\s*")
+
+
 def citations_page(index: SiteIndex) -> Page:
     cits = index.of_type("Citation")
-    toc = "".join(f"<li>{link('#' + c.id, c.title)}</li>" for c in cits)
+    toc = "".join(f"<li>{link('#' + c.id, short_citation(c))}: {esc(_CITATION_PREFIX.sub('', c.title))}</li>"
+                  for c in cits)
     main = (f"<h1>Citations</h1><p>{len(cits)} Citation resources, with DOI, PubMed and PubMed Central links "
             f"where the record has the identifier. “Cited by” lists the artifacts that refer to each one.</p>"
             f'<nav aria-label="Citations"><ol class="toc">{toc}</ol></nav>'

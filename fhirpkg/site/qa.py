@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..issues import Issue, Severity
+from ..issues import Issue
 from .html import code, esc, link
 from .pages import Page, section
 

@@ -8,7 +8,8 @@ prefixed so they cannot collide with the page's own, references to resources
 of this package pointed at their pages, and anything that would load from
 elsewhere (a remote image) turned into a plain link.  A narrative that fails
 the check, or any narrative when the checker is not importable, is shown only
-as escaped source.
+as escaped source.  Its headings become bold paragraphs, so the page keeps one
+outline (one h1, no skipped levels).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .html import anchor_id, esc, is_web_url, tag
 from .index import SiteIndex
 
 VOID = frozenset({"br", "hr", "img", "col", "area"})
+HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,9 @@ def _element(el: ET.Element, index: SiteIndex, prefix: str) -> str:
     if name == "img" and remote_src:  # never load from elsewhere: link to the image instead
         alt = dict(attributes).get("alt") or "image"
         return f'<a href="{esc(remote_src)}">[{esc(alt)}]</a>'
+    if name in HEADINGS:  # the page's own headings are its outline; a narrative's become bold paragraphs
+        name = "p"
+        attributes = [(k, v) for k, v in attributes if k != "class"] + [("class", "narrative-heading")]
     attr_text = "".join(f' {k}="{esc(v)}"' for k, v in attributes)
     if name in VOID:
         return f"<{name}{attr_text}>"

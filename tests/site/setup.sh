@@ -22,5 +22,5 @@ if [ ! -f node_modules/playwright-core/package.json ] || [ package-lock.json -nt
     npm ci --no-audit --no-fund --loglevel=error
 fi
 
-/usr/bin/chromium --version
+/usr/bin/chromium --version 2>/dev/null
 node -e "console.log('playwright-core ' + require('playwright-core/package.json').version)"

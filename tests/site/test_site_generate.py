@@ -83,7 +83,7 @@ def resources():
     cud = {"resourceType": "ClinicalUseDefinition", "id": "cud1", "type": "undesirable-effect",
            "subject": [{"reference": "PlanDefinition/os1"}, {"reference": "ActivityDefinition/ad-a"}],
            "undesirableEffect": {"symptomConditionEffect": {"concept": {"text": "Hair loss"}}},
-           "text": {"status": "additional", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p id="x">Safe '
+           "text": {"status": "additional", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><h1>Head</h1><p id="x">Safe '
                     '<a href="#x">self</a> <a href="PlanDefinition/os1">regimen</a> '
                     '<a href="https://example.com/a?b=1&amp;c=2">web</a></p></div>'}}
     rs = {"resourceType": "ResearchStudy", "id": "rs1", "url": canon("ResearchStudy", "rs1"), "status": "draft",
@@ -222,6 +222,7 @@ def test_safe_narrative_is_shown_with_its_ids_and_links_rewritten(tmp_path):
     assert 'href="PlanDefinition-os1.html"' in narrative
     assert 'href="https://example.com/a?b=1&amp;c=2"' in narrative
     assert "xmlns" not in narrative
+    assert '<p class="narrative-heading">Head</p>' in narrative and "<h1>Head" not in page
 
 
 def test_markdown_escapes_and_links_only_the_web():
