@@ -202,6 +202,8 @@ class SiteIndex:
     def _backlinks(self) -> dict[str, list[Backlink]]:
         found: dict[str, dict[tuple[str, str], Backlink]] = defaultdict(dict)
         for source in self.entries:
+            if source.type == "ImplementationGuide":  # lists every resource: "referenced by" it says nothing
+                continue
             for element, value in _reference_values(source.resource):
                 target = self.resolve(value)
                 if target is not None and target.key != source.key:

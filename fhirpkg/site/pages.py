@@ -312,16 +312,31 @@ def _for_whom(resource: dict) -> str:
     return dl(rows)
 
 
+def _what(option: pw.Option) -> str:
+    """What an option leads to when it is not a regimen: its definition's first action, else its title."""
+    if option.target is None:
+        return "Not in this package"
+    for a in option.target.resource.get("action") or ():
+        if isinstance(a, dict) and (a.get("title") or a.get("textEquivalent")):
+            return f"{option.kind}: {a.get('title') or a.get('textEquivalent')}"
+    return f"{option.kind}: {option.target.title}"
+
+
 def pathway_figure(p: pw.Pathway, label_id: str = "pathway") -> str:
     """The diagram with its caption, then the same content as a table."""
     rows = []
     for lane in p.lanes:
         head = esc(lane.title) + (f" <span class=\"kind\">({esc(lane.selection)})</span>" if lane.selection else "")
-        rows.append(f'<tr class="lane-row"><th scope="rowgroup" colspan="4">{head}</th></tr>')
+        if lane.shared:
+            head += ('<div class="lane-whom">For every option:<ul>'
+                     + "".join(f"<li>{esc(c.text)}</li>" for c in lane.shared) + "</ul></div>")
+        if lane.kind != "single":  # a single option's row already says it all
+            rows.append(f'<tr class="lane-row"><th scope="rowgroup" colspan="4">{head}</th></tr>')
         for n, o in enumerate(lane.options, 1):
             order = f"{n}. " if lane.kind == "sequence" else ""
             rel = f' <span class="kind">({esc(o.relation)})</span>' if o.relation else ""
-            whom = "".join(f"<li>{esc(c.text)}</li>" for c in o.criteria)
+            whom = "".join(f"<li>{esc(c.text)}</li>" for c in o.criteria if c not in lane.shared)
+            none = "Only the criteria above" if lane.shared else "—"
             evidence = []
             if o.citations:
                 evidence.append(f"{len(o.citations)} citation" + ("s" if len(o.citations) != 1 else ""))
@@ -329,11 +344,11 @@ def pathway_figure(p: pw.Pathway, label_id: str = "pathway") -> str:
                 evidence.append(", ".join(link(s.page, next((i.get("value") for i in s.resource.get("identifier") or ()
                                                               if isinstance(i, dict) and i.get("value")), s.id))
                                           for s in o.studies))
-            what = esc(o.detail) if o.detail else esc(o.kind)
+            what = esc(o.detail or _what(o))
             if o.informational:
                 what = "Information only (no order)"
             rows.append(f'<tr><th scope="row">{order}{link(o.href, o.title)}{rel}</th><td>{what}</td>'
-                        f"<td>{f'<ul>{whom}</ul>' if whom else '—'}</td><td>{'; '.join(evidence) or '—'}</td></tr>")
+                        f"<td>{f'<ul>{whom}</ul>' if whom else none}</td><td>{'; '.join(evidence) or '—'}</td></tr>")
     table = (f'<table class="options"><caption>Options at a glance: what, in what order, for whom, with what evidence'
              f'</caption><thead><tr><th scope="col">Option</th><th scope="col">What</th><th scope="col">For whom'
              f'</th><th scope="col">Evidence</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
