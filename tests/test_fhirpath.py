@@ -430,3 +430,31 @@ def test_date_boundaries_bracket_the_date(day, cut):
     high = date_boundary(text, 17, high=True)
     assert low.startswith(text) and high.startswith(text) or cut < 2
     assert low[:10] <= day.isoformat() <= high[:10]
+
+
+def test_parse_trees_are_kept_between_runs(tmp_path, monkeypatch):
+    path = tmp_path / "asts.json"
+    monkeypatch.setenv(fp.AST_CACHE_ENV, str(path))
+    monkeypatch.setattr(fp, "_ASTS", {})
+    monkeypatch.setattr(fp, "_AST_STATE", {"loaded": False, "dirty": False})
+    expression = "name.given.where($this = 'kept').exists()"
+    tree = fp.parse_cached(expression)
+    fp.save_ast_cache()
+    saved = __import__("json").loads(path.read_text())
+    assert saved["fhirpathpy"] == fp.FHIRPATHPY_VERSION and saved["asts"][expression] == tree
+    # a new process: trees come from the file, not from ANTLR
+    monkeypatch.setattr(fp, "_ASTS", {})
+    monkeypatch.setattr(fp, "_AST_STATE", {"loaded": False, "dirty": False})
+    monkeypatch.setattr(fp, "parse", lambda text: pytest.fail("parsed again"))
+    assert fp.parse_cached(expression) == tree
+    # a damaged file is ignored
+    path.write_text("{not json")
+    monkeypatch.setattr(fp, "_ASTS", {})
+    monkeypatch.setattr(fp, "_AST_STATE", {"loaded": False, "dirty": False})
+    monkeypatch.undo()
+    assert fp.parse_cached("1 + 1") is not None
+
+
+def test_compiled_forms_are_shared_between_engines():
+    a, b = FhirPathEngine(), FhirPathEngine()
+    assert a.compile("id.exists()") is b.compile("id.exists()")
