@@ -25,7 +25,7 @@ from .model import AdditionalBinding, Binding, Constraint, Discriminator, Elemen
 from .packages import Package
 
 #: Bump when the compiled form changes, so old caches are ignored.
-MODEL_VERSION = "10"
+MODEL_VERSION = "12"
 
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
@@ -99,10 +99,7 @@ def _compile_element(e: dict, source: str) -> ElementDef:
         TypeRef(_type_code(t), tuple(t.get("profile", ())), tuple(t.get("targetProfile", ())))
         for t in e.get("type", ()))
     binding = compile_binding(e["binding"]) if "binding" in e else None
-    constraints = tuple(
-        Constraint(c.get("key", "?"), c.get("severity", "error"), c.get("human", ""), c.get("expression"),
-                   c.get("source", source))
-        for c in e.get("constraint", ()))
+    constraints = tuple(compile_constraint(c) for c in e.get("constraint", ()))
     slicing = None
     if "slicing" in e:
         s = e["slicing"]
@@ -131,6 +128,15 @@ def _compile_element(e: dict, source: str) -> ElementDef:
         base_path=base.get("path", path),
         base_max=_max(base.get("max", e.get("max", "*"))),
     )
+
+
+BEST_PRACTICE_EXT = "http://hl7.org/fhir/StructureDefinition/elementdefinition-bestpractice"
+
+
+def compile_constraint(c: dict) -> Constraint:
+    best = any(x.get("url") == BEST_PRACTICE_EXT and x.get("valueBoolean") is True for x in c.get("extension", ()))
+    return Constraint(c.get("key", "?"), c.get("severity", "error"), c.get("human", ""), c.get("expression"),
+                      c.get("source", ""), best)
 
 
 def compile_binding(b: dict) -> Binding:
@@ -220,7 +226,8 @@ def build_json_index(children: dict[str, ElementDef]) -> dict:
                     suffix = s.slice_name[len(prefix):]
                     index.setdefault(s.slice_name, (child, suffix[0].lower() + suffix[1:] if suffix else None))
         else:
-            index[name] = (child, child.types[0].code if len(child.types) == 1 else None)
+            codes = {t.code for t in child.types}  # R4-style profiles repeat Reference once per target
+            index[name] = (child, next(iter(codes)) if len(codes) == 1 else None)
     return index
 
 
@@ -422,9 +429,7 @@ def build(packages: list[Package]) -> dict:
         if td is None:
             continue
         if td.kind in ("resource", "complex-type", "primitive-type") or td.root.path == td.type:
-            inherited = [Constraint(c.get("key", "?"), c.get("severity", "error"), c.get("human", ""),
-                                    c.get("expression"), c.get("source", ""))
-                         for c in _root_constraints(sd_by_url, sd)]
+            inherited = [compile_constraint(c) for c in _root_constraints(sd_by_url, sd)]
             have = {c.key for c in td.root.constraints}
             extra = [c for c in inherited if c.key not in have and not have.add(c.key)]
             if extra:

@@ -17,7 +17,8 @@ class Constraint:
     severity: str  # "error" | "warning"
     human: str
     expression: str | None
-    source: str  # canonical of the StructureDefinition that defines it
+    source: str  # canonical of the StructureDefinition that defines it ("" when the snapshot says none)
+    best_practice: bool = False  # elementdefinition-bestpractice: reported as a recommendation
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ import copy
 import pickle
 import re
 
-from .definitions import _choice_value, _compile_element, _max, build_json_index, compile_binding
+from .definitions import _choice_value, _compile_element, _max, build_json_index, compile_binding, compile_constraint
 from .model import Binding, Constraint, ElementDef, Slicing, Discriminator, TypeDef, TypeRef
 
 
@@ -162,8 +162,7 @@ class _Applier:
             edef.binding = compile_binding(e["binding"])
         if "constraint" in e:
             have = {c.key for c in edef.constraints}
-            extra = tuple(Constraint(c.get("key", "?"), c.get("severity", "error"), c.get("human", ""),
-                                     c.get("expression"), c.get("source", source))
+            extra = tuple(compile_constraint(dict(c, source=c.get("source", source)))
                           for c in e["constraint"] if c.get("key") not in have)
             edef.constraints = edef.constraints + extra
         if "slicing" in e:

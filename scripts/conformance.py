@@ -55,15 +55,21 @@ def expected(java) -> tuple[bool, list[str]]:
     raise ValueError(f"unexpected expectation {java!r}")
 
 
-def supporting_resources(names: list[str]) -> tuple[list[dict], str | None]:
+def supporting_resources(names: list[str], defs) -> tuple[list[dict], str | None]:
+    """The supporting definitions; XML ones are read with fhirpkg's FHIR XML reader."""
+    from fhirpkg import xmlformat
     out = []
     for name in names:
         path = SUITE / name
-        if name.endswith(".xml"):
-            return [], f"supporting file {name} is XML (fhirpkg reads JSON only)"
         if not path.exists():
             return [], f"supporting file {name} is missing from the suite copy"
-        out.append(json.loads(path.read_text(encoding="utf-8")))
+        if name.endswith(".xml"):
+            try:
+                out.append(xmlformat.read(path.read_text(encoding="utf-8"), defs))
+            except xmlformat.XmlError as e:
+                return [], f"supporting file {name} could not be read as FHIR XML: {e}"
+        else:
+            out.append(json.loads(path.read_text(encoding="utf-8")))
     return out, None
 
 
@@ -89,7 +95,7 @@ def run_case(base_defs, case: dict) -> list[Row]:
         return rows
     support_names = list(case.get("supporting") or []) + list(case.get("profiles") or []) + \
         list(case.get("supporting5") or [])
-    supp, why = supporting_resources(support_names)
+    supp, why = supporting_resources(support_names, base_defs)
     if why:
         for r in rows:
             r.status, r.reason = "skipped", why
@@ -113,7 +119,7 @@ def run_case(base_defs, case: dict) -> list[Row]:
     except Exception as e:  # a crash is a result, recorded
         base.status, base.reason = "crash", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}"
     if prof_row is not None:
-        psupp, why = supporting_resources([prof["source"]] + list(prof.get("supporting") or []))
+        psupp, why = supporting_resources([prof["source"]] + list(prof.get("supporting") or []), base_defs)
         if why:
             prof_row.status, prof_row.reason = "skipped", why
         else:

@@ -261,7 +261,8 @@ class StructureWalker:
         has_value = name in obj
         has_shadow = ("_" + name) in obj
         if tcode is None and child.types:
-            tcode = child.types[0].code if len(child.types) == 1 else None
+            codes = {t.code for t in child.types}
+            tcode = next(iter(codes)) if len(codes) == 1 else None
         elif tcode is None and child.content_reference:
             tcode = "BackboneElement"  # the referenced element's children apply
         type_def = self._type(tcode)
@@ -737,18 +738,19 @@ class StructureWalker:
         targets = _navigate(value, path)
         sdef = self._slice_element(sl, path, td)
         if d.type in ("value", "pattern"):
-            want = None
-            if sdef is not None:
-                want = sdef.fixed or sdef.pattern
-            if want is None and path == "url" and sl.types and sl.types[0].profiles:
-                want = ("Uri", sl.types[0].profiles[0])
-            if want is None and sdef is not None and sdef.binding is not None and self.defs.terminology is not None:
-                vs = sdef.binding.value_set
-                return any(self._in_value_set(t, vs) for t in targets)
-            if want is None:
-                return False
-            return any(_json_contains(t, want[1]) if sdef is not None and sdef.pattern is not None and sdef.fixed is None
-                       else _json_equal(t, want[1]) for t in targets)
+            candidates = self._slice_elements(sl, path, td)
+            wants = [(e.pattern is not None and e.fixed is None, (e.fixed or e.pattern)[1])
+                     for e in candidates if e.fixed is not None or e.pattern is not None]
+            if not wants and path == "url" and sl.types and sl.types[0].profiles:
+                wants = [(False, sl.types[0].profiles[0])]
+            if not wants:
+                bound = [e for e in candidates if e.binding is not None and e.binding.value_set]
+                if bound and self.defs.terminology is not None:
+                    return any(self._in_value_set(t, e.binding.value_set) for t in targets for e in bound)
+                # the slice fixes nothing at this path, so this discriminator cannot tell it apart
+                return sdef is not None
+            return any(_json_contains(t, w) if is_pattern else _json_equal(t, w)
+                       for t in targets for is_pattern, w in wants)
         if d.type == "exists":
             present = bool(targets)
             if sdef is None:
@@ -774,6 +776,24 @@ class StructureWalker:
                             return True
             return False
         return False
+
+    def _slice_elements(self, sl: ElementDef, path: str, td: TypeDef) -> list[ElementDef]:
+        """The definitions a discriminator path reaches in a slice, looking into the slices of
+        sliced elements on the way (``code.coding.code`` is fixed in a slice of ``coding``)."""
+        if path in ("$this", ""):
+            return [sl]
+        nodes = [sl]
+        for part in _split_path(path):
+            if part.startswith("extension(") or part in ("resolve()",) or part.startswith("ofType("):
+                return []
+            nxt = []
+            for node in nodes:
+                child = self._slice_element(node, part, td)
+                if child is not None:
+                    nxt.append(child)
+                    nxt.extend(child.slices)
+            nodes = nxt
+        return nodes
 
     def _slice_element(self, sl: ElementDef, path: str, td: TypeDef) -> ElementDef | None:
         if path in ("$this", ""):
