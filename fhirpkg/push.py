@@ -27,6 +27,7 @@ import random
 import socket
 import ssl
 import time
+from http import HTTPStatus
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -301,14 +302,22 @@ class Http:
             resp.close()  # fully read: the connection may carry the next request
             if resp.will_close:
                 self.close()
-            return Response(resp.status, resp.reason or "", {k.lower(): v for k, v in resp.getheaders()},
-                            b"".join(chunks))
+            answer_headers = {k.lower(): v for k, v in resp.getheaders()}
+            return Response(resp.status, resp.reason or _phrase(resp.status), answer_headers, b"".join(chunks))
         except TransportError:
             self.close()
             raise
         except Exception as e:  # noqa: BLE001 - every failure below HTTP becomes one message
             self.close()
             raise describe_transport(e, self.server, self.options.timeout) from None
+
+
+def _phrase(status: int) -> str:
+    """The standard reason phrase (HTTP/1.1 servers such as Tomcat send none)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 # --- retry policy (pure) ----------------------------------------------------------
@@ -745,8 +754,9 @@ def _report_failure(run: _Run, items: list[Target], before: dict[str, Held], ex:
         oo = resp.json()
         if isinstance(oo, dict) and oo.get("resourceType") == "OperationOutcome":
             report.operation_outcome = oo
-        run.note(f"Transaction rejected after {ex.attempts} attempt(s): {_http_problem(resp)}")
         lines = format_outcome(oo)
+        headline = f"HTTP {resp.status} {resp.reason}".rstrip() if lines else _http_problem(resp)
+        run.note(f"Transaction rejected after {ex.attempts} attempt(s): {headline}")
         for line in lines:
             run.note(f"  {line}")
         if not lines and resp.body:
