@@ -99,17 +99,22 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
     output_issues = _validate_outputs(defs, resources + [ig], project)
     all_issues = issues + output_issues
     result = BuildResult(issues=all_issues)
+    # What the build records: errors and warnings.  Information-level notes (mostly "not checked
+    # offline") depend on optional local data such as the OS iso-codes tables, and would make the
+    # same input give different bytes on different machines.
+    recorded = [i for i in all_issues if i.severity >= Severity.WARNING]
     files = result.files
     stem = f"{manifest.name}-{manifest.version}"
     kw = dict(name=manifest.name, version=manifest.version, canonical=manifest.canonical, timestamp=instant)
     files[f"{stem}.transaction.json"] = _json(bundle.transaction(resources, **kw))
     files[f"{stem}.collection.json"] = _json(bundle.collection(resources, **kw))
     summary = {"package": f"{manifest.name}#{manifest.version}", "tool": f"fhirpkg {__version__}",
-               "date": instant, "resources": len(resources), "issues": _summary(all_issues)}
+               "date": instant, "resources": len(resources), "issues": _summary(recorded),
+               "recorded": "errors and warnings (information-level notes are not recorded)"}
     other = {
         "validation-summary.json": (json.dumps(summary, indent=2) + "\n").encode(),
         "validation-oo.json": _json({"resourceType": "OperationOutcome", "id": "validation",
-                                     "issue": [oo_issue(i) for i in sorted(all_issues, key=Issue.sort_key)] or [
+                                     "issue": [oo_issue(i) for i in sorted(recorded, key=Issue.sort_key)] or [
                                          {"severity": "information", "code": "informational",
                                           "details": {"text": "No issues"}}]}),
     }
@@ -127,9 +132,9 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
             site_generate = None
         if site_generate is not None:
             for path, data in site_generate(project=project, resources=resources, ig=ig, files=files,
-                                            issues=all_issues, defs=defs).items():
+                                            issues=recorded, defs=defs).items():
                 files[f"site/{path}"] = data
-    result.report = _report(manifest, resources, all_issues, files, conversions, defs, time.perf_counter() - t0)
+    result.report = _report(manifest, resources, recorded, files, conversions, defs, time.perf_counter() - t0)
     files["build-report.json"] = (json.dumps(result.report, indent=2, ensure_ascii=False) + "\n").encode()
     files["SHA256SUMS"] = _sha256sums(files)
     return result
