@@ -153,6 +153,64 @@ def build(project_dir, out_dir, fhir_versions, force, check):
                f"({errors} errors, {warnings} warnings)")
 
 
+# --- push and diff ------------------------------------------------------------------
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--server", required=True, metavar="URL", help="FHIR base URL, e.g. https://fhir.example/fhir")
+@click.option("--header", "headers", multiple=True, metavar="'Name: value'",
+              help="Extra HTTP header (repeatable). Values are never printed. Prefer $FHIRPKG_AUTHORIZATION "
+                   "for a token: command-line arguments are visible to other users of the machine.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
+@click.option("--max-attempts", type=click.IntRange(1, 20), default=5, show_default=True,
+              help="Attempts per request (429, 5xx, resets and time-outs are retried).")
+@click.option("--backoff", type=float, default=1.0, show_default=True, help="Base of the exponential backoff, s.")
+@click.option("--max-wait", type=float, default=60.0, show_default=True, help="Longest single wait, s.")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Trust this CA bundle (PEM).")
+@click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--verbose", "-v", is_flag=True, help="One line per artifact, not only the problems.")
+def push(bundle, server, headers, timeout, max_attempts, backoff, max_wait, ca_file, insecure, fmt, verbose):
+    """Load a transaction Bundle into a FHIR server and verify what it holds afterwards."""
+    from . import push as p
+    try:
+        data = p.load_bundle(bundle)
+        hdrs = p.parse_headers(list(headers))
+        if os.environ.get("FHIRPKG_AUTHORIZATION") and "Authorization" not in hdrs:
+            hdrs["Authorization"] = os.environ["FHIRPKG_AUTHORIZATION"]
+        opts = p.PushOptions(server, hdrs, timeout, max_attempts, backoff, max_wait,
+                             verify_tls=not insecure, ca_file=ca_file)
+        p.preflight(data, opts)
+    except p.PushError as e:
+        raise click.UsageError(str(e)) from None
+    report = p.push(data, opts, log=_err)
+    click.echo(report.to_json() if fmt == "json" else p.render_text(report, verbose), nl=fmt != "json")
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("old", type=click.Path(exists=True, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when there are differences (like git diff).")
+def diff(old, new, fmt, output, exit_code):
+    """What changed between two releases: folders, Bundles or package.tgz files."""
+    from . import diff as d
+    try:
+        report = d.diff(d.load_side(old), d.load_side(new))
+    except d.DiffError as e:
+        raise click.UsageError(str(e)) from None
+    text = d.render_json(report) if fmt == "json" else d.render_text(report)
+    if output:
+        from .fsutil import atomic_write_text
+        atomic_write_text(output, text)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+    if exit_code and (report.added or report.removed or report.changed):
+        sys.exit(1)
+
+
 # --- packages ---------------------------------------------------------------------
 
 @main.group()
@@ -168,7 +226,10 @@ def packages():
 def packages_install(specs, from_file, defaults):
     """Install packages given as id@version (or id#version)."""
     from . import packages as pk
-    refs = [pk.PackageRef.parse(s) for s in specs]
+    try:
+        refs = [pk.PackageRef.parse(s) for s in specs]
+    except pk.PackageError as e:
+        raise click.UsageError(str(e)) from None
     if defaults:
         refs += [pk.PackageRef(*r) for r in pk.R5_DEFAULT_PACKAGES]
     if not refs:

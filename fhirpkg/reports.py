@@ -56,12 +56,14 @@ def to_json(issues: list[Issue], files: int) -> str:
 
 
 def oo_issue(i: Issue) -> dict:
+    """One OperationOutcome.issue.  Line and column are valueInteger, as the HL7 validator writes
+    and reads them, although the Extensions Pack 5.3.0 ballot types issue-col as a string."""
     ext = []
     if i.line is not None:
         ext.append({"url": EXT_LINE, "valueInteger": i.line})
         ext.append({"url": EXT_COL, "valueInteger": i.column or 1})
     ext.append({"url": EXT_SOURCE, "valueString": f"fhirpkg:{i.file}" if i.file else "fhirpkg"})
-    ext.append({"url": EXT_MESSAGE_ID, "valueCode": i.rule})
+    ext.append({"url": EXT_MESSAGE_ID, "valueString": i.rule})
     out = {"extension": ext, "severity": i.severity.code, "code": i.code,
            "details": {"text": i.message}}
     if i.expression:

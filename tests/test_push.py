@@ -227,9 +227,9 @@ def test_server_error_500_shows_the_outcome_and_claims_nothing():
         push(bundle_of(resources()), options(srv), log=Log())  # everything at version 1
         items = resources()
         items[0]["title"] = "changed"
-        srv.on("POST", status(500, outcome=oo))
+        srv.on("POST", *[status(500, outcome=oo)] * 3)
         report = push(bundle_of(items), options(srv), log=Log())
-        assert srv.count("POST") == 2  # 1 for the first push, 500 is final
+        assert srv.count("POST") == 4  # 1 for the first push, then 3 bounded attempts, all 500
         assert not report.ok and report.operation_outcome == oo
         pd = next(s for s in report.statuses if s.key == "PlanDefinition/pd-regimen")
         assert pd.outcome == "failed" and "still holds version 1" in pd.detail
