@@ -81,6 +81,7 @@ class StructureWalker:
         self.allow_example_urls = allow_example_urls
         self._types: dict[str, TypeDef | None] = {}
         self._want_cache: dict[tuple, bool] = {}
+        self._required_cache: dict[int, tuple] = {}
         self.issues: list[Issue] = []
 
     def _type(self, code: str | None) -> TypeDef | None:
@@ -223,19 +224,29 @@ class StructureWalker:
             return  # empty objects are reported by the JSON rules
         if not is_resource and set(obj) <= {"id"} and obj:
             self._ele1(expr, loc)
-        # cardinality and content, in definition order
         host = logical or Logical.fixed(())
-        for cname, child in parent.children.items():
-            g = groups.get(cname)
-            if g is None:
-                if child.min > 0:
-                    self.error("structure", "cardinality-min",
-                               f"{child.path}: minimum required = {child.min}, but only found 0"
-                               + self._from(ptd), expr, loc)
-                elif child.slicing and child.slices:
-                    self._check_slice_minimums(child, [], ptd, expr, loc)
+        for cname, g in groups.items():
+            self._element_group(obj, g[0], g[1], ptd, expr, loc, frame, host)
+        # required children that are absent (only those with a minimum, or with required slices)
+        for child in self._required(parent):
+            if child.name in groups:
                 continue
-            self._element_group(obj, child, g[1], ptd, expr, loc, frame, host)
+            if child.min > 0:
+                self.error("structure", "cardinality-min",
+                           f"{child.path}: minimum required = {child.min}, but only found 0"
+                           + self._from(ptd), expr, loc)
+            else:
+                self._check_slice_minimums(child, [], ptd, expr, loc)
+
+    def _required(self, parent: ElementDef) -> tuple:
+        """Children that must be present (min > 0, or a slice with min > 0), memoised."""
+        key = id(parent)
+        hit = self._required_cache.get(key)
+        if hit is None:
+            hit = self._required_cache[key] = tuple(
+                c for c in parent.children.values()
+                if c.min > 0 or (c.slicing is not None and any(s.min > 0 for s in c.slices)))
+        return hit
 
     def _from(self, td: TypeDef) -> str:
         return f" (from {td.url}{'|' + td.version if td.version else ''})" if td.is_profile or td.kind == "complex-type" and td.derivation == "constraint" else ""
@@ -348,15 +359,11 @@ class StructureWalker:
         if tcode is None:
             self.error("structure", "type-unknown", f"Cannot determine the type of {edef.path}", expr, loc)
             return
-        if tcode in RESOURCE_TYPE_CODES or (type_def is not None and type_def.kind == "resource"):
+        kind = type_def.kind if type_def is not None else None
+        if kind == "resource" or tcode in RESOURCE_TYPE_CODES:
             self._nested_resource(value, edef, expr, loc, frame)
             return
-        if type_def is None and tcode not in ("xhtml",):
-            if tcode.startswith("http://hl7.org/fhirpath/System."):
-                type_def = None  # Element.id / Extension.url: plain strings
-            elif value is not None and not isinstance(value, (dict, list)):
-                pass
-        if type_def is not None and type_def.kind == "primitive-type" or tcode == "xhtml" or tcode.startswith("http://hl7.org/fhirpath/"):
+        if kind == "primitive-type" or tcode == "xhtml" or tcode.startswith("http://hl7.org/fhirpath/"):
             self._primitive(value, shadow, edef, tcode, type_def, td, expr, loc, sloc, frame,
                             Logical(host, edef, tcode, expr))
             return
