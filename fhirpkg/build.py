@@ -106,8 +106,9 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
     files = result.files
     stem = f"{manifest.name}-{manifest.version}"
     kw = dict(name=manifest.name, version=manifest.version, canonical=manifest.canonical, timestamp=instant)
-    files[f"{stem}.transaction.json"] = _json(bundle.transaction(resources, **kw))
-    files[f"{stem}.collection.json"] = _json(bundle.collection(resources, **kw))
+    text_cache: dict = {}  # each resource is serialised once per depth, whatever the output
+    files[f"{stem}.transaction.json"] = _json(bundle.transaction(resources, **kw), text_cache)
+    files[f"{stem}.collection.json"] = _json(bundle.collection(resources, **kw), text_cache)
     summary = {"package": f"{manifest.name}#{manifest.version}", "tool": f"fhirpkg {__version__}",
                "date": instant, "resources": len(resources), "issues": _summary(recorded),
                "recorded": "errors and warnings (information-level notes are not recorded)"}
@@ -118,13 +119,14 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
                                          {"severity": "information", "code": "informational",
                                           "details": {"text": "No issues"}}]}),
     }
-    pkg_files = npm_package.package_files(manifest, [ig] + resources, other, dumps, date_compact)
+    pkg_files = npm_package.package_files(manifest, [ig] + resources, other,
+                                          lambda r: dumps(r, cache=text_cache), date_compact)
     files["package.tgz"] = npm_package.tgz(pkg_files, epoch)
     conversions = {}
     for version in fhir_versions:
         if version == R5:
             continue
-        conversions[version] = _export(version, resources, manifest, instant, epoch, files, log)
+        conversions[version] = _export(version, resources, manifest, instant, epoch, files, log, text_cache)
     if site:
         try:
             from .site import generate as site_generate
@@ -140,29 +142,36 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
     return result
 
 
-def _json(value) -> bytes:
-    return (dumps(value) + "\n").encode("utf-8")
+def _json(value, cache: dict | None = None) -> bytes:
+    return (dumps(value, cache=cache) + "\n").encode("utf-8")
 
 
 def _validate_outputs(defs, resources: list[dict], project) -> list[Issue]:
-    """The generated parts (narratives, the ImplementationGuide) must be valid too."""
+    """What the build generated must be valid too: the ImplementationGuide in full, and every
+    generated narrative against the narrative rules (the rest was validated as authored)."""
     from .validation import Options, Validator
     from .validation.references import Resolver
+    from .validation.xhtml import check_xhtml
 
-    resolver = Resolver()
-    for r in resources:
-        resolver.add(r)
-    validator = Validator(defs, Options(package_mode=True), resolver)
     out = []
     for r in resources:
-        if r.get("resourceType") == "ImplementationGuide" or (r.get("text") or {}).get("status") == "generated":
-            for i in validator.validate_resource(r):
-                if i.rule.startswith(("txt-", "xhtml")) or r.get("resourceType") == "ImplementationGuide":
-                    out.append(i.at(file=f"(generated) {r['resourceType']}/{r.get('id')}"))
+        where = f"(generated) {r['resourceType']}/{r.get('id')}"
+        if r.get("resourceType") == "ImplementationGuide":
+            resolver = Resolver()
+            for other in resources:
+                resolver.add(other)
+            for i in Validator(defs, Options(package_mode=True), resolver).validate_resource(r):
+                out.append(i.at(file=where))
+        elif (r.get("text") or {}).get("status") == "generated":
+            for problem in check_xhtml(r["text"]["div"]):
+                sev = Severity.parse(problem.severity) if isinstance(problem.severity, str) else problem.severity
+                out.append(Issue(sev, "invalid", f"Generated narrative: {problem.message}", problem.rule,
+                                 f"{r['resourceType']}.text.div", where))
     return out
 
 
-def _export(version: str, resources: list[dict], manifest, instant: str, epoch: int, files: dict, log) -> dict:
+def _export(version: str, resources: list[dict], manifest, instant: str, epoch: int, files: dict, log,
+            text_cache: dict | None = None) -> dict:
     """An R4B or R4 export in its own folder, with the list of what could not be carried over."""
     try:
         from . import convert
@@ -174,8 +183,8 @@ def _export(version: str, resources: list[dict], manifest, instant: str, epoch: 
     stem = f"{manifest.name}-{manifest.version}"
     kw = dict(name=manifest.name, version=manifest.version, canonical=manifest.canonical, timestamp=instant)
     # the ".r4b.json" / ".r4.json" suffix tells `fhirpkg validate` which FHIR version a file is
-    files[f"{folder}/{stem}.transaction.{folder}.json"] = _json(bundle.transaction(conv.resources, **kw))
-    files[f"{folder}/{stem}.collection.{folder}.json"] = _json(bundle.collection(conv.resources, **kw))
+    files[f"{folder}/{stem}.transaction.{folder}.json"] = _json(bundle.transaction(conv.resources, **kw), text_cache)
+    files[f"{folder}/{stem}.collection.{folder}.json"] = _json(bundle.collection(conv.resources, **kw), text_cache)
     losses = [{"resource": l.resource, "path": l.path, "reason": l.reason} for l in conv.losses]
     files[f"{folder}/losses.json"] = (json.dumps({"fhirVersion": version, "dropped": conv.dropped,
                                                   "losses": losses}, indent=2, ensure_ascii=False) + "\n").encode()

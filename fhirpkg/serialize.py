@@ -18,30 +18,32 @@ from .model import ElementDef, TypeDef
 _encode_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def dumps(value, indent: int = 2) -> str:
-    """JSON text for a value, numbers written by their original lexeme."""
+def dumps(value, indent: int = 2, cache: dict | None = None) -> str:
+    """JSON text for a value, numbers written by their original lexeme.
+
+    ``cache`` (a dict kept by the caller) remembers the text of each resource at each
+    depth, so a resource written into several outputs is serialised once per depth.
+    """
     out: list[str] = []
-    _write(value, out, 0, indent)
+    _write(value, out, 0, indent, cache)
     return "".join(out)
 
 
-def _write(value, out: list[str], level: int, indent: int) -> None:
+def _write(value, out: list[str], level: int, indent: int, cache: dict | None = None) -> None:
     if isinstance(value, dict):
         if not value:
             out.append("{}")
             return
-        pad = "\n" + " " * (indent * (level + 1))
-        out.append("{")
-        first = True
-        for k, v in value.items():
-            if not first:
-                out.append(",")
-            first = False
-            out.append(pad)
-            out.append(_encode_string(str(k)))
-            out.append(": ")
-            _write(v, out, level + 1, indent)
-        out.append("\n" + " " * (indent * level) + "}")
+        if cache is not None and "resourceType" in value:
+            key = (id(value), level)
+            hit = cache.get(key)
+            if hit is None:
+                part: list[str] = []
+                _write_object(value, part, level, indent, cache)
+                hit = cache[key] = ("".join(part), value)  # keep the value alive: ids stay unique
+            out.append(hit[0])
+            return
+        _write_object(value, out, level, indent, cache)
     elif isinstance(value, list):
         if not value:
             out.append("[]")
@@ -52,9 +54,29 @@ def _write(value, out: list[str], level: int, indent: int) -> None:
             if i:
                 out.append(",")
             out.append(pad)
-            _write(v, out, level + 1, indent)
+            _write(v, out, level + 1, indent, cache)
         out.append("\n" + " " * (indent * level) + "]")
-    elif isinstance(value, str):
+    else:
+        _write_scalar(value, out)
+
+
+def _write_object(value: dict, out: list[str], level: int, indent: int, cache) -> None:
+    pad = "\n" + " " * (indent * (level + 1))
+    out.append("{")
+    first = True
+    for k, v in value.items():
+        if not first:
+            out.append(",")
+        first = False
+        out.append(pad)
+        out.append(_encode_string(str(k)))
+        out.append(": ")
+        _write(v, out, level + 1, indent, cache)
+    out.append("\n" + " " * (indent * level) + "}")
+
+
+def _write_scalar(value, out: list[str]) -> None:
+    if isinstance(value, str):
         out.append(_encode_string(value))
     elif value is True:
         out.append("true")

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Build time of the package and of generated larger projects, printed (never asserted).
+
+1. `fhirpkg build` of definitions/ in a fresh process (cold: definitions cache warm, Python cold),
+   median of --runs runs;
+2. in-process build (validate + lay out + write) of generated projects of 1,000, 5,000 and
+   10,000 resources (copies of the package's resources under new ids, references rewired), to show
+   how build time grows with size.  Aim: package <= 2 s, 10,000 resources <= 20 s, linear.
+
+Usage: python benchmarks/build.py [--runs 3] [--sizes 1000,5000,10000] [--no-site]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+FHIRPKG = ROOT / ".venv" / "bin" / "fhirpkg"
+
+
+def cold_package(runs: int) -> list[float]:
+    out = Path(tempfile.mkdtemp(prefix="fhirpkg-bench-build-"))
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        proc = subprocess.run([str(FHIRPKG), "build", "--out", str(out / "build")], cwd=ROOT,
+                              capture_output=True, text=True)
+        times.append(time.perf_counter() - t)
+        if proc.returncode != 0:
+            raise SystemExit(f"build failed: {proc.stderr}")
+    shutil.rmtree(out, ignore_errors=True)
+    return times
+
+
+def generate_project(size: int, dest: Path) -> Path:
+    """A project of ``size`` resources: the package's own, copied under new ids."""
+    src = ROOT / "definitions"
+    proj = dest / "definitions"
+    proj.mkdir(parents=True)
+    manifest = json.loads((src / "package.json").read_text())
+    (proj / "package.json").write_text(json.dumps(manifest))
+    canonical = manifest["canonical"]
+    originals = [json.loads(p.read_text()) for p in sorted(src.rglob("*.json")) if p.name != "package.json"]
+    originals = [r for r in originals if r["resourceType"] != "Library"]  # the manifest lists the originals only
+    n = 0
+    copy = 0
+    while n < size:
+        for r in originals:
+            if n >= size:
+                break
+            suffix = f"-c{copy}" if copy else ""
+            text = json.dumps(r)
+            for o in originals:  # rewire canonicals and references to this copy's resources
+                text = text.replace(f"{canonical}/{o['resourceType']}/{o['id']}\"",
+                                    f"{canonical}/{o['resourceType']}/{o['id']}{suffix}\"")
+                text = text.replace(f"\"{o['resourceType']}/{o['id']}\"", f"\"{o['resourceType']}/{o['id']}{suffix}\"")
+            res = json.loads(text)
+            res["id"] = f"{r['id']}{suffix}"
+            if "url" in res:
+                res["url"] = f"{canonical}/{res['resourceType']}/{res['id']}"
+            if "name" in res and isinstance(res["name"], str):
+                res["name"] = res["name"] + (f"C{copy}" if copy else "")
+            for ident in res.get("identifier") or []:
+                if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                    ident["value"] += suffix
+            folder = proj / res["resourceType"]
+            folder.mkdir(exist_ok=True)
+            (folder / f"{res['id']}.json").write_text(json.dumps(res, indent=2))
+            n += 1
+        copy += 1
+    return proj
+
+
+def in_process(size: int, site: bool) -> dict:
+    from fhirpkg import api, build as b
+    defs = api.load_definitions(log=None)
+    tmp = Path(tempfile.mkdtemp(prefix="fhirpkg-bench-gen-"))
+    proj = generate_project(size, tmp)
+    t = time.perf_counter()
+    result = b.build(proj, defs=defs, force=True, site=site)
+    t_build = time.perf_counter() - t
+    t = time.perf_counter()
+    b.write(result, tmp / "build")
+    t_write = time.perf_counter() - t
+    errors = sum(1 for i in result.issues if i.is_error)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"size": size, "build": t_build, "write": t_write, "files": len(result.files), "errors": errors}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sizes", default="1000,5000,10000")
+    ap.add_argument("--no-site", action="store_true", help="leave the website out of the generated builds")
+    args = ap.parse_args()
+    cold = cold_package(args.runs)
+    print(f"1. fhirpkg build of definitions/ ({len(list((ROOT / 'definitions').rglob('*.json'))) - 1} resources), "
+          f"fresh process: median {statistics.median(cold):.2f} s ({', '.join(f'{t:.2f}' for t in cold)})  "
+          f"[aim: <= 2 s]")
+    print("2. generated projects (in-process; validate + lay out, then write):")
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        r = in_process(size, not args.no_site)
+        rows.append(r)
+        per_k = (r["build"] + r["write"]) / size * 1000
+        print(f"   {size:6d} resources: build {r['build']:6.1f} s + write {r['write']:5.1f} s = "
+              f"{r['build'] + r['write']:6.1f} s ({per_k:.2f} s per 1,000; {r['files']} files; "
+              f"{r['errors']} validation errors)")
+    if len(rows) > 1:
+        a, z = rows[0], rows[-1]
+        ratio = ((z["build"] + z["write"]) / z["size"]) / ((a["build"] + a["write"]) / a["size"])
+        print(f"   time per resource at {z['size']} vs {a['size']}: x{ratio:.2f} (1.00 = linear)  "
+              f"[aim: 10,000 in <= 20 s]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
