@@ -322,11 +322,14 @@ public final class Hl7Validate {
       } else if (fmt == null) {
         oo = fatal("unsupported file type (want .json or .xml): " + src, "not-supported");
       } else {
+        long tv = System.nanoTime();
         try {
           oo = engine.validate(src, ByteProvider.forBytes(contents.get(i)), fmt, ip, null);
         } catch (Throwable t) {
           oo = fatal("validator exception: " + t, "exception");
         }
+        System.err.printf(Locale.ROOT, "  validated %s in %d ms (%d issues)%n", src,
+            (System.nanoTime() - tv) / 1_000_000, oo.getIssue().size());
       }
       oo.setText(null); // the rendered narrative is large and of no use to the harness
       ExtensionUtilities.addStringExtension(oo, ExtensionDefinitions.EXT_OO_FILE, src);
