@@ -25,7 +25,7 @@ from .model import AdditionalBinding, Binding, Constraint, Discriminator, Elemen
 from .packages import Package
 
 #: Bump when the compiled form changes, so old caches are ignored.
-MODEL_VERSION = "12"
+MODEL_VERSION = "13"
 
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
@@ -153,13 +153,21 @@ def compile_binding(b: dict) -> Binding:
     return Binding(b.get("strength", "example"), b.get("valueSet"), b.get("description"), tuple(additional))
 
 
+#: Typos in the R5 primitive regexes: the decimal regex ends its exponent with a stray "}",
+#: which would reject every exponent (the HL7 validator does not apply it as written).
+REGEX_FIXES = {"([eE][+-]?[0-9]{1,9}})?": "([eE][+-]?[0-9]{1,9})?"}
+
+
 def _regex_of(snapshot: list[dict]) -> str | None:
     for e in snapshot:
         if e.get("path", "").endswith(".value"):
             for t in e.get("type", ()):
                 for ext in t.get("extension", ()):
                     if ext.get("url") == REGEX_EXT:
-                        return ext.get("valueString")
+                        rx = ext.get("valueString")
+                        for bad, good in REGEX_FIXES.items():
+                            rx = rx.replace(bad, good) if rx else rx
+                        return rx
     return None
 
 

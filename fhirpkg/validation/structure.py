@@ -631,7 +631,7 @@ class StructureWalker:
     def _context_ok(self, ext_def: TypeDef, plist: frozenset) -> bool:
         """May this extension be used on an element with these logical paths? (FHIR extension contexts)."""
         from ..definitions import CANONICAL_TYPES
-        for ctype, en in ext_def.contexts:
+        for ctype, en in _fixed_contexts(ext_def):
             if ctype == "element":
                 profile_part = None
                 if "#" in en:
@@ -654,7 +654,8 @@ class StructureWalker:
                         td = self.defs.get(td.base_definition) if td.base_definition else None
                         hops += 1
             elif ctype == "extension":
-                if en in plist:
+                # on the extension itself, or on its value (HL7: an element named value* of an Extension)
+                if en in plist or any(p.startswith(en + ".value") for p in plist):
                     return True
             elif ctype == "fhirpath":
                 return True  # FHIRPath contexts are not evaluated: allowed rather than guessed
@@ -1044,3 +1045,17 @@ def _has_element_name(plist, en: str) -> bool:
         if all(a == b or (b.endswith("[x]") and a.startswith(b[:-3])) for a, b in zip(sp, ep)):
             return True
     return False
+
+
+def _fixed_contexts(ext_def: TypeDef) -> tuple:
+    """Extension contexts, with the corrections the HL7 validator applies to a few core
+    extensions whose published context is known to be wrong (FHIR-13328 and others)."""
+    contexts = ext_def.contexts
+    url = ext_def.url
+    if url == "http://hl7.org/fhir/StructureDefinition/regex":
+        return contexts + (("element", "ElementDefinition.type"),)
+    if url == "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type" and contexts:
+        return (("element", "ElementDefinition.type"),) + contexts[1:]
+    if url == "http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version" and contexts:
+        return (("element", "Element"),) + contexts[1:]
+    return contexts
