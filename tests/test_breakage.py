@@ -284,3 +284,24 @@ def test_urn_reference_missing_from_bundle(check):
     text = dumps(bundle)
     hit = [i for i in check(text) if i.rule == "reference-bundle"]
     assert hit and hit[0].severity == Severity.WARNING and hit[0].line == line_of(text, '"reference"')
+
+
+def write_cases(folder) -> list:
+    """Every breakage case as a file (for comparing verdicts with the HL7 validator)."""
+    from pathlib import Path
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n, case in enumerate(CASES):
+        path = folder / f"breakage-{n:02d}.json"
+        path.write_text(dumps(mutate(case[1], case[2])), encoding="utf-8")
+        paths.append(path)
+    for n, case in enumerate(JSON_CASES):
+        path = folder / f"breakage-json-{n:02d}.json"
+        path.write_text(case[1], encoding="utf-8")
+        paths.append(path)
+    for n, base in enumerate((BASE_PLAN, BASE_PATIENT)):
+        path = folder / f"breakage-base-{n}.json"
+        path.write_text(dumps(base), encoding="utf-8")
+        paths.append(path)
+    return paths

