@@ -25,7 +25,7 @@ from .model import AdditionalBinding, Binding, Constraint, Discriminator, Elemen
 from .packages import Package
 
 #: Bump when the compiled form changes, so old caches are ignored.
-MODEL_VERSION = "13"
+MODEL_VERSION = "14"
 
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
@@ -139,6 +139,32 @@ def compile_constraint(c: dict) -> Constraint:
                       c.get("source", ""), best)
 
 
+VERSION_USE_EXT = "http://hl7.org/fhir/StructureDefinition/version-specific-use"
+
+
+def _applies_to_r5(ctx: dict) -> bool:
+    """A context limited by version-specific-use (startFhirVersion/endFhirVersion) to other versions."""
+    for ext in ctx.get("extension", ()):
+        if ext.get("url") != VERSION_USE_EXT:
+            continue
+        for sub in ext.get("extension", ()):
+            v = sub.get("valueCode") or sub.get("valueString") or ""
+            try:
+                major_minor = tuple(int(x) for x in v.split(".")[:2])
+            except ValueError:
+                continue
+            if sub.get("url") == "startFhirVersion" and major_minor > (5, 0):
+                return False
+            if sub.get("url") == "endFhirVersion" and major_minor < (5, 0):
+                return False
+    return True
+
+
+def compile_contexts(contexts) -> tuple:
+    """An extension's contexts that apply to R5: (type, expression) pairs."""
+    return tuple((c.get("type", ""), c.get("expression", "")) for c in contexts if _applies_to_r5(c))
+
+
 def compile_binding(b: dict) -> Binding:
     additional = []
     for a in b.get("additional") or ():
@@ -211,13 +237,14 @@ def compile_structure_definition(sd: dict, package: str = "") -> TypeDef | None:
     for edef in elements:
         if edef.children:
             edef.json_index = build_json_index(edef.children)
-    contexts = tuple((c.get("type", ""), c.get("expression", "")) for c in sd.get("context", ()))
+    contexts = compile_contexts(sd.get("context", ()))
     return TypeDef(
         url=url, version=sd.get("version"), name=sd.get("name", ""), type=sd.get("type", ""),
         kind=sd.get("kind", ""), abstract=bool(sd.get("abstract", False)),
         derivation=sd.get("derivation"), base_definition=sd.get("baseDefinition"), root=root,
         regex=_regex_of(snapshot) if sd.get("kind") == "primitive-type" else None,
-        contexts=contexts, status=sd.get("status"), package=package, by_id=by_id)
+        contexts=contexts, context_declared=bool(sd.get("context")), status=sd.get("status"), package=package,
+        by_id=by_id)
 
 
 def build_json_index(children: dict[str, ElementDef]) -> dict:
@@ -374,6 +401,12 @@ class Definitions:
 def _cache_key(packages: list[Package]) -> str:
     h = hashlib.sha256(MODEL_VERSION.encode())
     h.update(sys.version.encode())
+    # the compiled form is these modules' classes: any change to their source is a new cache
+    here = Path(__file__).resolve().parent
+    for name in ("model.py", "definitions.py", "terminology.py"):
+        src = here / name
+        if src.is_file():
+            h.update(hashlib.sha256(src.read_bytes()).digest())
     try:
         from .terminology import FORMAT_VERSION  # the terminology index is cached with the definitions
         h.update(f"terminology-{FORMAT_VERSION}".encode())

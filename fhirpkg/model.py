@@ -119,7 +119,8 @@ class TypeDef:
     #: For primitive types: the spec's regex for the value (``regex`` extension), if any.
     regex: str | None = None
     #: Extension definitions: where the extension may be used.
-    contexts: tuple[tuple[str, str], ...] = ()  # (type, expression)
+    contexts: tuple[tuple[str, str], ...] = ()  # (type, expression), those that apply to R5
+    context_declared: bool = False  # the definition states contexts (even if none apply to R5)
     status: str | None = None
     package: str = ""  # "id#version" of the package that defines it
     #: Element id -> ElementDef, for resolving ``contentReference`` ("#Questionnaire.item").

@@ -14,7 +14,7 @@ import copy
 import pickle
 import re
 
-from .definitions import _choice_value, _compile_element, _max, build_json_index, compile_binding, compile_constraint
+from .definitions import _choice_value, _compile_element, _max, build_json_index, compile_binding, compile_constraint, compile_contexts
 from .model import Binding, Constraint, ElementDef, Slicing, Discriminator, TypeDef, TypeRef
 
 
@@ -55,7 +55,8 @@ def compile_profile(sd: dict, defs) -> TypeDef:
     td.status = sd.get("status")
     td.abstract = bool(sd.get("abstract", False))
     if sd.get("context"):
-        td.contexts = tuple((c.get("type", ""), c.get("expression", "")) for c in sd["context"])
+        td.contexts = compile_contexts(sd["context"])
+        td.context_declared = True
     applier = _Applier(defs, td)
     for element in (sd.get("differential") or {}).get("element") or ():
         applier.apply(element, sd.get("url", ""))

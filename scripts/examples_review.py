@@ -48,6 +48,12 @@ VERDICTS: list[tuple[str, str, str, str]] = [
     ("extension-unknown", r"http://example\.org/", REAL,
      "an example.org extension with no definition: unknown extensions are errors unless example URLs are "
      "allowed (the HL7 validator's -allow-example-urls). HL7 reports the same."),
+    ("extension-context", r"codesystem-concept-comments", REAL,
+     "codesystem-concept-comments is limited to FHIR versions up to 4.3 (version-specific-use), so it has no "
+     "context in R5. HL7 reports the same ('allowed for this version = ')."),
+    ("workgroup-multiple", r"", REAL, "the resource names more than one owning work group "
+     "(structuredefinition-wg twice). HL7 reports the same."),
+    ("canonical-unresolved", r"", REAL, "a canonical '#id' names no contained resource. HL7 reports the same."),
     ("extension-unknown", r"structuredefinition-implements|usagecontext-group", REAL,
      "the extension is not defined in any package available offline (hl7.fhir.uv.extensions.r5 "
      "5.3.0-ballot-tc1 lacks it). HL7 reports the same."),

@@ -146,7 +146,7 @@ CASES = [
      "error", "PlanDefinition.url", '"url"'),
     ("canonical ending in |", BASE_PLAN,
      _set(["action", 0, "action", 0, "definitionCanonical"], "https://fhirpkg.test/fhir/ActivityDefinition/a|"),
-     "canonical-format", "error", "PlanDefinition.action[0].action[0].definitionCanonical",
+     "canonical-format", "warning", "PlanDefinition.action[0].action[0].definitionCanonical",
      '"definitionCanonical"'),
     ("positiveInt out of range", BASE_PLAN, _set(["action", 0, "timingTiming", "repeat", "count"], 0), "format",
      "error", "PlanDefinition.action[0].timingTiming.repeat.count", '"count"'),

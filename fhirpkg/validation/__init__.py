@@ -196,14 +196,20 @@ class Validator:
                 if package_mode:
                     issues.extend(references.check_package_reference(node, self.resolver))
                 t_ref += clock() - t
-            elif refs and package_mode and node.type == "canonical":
+            elif refs and node.type == "canonical":
                 t = clock()
-                issues.extend(references.check_canonical(node, self.resolver, self.defs))
+                if package_mode:
+                    issues.extend(references.check_canonical(node, self.resolver, self.defs))
+                elif isinstance(node.value, str) and node.value.startswith("#"):
+                    issues.extend(references.check_contained_canonical(node, self.resolver))
                 t_ref += clock() - t
-            if rules is not None and node.type in rules:
+            if rules is not None and (node.type in rules or node.location == node.frame.location):
                 t = clock()
-                for rule in rules[node.type]:
+                for rule in rules.get(node.type, ()):
                     issues.extend(rule(node))
+                if node.location == node.frame.location and node.definition.path == node.frame.type:
+                    for rule in business_rules.RESOURCE_RULES:
+                        issues.extend(rule(node))
                 t_rules += clock() - t
             if xhtml is not None and node.type == "xhtml" and isinstance(node.value, str):
                 t = clock()

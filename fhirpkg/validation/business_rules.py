@@ -68,7 +68,23 @@ def value_set(node: Node) -> Iterator[Issue]:
                             location=node.location + ("compose", part, i))
 
 
+WG_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-wg"
+
+
+def one_workgroup(node: Node) -> Iterator[Issue]:
+    """An HL7 artifact names one owning work group (structuredefinition-wg at most once)."""
+    res = node.value
+    if not isinstance(res, dict) or node.location != node.frame.location:
+        return
+    wgs = [e for e in res.get("extension") or () if isinstance(e, dict) and e.get("url") == WG_EXT]
+    if len(wgs) > 1:
+        yield Issue(Severity.ERROR, "business-rule", f"This resource has more than one workgroup extension ({WG_EXT})",
+                    "workgroup-multiple", node.expression, location=node.location)
+
+
 RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
     "Attachment": (attachment,),
     "ValueSet": (value_set,),
 }
+#: Rules for every resource (applied to resource roots).
+RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup,)

@@ -211,9 +211,7 @@ def check_canonical(node: Node, resolver: Resolver, defs) -> Iterator[Issue]:
     if not isinstance(value, str) or not value:
         return
     if value.startswith("#"):
-        if resolver.locate(value, node.frame) is None:
-            yield Issue(Severity.ERROR, "not-found", f"The canonical '{value}' names no contained resource",
-                        "canonical-unresolved", node.expression, location=node.location)
+        yield from check_contained_canonical(node, resolver)
         return
     url = value.split("|", 1)[0]
     if value in resolver.by_canonical or url in resolver.by_canonical:
@@ -230,6 +228,13 @@ def check_canonical(node: Node, resolver: Resolver, defs) -> Iterator[Issue]:
         return
     yield Issue(Severity.ERROR, "not-found", f"The canonical '{value}' does not resolve to a resource in this "
                 "package or its dependencies", "canonical-unresolved", node.expression, location=node.location)
+
+
+def check_contained_canonical(node: Node, resolver: Resolver) -> Iterator[Issue]:
+    """A canonical '#id' must name a contained resource (or '#' the container)."""
+    if resolver.locate(node.value, node.frame) is None:
+        yield Issue(Severity.ERROR, "invalid", f"The URL value '{node.value}' is invalid because there is no "
+                    "matching target", "canonical-unresolved", node.expression, location=node.location)
 
 
 def check_package_reference(node: Node, resolver: Resolver) -> Iterator[Issue]:

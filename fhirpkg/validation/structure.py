@@ -536,7 +536,11 @@ class StructureWalker:
                 if not -2**63 <= n < 2**63:
                     self.error("invalid", "format", f"The value '{value}' is outside the range of integer64", expr, loc)
         elif tcode == "canonical" and value.endswith("|"):
-            self.error("business-rule", "canonical-format", "The canonical URL cannot end in '|'", expr, loc)
+            if edef.path == "ImplementationGuide.dependsOn.uri":  # a dependency must name its version
+                self.error("business-rule", "canonical-format", "The canonical URL cannot end in '|'", expr, loc)
+            else:
+                self.warning("business-rule", "canonical-format", "The canonical URL ends in '|' with no "
+                             "version after it", expr, loc)
         if edef.min_value is not None or edef.max_value is not None:
             self._min_max(value, edef, expr, loc)
 
@@ -602,7 +606,7 @@ class StructureWalker:
         if ext_def.status in ("retired",) or _deprecated(ext_def):
             self.info("business-rule", "extension-deprecated",
                       f"The extension {ext_def.url}|{ext_def.version} is deprecated", expr, loc)
-        if ext_def.contexts and not self._context_ok(ext_def, host.paths):
+        if (ext_def.contexts or ext_def.context_declared) and not self._context_ok(ext_def, host.paths):
             shown = sorted(h for h in host.paths if not h.startswith("@"))
             self.error("structure", "extension-context",
                        f"The extension {url}{' v' + ext_def.version if ext_def.version else ''} is not allowed to be "
