@@ -38,7 +38,7 @@ JAR = TARGET / "hapi-server.jar"
 HAPI_VERSION = "8.8.0"  # see hapi-server/pom.xml
 
 #: JVM options; override with FHIRPKG_HAPI_JAVA_OPTS (space-separated).
-DEFAULT_JAVA_OPTS = ("-Xmx2g", "-XX:+UseG1GC")
+DEFAULT_JAVA_OPTS = ("-Xmx2g", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 #: Seconds to wait for /fhir/metadata; override with FHIRPKG_HAPI_START_TIMEOUT.
 DEFAULT_START_TIMEOUT = 900.0
 

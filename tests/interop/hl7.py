@@ -62,7 +62,7 @@ BASE_PACKAGES: dict[tuple[str, str], dict | None] = {
 FHIR_SETTINGS = {"prohibitNetworkAccess": True, "ignoreDefaultPackageServers": True}
 
 #: JVM options; override with FHIRPKG_HL7_JAVA_OPTS (space-separated).
-DEFAULT_JAVA_OPTS = ("-Xmx3g", "-XX:+UseG1GC", "-Xss4m")
+DEFAULT_JAVA_OPTS = ("-Xmx3g", "-XX:+UseSerialGC", "-Xss4m")
 
 BUILD_TIMEOUT = 1800  # first build downloads ~155 MB of jars from Maven Central
 LOAD_TIMEOUT = 600  # engine load; ~15-60 s measured on 2 shared cores
@@ -161,6 +161,7 @@ def maven_build(project: Path, artifact: Path, timeout: float = BUILD_TIMEOUT,
         if proc.returncode != 0 or not artifact.is_file():
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
             raise InteropUnavailable(f"{' '.join(cmd)} in {project} failed (exit {proc.returncode}):\n{tail}")
+        os.utime(artifact)  # Maven may leave an up-to-date jar untouched: mark it as built now
         return artifact
 
 

@@ -272,7 +272,9 @@ public final class Hl7Validate {
         continue;
       }
       try {
+        long tc = System.nanoTime();
         ValidationEngine e = o.preload ? new ValidationEngine(engine) : engine;
+        System.err.println("  request: engine copy " + (System.nanoTime() - tc) / 1_000_000 + " ms");
         int errors = validateBatch(e, readList(parts[1]), parts[2], o.preload, ip, loadedMs);
         proto.println("@@DONE " + errors + "\t" + parts[2]);
       } catch (Throwable t) {
@@ -305,6 +307,7 @@ public final class Hl7Validate {
           loader.load(c);
         } catch (Throwable t) {
           // like the official CLI: a source that cannot be pre-loaded is still validated below
+          System.err.println("  pre-load of " + src + " failed (it is still validated): " + t);
         }
       }
     }
