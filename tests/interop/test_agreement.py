@@ -30,7 +30,7 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 CONTENT_TYPES = ("PlanDefinition", "ActivityDefinition", "MedicationKnowledge", "ClinicalUseDefinition",
                  "Citation", "ResearchStudy", "Library", "CodeSystem")
 SAMPLE_SIZE = 320
-FLOOR = 0.0  # set from the first measurement
+FLOOR = 0.94  # measured 94.5 % (636/673) when set; raise it as agreement improves
 
 
 def _load(name: str, path: Path):
