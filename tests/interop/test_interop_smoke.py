@@ -68,10 +68,8 @@ def test_hl7_broken_copy_reports_errors_at_the_right_lines(hl7_validator, broken
     assert all(e["code"] for e in errs)
 
 
-def test_hl7_one_jvm_for_many_files_maps_outcomes_back(patient_example, broken_patient, tmp_path):
+def test_hl7_one_jvm_for_many_files_maps_outcomes_back(hl7_validator, patient_example, broken_patient, tmp_path):
     """The one-shot API (one JVM, a Bundle of OperationOutcomes) keeps every file apart."""
-    if hl7.missing_tools():
-        pytest.skip("; ".join(hl7.missing_tools()))
     broken, unknown_line, _ = broken_patient
     unreadable = tmp_path / "missing.json"  # not created: reported per file, not a crash
     relative = Path(patient_example)
