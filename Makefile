@@ -34,7 +34,8 @@ browser-setup:
 	@if [ -x tests/site/setup.sh ]; then tests/site/setup.sh; fi
 
 test: packages interop-setup browser-setup
-	FHIRPKG_REQUIRE_INTEROP=1 $(BIN)/pytest -q -ra
+	FHIRPKG_REQUIRE_INTEROP=1 $(BIN)/pytest -q -ra --durations=15
+	$(BIN)/fhirpkg build --check
 
 test-fast: packages
 	$(BIN)/pytest -q -ra -m "not slow and not interop and not browser"
