@@ -57,6 +57,7 @@ def find_sources(paths: list[str]) -> Iterator[Source]:
             yield Source("-")
             continue
         p = Path(arg)
+        arg = display_name(arg)
         try:
             st = os.stat(p)
         except FileNotFoundError:
@@ -66,7 +67,13 @@ def find_sources(paths: list[str]) -> Iterator[Source]:
             yield Source(arg, p, _problem(arg, f"Cannot read: {e.strerror or e}"))
             continue
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(p)
+            found = False
+            for src in _walk(p):
+                found = True
+                yield src
+            if not found:
+                yield Source(arg, p, _problem(arg, "No .json, .ndjson or .tgz files in this folder: nothing was "
+                                                   "validated", Severity.WARNING))
         elif stat.S_ISREG(st.st_mode):
             yield Source(arg, p)
         else:
@@ -81,18 +88,27 @@ def _walk(root: Path) -> Iterator[Source]:
             if fn.startswith(".") or not fn.endswith(JSON_SUFFIXES + NDJSON_SUFFIXES + PACKAGE_SUFFIXES):
                 continue
             full = Path(dirpath) / fn
+            name = display_name(str(full))
             try:
                 st = os.stat(full)  # follows a file link; a dangling or looping link fails here
             except OSError as e:
-                found.append(Source(str(full), full, _problem(str(full), f"Cannot read: {e.strerror or e}",
-                                                               Severity.WARNING)))
+                found.append(Source(name, full, _problem(name, f"Cannot read: {e.strerror or e}", Severity.WARNING)))
                 continue
             if not stat.S_ISREG(st.st_mode):
-                found.append(Source(str(full), full, _problem(str(full), "Not a regular file: skipped",
-                                                               Severity.WARNING)))
+                found.append(Source(name, full, _problem(name, "Not a regular file: skipped", Severity.WARNING)))
                 continue
-            found.append(Source(str(full), full, in_folder=True))
+            found.append(Source(name, full, in_folder=True))
     yield from sorted(found, key=lambda s: s.name)
+
+
+def display_name(name: str) -> str:
+    """A file name fit for reports: bytes that are not UTF-8 (kept by Python as lone surrogates,
+    which no report can encode) are shown as ``\\xff`` escapes.  Files are still opened by their path."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _problem(name: str, message: str, severity: Severity = Severity.FATAL) -> Issue:
@@ -111,17 +127,34 @@ def read_source(src: Source) -> Iterator[Document]:
         if src.name == "-":
             data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
         else:
-            with open(src.path, "rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
+            # O_NONBLOCK: if the path became a FIFO since it was found, opening it must not wait for a writer
+            fd = os.open(src.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            with open(fd, "rb") as f:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    yield Document(file=src.name, text="", issues=[_problem(
+                        src.name, "Not a regular file (a FIFO, device or socket): skipped")])
+                    return
+                # a regular file states its size: a huge one is refused without being read into memory
+                data = None if st.st_size > MAX_FILE_BYTES else f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         yield Document(file=src.name, text="", issues=[_problem(src.name, f"Cannot read: {e.strerror or e}")])
         return
-    if len(data) > MAX_FILE_BYTES:
+    if data is None or len(data) > MAX_FILE_BYTES:
         yield Document(file=src.name, text="", issues=[_problem(
             src.name, f"The file is larger than {MAX_FILE_BYTES // 2**20} MB; split it (NDJSON) to validate it")])
         return
     ndjson = src.ndjson or (src.name == "-" and _looks_ndjson(data))
     yield from read_documents(data, src.name, ndjson=ndjson)
+
+
+def archive_error(exc: BaseException) -> str:
+    """One line for a tarfile/gzip failure (``tarfile.open`` lists every method it tried, one per line)."""
+    text = str(exc)
+    if "could not be opened successfully" in text:
+        return "not a gzip, bzip2, xz or tar archive"
+    text = " ".join(text.split())
+    return text or type(exc).__name__
 
 
 def _looks_ndjson(data: bytes) -> bool:
@@ -140,13 +173,14 @@ def read_package(src: Source) -> Iterator[Document]:
     try:
         tar = tarfile.open(src.path, "r:*")
     except (tarfile.TarError, OSError, EOFError) as e:
-        yield Document(file=src.name, text="", issues=[_problem(src.name, f"Not a readable .tgz package ({e})")])
+        yield Document(file=src.name, text="", issues=[_problem(src.name, f"Not a readable .tgz package "
+                                                                          f"({archive_error(e)})")])
         return
     count = 0
     with tar:
         try:
             for m in tar:
-                name = m.name
+                name = display_name(m.name)
                 if not name.startswith("package/") or ".." in name.split("/") or name.startswith("/"):
                     yield Document(file=f"{src.name}!{name}", text="", issues=[_problem(
                         f"{src.name}!{name}", "Archive member outside package/: skipped", Severity.ERROR)])
@@ -166,7 +200,8 @@ def read_package(src: Source) -> Iterator[Document]:
                 count += 1
                 yield from read_documents(data, f"{src.name}!{name}")
         except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-            yield Document(file=src.name, text="", issues=[_problem(src.name, f"Damaged .tgz package ({e})")])
+            yield Document(file=src.name, text="", issues=[_problem(src.name, f"Damaged .tgz package "
+                                                                              f"({archive_error(e)})")])
             return
     if count == 0:
         yield Document(file=src.name, text="", issues=[_problem(src.name, "The package holds no resources",

@@ -18,6 +18,9 @@ from typing import Any, Iterator
 from .issues import Issue, Severity
 
 MAX_DEPTH = 200  # far beyond any real resource; deeper input is refused
+#: Python refuses to convert integers longer than this (sys.get_int_max_str_digits, 4300 by default);
+#: longer integer literals are kept as exact decimals so the validator can report them, not crash.
+MAX_INT_DIGITS = 4000
 
 
 class FhirDecimal(Decimal):
@@ -40,6 +43,19 @@ class BadConstant(str):
     """Stands in for NaN/Infinity, which JSON does not allow."""
 
     __slots__ = ()
+
+
+class BadNumber(BadConstant):
+    """Stands in for a number whose exponent is beyond what an exact decimal can hold (1e9999999999999999999)."""
+
+    __slots__ = ()
+
+
+def _parse_number(text: str):
+    try:
+        return FhirDecimal(text)
+    except ArithmeticError:  # decimal.InvalidOperation: the exponent is out of range
+        return BadNumber(text)
 
 
 @dataclass
@@ -111,7 +127,14 @@ def _fatal(rule: str, message: str) -> Issue:
 
 
 def parse(text: str, file: str = "", line_offset: int = 0) -> Document:
-    """Parse one JSON text into a Document, recording JSON-level problems."""
+    """Parse one JSON text into a Document, recording JSON-level problems (each naming ``file``)."""
+    doc = _parse(text, file, line_offset)
+    if file:
+        doc.issues = [i if i.file else i.at(file=file) for i in doc.issues]
+    return doc
+
+
+def _parse(text: str, file: str, line_offset: int) -> Document:
     doc = Document(file=file, text=text, line_offset=line_offset)
     stripped = text.lstrip()
     if stripped.startswith("<"):
@@ -126,6 +149,16 @@ def parse(text: str, file: str = "", line_offset: int = 0) -> Document:
         return BadConstant(name)
 
     dups = [False]
+    bad_numbers = []
+
+    def on_number(text: str):
+        number = _parse_number(text)
+        if isinstance(number, BadNumber):
+            bad_numbers.append(number)
+        return number
+
+    def on_int(text: str):
+        return int(text) if len(text) <= MAX_INT_DIGITS else on_number(text)
 
     def on_object(pairs):
         d = dict(pairs)
@@ -134,7 +167,8 @@ def parse(text: str, file: str = "", line_offset: int = 0) -> Document:
         return d
 
     try:
-        value = json.loads(text, parse_float=FhirDecimal, parse_constant=on_constant, object_pairs_hook=on_object)
+        value = json.loads(text, parse_float=on_number, parse_int=on_int, parse_constant=on_constant,
+                           object_pairs_hook=on_object)
     except json.JSONDecodeError as e:
         doc.issues.append(Issue(Severity.FATAL, "invalid", f"Invalid JSON: {e.msg}", "json-syntax",
                                 line=e.lineno + line_offset, column=e.colno))
@@ -144,12 +178,35 @@ def parse(text: str, file: str = "", line_offset: int = 0) -> Document:
                                 f"The JSON is nested too deeply to be a FHIR resource (limit {MAX_DEPTH} levels)",
                                 "json-depth", line=1 + line_offset, column=1))
         return doc
+    if value is None:
+        doc.issues.append(Issue(Severity.FATAL, "structure", "The JSON is null, not an object: a FHIR resource is "
+                                "a JSON object with a resourceType", "json-not-resource",
+                                line=1 + line_offset, column=1))
+        return doc
     depth = _depth(value)
     if depth > MAX_DEPTH:
         doc.issues.append(Issue(Severity.FATAL, "invalid",
                                 f"The JSON is nested {depth} levels deep; the limit is {MAX_DEPTH}",
                                 "json-depth", line=1 + line_offset, column=1))
         return doc
+    for loc in _locations(value, lambda v: isinstance(v, BadNumber)) if bad_numbers else ():
+        number = _locate(value, loc)
+        shown = number if len(number) <= 40 else number[:20] + "..." + number[-10:]
+        doc.issues.append(Issue(Severity.ERROR, "invalid", f"The number '{shown}' is out of range: its exponent "
+                                "is too large to be represented", "json-number", expression=_expression(value, loc),
+                                location=loc))
+    if _SURROGATE_ESCAPE.search(text):
+        found: list[tuple] = []
+        value = _without_surrogates(value, (), found)
+        for loc in found[:MAX_SURROGATE_ISSUES]:
+            doc.issues.append(Issue(Severity.ERROR, "invalid",
+                                    "The string has an unpaired surrogate escape (\\uD800-\\uDFFF), which is not a "
+                                    "Unicode character (FHIR JSON is UTF-8); it was read as U+FFFD",
+                                    "json-encoding", expression=_expression(value, loc), location=loc))
+        if len(found) > MAX_SURROGATE_ISSUES:
+            doc.issues.append(Issue(Severity.ERROR, "invalid", f"{len(found) - MAX_SURROGATE_ISSUES} more strings "
+                                    "have unpaired surrogate escapes", "json-encoding", line=1 + line_offset,
+                                    column=1))
     doc.value = value
     doc.has_duplicates = dups[0]
     if bad_constants or dups[0]:
@@ -165,6 +222,61 @@ def parse(text: str, file: str = "", line_offset: int = 0) -> Document:
             doc.issues.append(Issue(Severity.ERROR, "invalid", f"'{name}' is not a valid JSON number",
                                     "json-number", line=line + line_offset, column=col, location=loc))
     return doc
+
+
+#: ``\uD800``-``\uDFFF`` escapes: json.loads keeps an unpaired one as a lone surrogate, a str that
+#: cannot be encoded (it would crash every report that echoes it), so such strings are repaired.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_SURROGATE_ISSUES = 20
+
+
+def _locations(value, predicate) -> Iterator[tuple]:
+    """JSON locations of the values for which ``predicate`` is true (iteratively, depth-first)."""
+    stack = [((), value)]
+    while stack:
+        loc, v = stack.pop()
+        if predicate(v):
+            yield loc
+        elif isinstance(v, dict):
+            stack.extend((loc + (k,), c) for k, c in reversed(list(v.items())))
+        elif isinstance(v, list):
+            stack.extend((loc + (i,), c) for i, c in reversed(list(enumerate(v))))
+
+
+def _locate(value, loc: tuple):
+    for p in loc:
+        value = value[p]
+    return value
+
+
+def _expression(value, loc: tuple) -> str:
+    """A FHIRPath-like path for a JSON location: ``Patient.name[0].text``."""
+    rt = value.get("resourceType") if isinstance(value, dict) else None
+    out = rt if isinstance(rt, str) else "$"
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+def _without_surrogates(value, loc: tuple, found: list):
+    """The value with lone surrogates replaced by U+FFFD; their locations appended to ``found``."""
+    if isinstance(value, str):
+        if type(value) is str and _SURROGATE.search(value):
+            found.append(loc)
+            return _SURROGATE.sub("\ufffd", value)
+        return value
+    if isinstance(value, list):
+        return [_without_surrogates(v, loc + (i,), found) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if _SURROGATE.search(k):
+                k = _SURROGATE.sub("\ufffd", k)
+                found.append(loc + (k,))
+            out[k] = _without_surrogates(v, loc + (k,), found)
+        return out
+    return value
 
 
 def _depth(value, limit: int = MAX_DEPTH + 1) -> int:
@@ -187,6 +299,8 @@ def _depth(value, limit: int = MAX_DEPTH + 1) -> int:
 def read_documents(data: bytes, file: str, ndjson: bool = False) -> Iterator[Document]:
     """Decode and parse a file: one Document, or one per non-blank NDJSON line."""
     text, issues = decode(data)
+    if file:
+        issues = [i.at(file=file) for i in issues]
     if text is None:
         yield Document(file=file, text="", issues=issues)
         return
@@ -205,15 +319,71 @@ def read_documents(data: bytes, file: str, ndjson: bool = False) -> Iterator[Doc
             yield doc
     if offset == 0:
         yield Document(file=file, text="", issues=issues + [Issue(
-            Severity.FATAL, "invalid", "The NDJSON file has no resources", "json-empty-file", line=1, column=1)])
+            Severity.FATAL, "invalid", "The NDJSON file has no resources", "json-empty-file", file=file, line=1,
+            column=1)])
 
 
 # --- positions --------------------------------------------------------------------
 
 _WS = re.compile(r"[ \t\n\r]*")
-_STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*"', re.S)
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
+
+
+def _string_end(text: str, pos: int) -> int:
+    """The offset just past the JSON string that starts at ``pos`` (its opening quote).
+
+    Uses ``str.find`` rather than a regular expression: the backtracking engine keeps
+    state for every character of a repeated alternation, so one 100 MB string cost
+    12 GB and half a minute.  The text has already been parsed, so it is valid JSON.
+    """
+    if text[pos] != '"':
+        raise ValueError("string expected")
+    i = pos + 1
+    while True:
+        j = text.find('"', i)
+        if j < 0:
+            raise ValueError("unterminated string")
+        k = j
+        while text[k - 1] == "\\":  # an even run of backslashes before the quote leaves it unescaped
+            k -= 1
+        if (j - k) % 2 == 0:
+            return j + 1
+        i = j + 1
+
+
+class LineIndex:
+    """Offset -> (line, column) with memory proportional to the text / BLOCK, not to its line count.
+
+    A list of every line start would take gigabytes for a 100 MB file of newlines;
+    instead each block of BLOCK characters records how many lines start before it and
+    where the last line before it began, and the rest is counted within one block.
+    """
+
+    BLOCK = 1 << 14
+
+    def __init__(self, text: str):
+        self.text = text
+        self._lines: list[int] = []  # newlines before each block
+        self._last: list[int] = []  # offset of the last line start at or before each block start
+        lines, last = 0, 0
+        for start in range(0, len(text) + 1, self.BLOCK):
+            self._lines.append(lines)
+            self._last.append(last)
+            end = start + self.BLOCK
+            n = text.count("\n", start, end)
+            if n:
+                lines += n
+                last = text.rfind("\n", start, end) + 1
+
+    def line_col(self, offset: int) -> tuple[int, int]:
+        offset = max(0, min(offset, len(self.text)))
+        b = offset // self.BLOCK
+        start = b * self.BLOCK
+        line = self._lines[b] + self.text.count("\n", start, offset)
+        nl = self.text.rfind("\n", start, offset)
+        line_start = nl + 1 if nl >= 0 else self._last[b]
+        return line + 1, offset - line_start + 1
 
 
 @dataclass
@@ -226,18 +396,16 @@ class PositionMap:
 
     text: str
     offsets: dict[tuple, int]
-    line_starts: list[int]
+    lines: LineIndex
     duplicates: list[tuple[tuple, str, int]]
     constants: list[tuple[tuple, str, int]]
 
     def line_col(self, offset: int) -> tuple[int, int]:
-        i = bisect.bisect_right(self.line_starts, offset) - 1
-        return i + 1, offset - self.line_starts[i] + 1
+        return self.lines.line_col(offset)
 
     @classmethod
     def scan(cls, text: str) -> "PositionMap":
-        line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
-        pm = cls(text, {}, line_starts, [], [])
+        pm = cls(text, {}, LineIndex(text), [], [])
         try:
             pos = _WS.match(text, 0).end()
             pm._value(pos, ())
@@ -255,15 +423,13 @@ class PositionMap:
                 return pos + 1
             seen = set()
             while True:
-                m = _STRING.match(text, pos)
-                if not m:
-                    raise ValueError("key expected")
-                key = json.loads(m.group())
+                end = _string_end(text, pos)
+                key = json.loads(text[pos:end])
                 key_pos = pos
                 if key in seen:
                     self.duplicates.append((loc, key, key_pos))
                 seen.add(key)
-                pos = _WS.match(text, m.end()).end()
+                pos = _WS.match(text, end).end()
                 if text[pos] != ":":
                     raise ValueError(": expected")
                 pos = _WS.match(text, pos + 1).end()
@@ -296,10 +462,7 @@ class PositionMap:
                     return pos + 1
                 raise ValueError(", or ] expected")
         if ch == '"':
-            m = _STRING.match(text, pos)
-            if not m:
-                raise ValueError("bad string")
-            return m.end()
+            return _string_end(text, pos)
         m = _NUMBER.match(text, pos)
         if m and m.end() > pos:
             return m.end()

@@ -8,6 +8,7 @@ talks to packages.fhir.org, which many build machines cannot reach.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -169,8 +170,9 @@ def list_installed(cache: Path | None = None) -> list[PackageRef]:
         return []
     refs = []
     for child in sorted(root.iterdir()):
-        if "#" in child.name and (child / "package" / "package.json").is_file():
-            pid, _, ver = child.name.partition("#")
+        pid, sep, ver = child.name.partition("#")
+        # other tools' folders and leftovers (temporary folders, odd names) are not packages
+        if sep and _NAME_RE.match(pid) and _VERSION_RE.match(ver) and (child / "package" / "package.json").is_file():
             refs.append(PackageRef(pid, ver))
     return refs
 
@@ -187,7 +189,8 @@ def install(ref: PackageRef, from_file: Path | None = None, cache: Path | None =
     if from_file is None and (pkg := installed(ref, root)):
         return pkg
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".fhirpkg-install-", dir=root) as tmp:
+    _remove_abandoned(root)
+    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=root) as tmp, _Alive(Path(tmp)):
         tmp_path = Path(tmp)
         if from_file is None:
             if offline():
@@ -218,15 +221,81 @@ def install(ref: PackageRef, from_file: Path | None = None, cache: Path | None =
         if not (folder / ".index.json").exists():
             _atomic_write(folder / ".index.json", json.dumps(build_index(folder), indent=1).encode())
         target = root / str(ref)
-        if target.exists():
-            if from_file is None:
-                return Package(ref, target / "package")  # another process won the race
-            old = tmp_path / "old"
-            target.rename(old)
-        staging.rename(target)
+        if not _place(staging, target):
+            if from_file is None and (pkg := installed(ref, root)):
+                return pkg  # another process installed it meanwhile
+            # replace the installed copy in one step: a reader sees the old or the new package, never none
+            from .fsutil import swap_in_directory
+            swap_in_directory(staging, target)
     if log:
         log(f"Installed {ref}")
     return Package(ref, target / "package")
+
+
+TMP_PREFIX = ".fhirpkg-install-"
+ABANDONED_AFTER = 3600  # seconds: a temporary folder without a live owner older than this is removed
+
+
+def _place(staging: Path, target: Path) -> bool:
+    """Rename the unpacked package into place; False if a package folder is already there."""
+    try:
+        os.rename(staging, target)  # atomic; fails on a non-empty folder instead of merging into it
+        return True
+    except OSError as e:
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False
+        raise
+
+
+class _Alive:
+    """Holds a lock in an install's temporary folder while the install runs, so that another
+    process can tell a live install from one that was killed (and whose folder is garbage)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+        self.fd = os.open(self.folder / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # releases the lock
+        return False
+
+
+def _remove_abandoned(root: Path) -> None:
+    """Delete the temporary folders of installs that were killed (no process holds their lock)."""
+    import fcntl
+    import time
+    try:
+        candidates = [p for p in root.iterdir() if p.name.startswith(TMP_PREFIX)]
+    except OSError:
+        return
+    for folder in candidates:
+        try:
+            fd = os.open(folder / ".lock", os.O_RDWR)
+        except FileNotFoundError:
+            # not locked yet (just created) or from an older fhirpkg: remove only when clearly old
+            try:
+                if time.time() - folder.stat().st_mtime > ABANDONED_AFTER:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # a live install holds it
+            continue
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def ensure(refs, log=None) -> list[Package]:
@@ -278,10 +347,11 @@ def safe_extract(archive: Path, dest: Path) -> None:
     compressed = max(archive.stat().st_size, 1)
     budget = min(MAX_TOTAL_BYTES, compressed * MAX_RATIO + 2**20)
     total = 0
+    from .inputs import archive_error
     try:
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise PackageError(f"{archive}: not a readable .tgz ({e})") from None
+        raise PackageError(f"{archive}: not a readable .tgz ({archive_error(e)})") from None
     with tar:
         count = 0
         try:
@@ -316,7 +386,7 @@ def safe_extract(archive: Path, dest: Path) -> None:
                                 f"({MAX_RATIO}x its size): refused as a decompression bomb")
                         out.write(chunk)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-            raise PackageError(f"{archive}: damaged archive ({e})") from None
+            raise PackageError(f"{archive}: damaged archive ({archive_error(e)})") from None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
