@@ -336,9 +336,10 @@ CORE_BEST_PRACTICE = frozenset({"app-6", "dom-6", "eld-24", "sdf-26"})
 
 
 def is_best_practice(constraint: Constraint) -> bool:
-    flagged = getattr(constraint, "best_practice", None)
-    if flagged is not None:
-        return bool(flagged)
+    """Flagged by the definition's elementdefinition-bestpractice extension, or one of the core
+    best-practice constraints (a copy of which may have lost the extension)."""
+    if getattr(constraint, "best_practice", False):
+        return True
     return constraint.key in CORE_BEST_PRACTICE and (
         not constraint.source or constraint.source.startswith("http://hl7.org/fhir/StructureDefinition/"))
 
