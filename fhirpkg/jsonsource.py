@@ -7,7 +7,6 @@ for documents that have something to report, so clean files pay nothing.
 """
 from __future__ import annotations
 
-import bisect
 import codecs
 import json
 import re

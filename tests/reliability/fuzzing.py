@@ -13,7 +13,6 @@ import collections
 import contextlib
 import copy
 import json
-import math
 import re
 import resource
 from decimal import Decimal
@@ -262,6 +261,7 @@ KNOWN_CRASHES = {
     ("TypeError", "package_rules.py", "_issue"): "package-rules-resource-type-null",
     ("*", "project.py", "<lambda>"): "project-manifest-dependencies-not-an-object",
     ("PackageError", "packages.py", "install"): "build-missing-dependency-offline",
+    ("ValueError", "push.py", "parse_retry_after"): "push-retry-after-unicode-digit",
     # a project's own StructureDefinitions, ValueSets and CodeSystems are compiled without type checks
     ("*", "api.py", "add_conformance_resources"): "conformance-resource-malformed",
 }
@@ -270,13 +270,6 @@ KNOWN_CRASHES = {
 KNOWN_ENGINE_ERRORS = {
     re.compile(r"engine error: (TypeError|IndexError|AttributeError|KeyError|ValueError): "): "fhirpath-engine-error",
 }
-
-
-def signature(exc: BaseException) -> tuple[str, str, str]:
-    import traceback
-    tb = traceback.extract_tb(exc.__traceback__)
-    last = tb[-1] if tb else None
-    return (type(exc).__name__, Path(last.filename).name if last else "", last.name if last else "")
 
 
 def known_bug(exc: BaseException) -> str | None:
@@ -353,6 +346,3 @@ def _vm_size() -> int:
                 return int(line.split()[1]) * 1024
     return 0
 
-
-def is_finite_number(v) -> bool:
-    return not (isinstance(v, float) and (math.isnan(v) or math.isinf(v)))

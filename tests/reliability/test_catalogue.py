@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli, cli_subprocess, is_root, subprocess_env
+from reliability_support import cli, cli_subprocess, is_root, subprocess_env
 
 CATALOGUE = Path(__file__).resolve().parent / "catalogue"
 CASES = sorted(p for p in CATALOGUE.iterdir() if (p / "expect.json").is_file())

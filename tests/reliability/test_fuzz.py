@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fuzzing as F
-from conftest import cli, examples
+from reliability_support import cli, examples
 from fhirpkg.jsonsource import read_documents
 
 CATALOGUE = Path(__file__).resolve().parent / "catalogue"

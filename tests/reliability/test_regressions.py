@@ -5,7 +5,6 @@ the mechanism, cheaply.)
 """
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, subprocess_env
+from reliability_support import ROOT, subprocess_env
 from fhirpkg import inputs, packages as pk
 from fhirpkg.issues import Severity
 from fhirpkg.jsonsource import LineIndex, PositionMap, parse, read_documents
