@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from . import packages as pk
+from . import inputs, packages as pk
 from .definitions import Definitions, load as load_compiled
 from .inputs import find_sources, read_source
 from .issues import Issue, Severity
@@ -31,16 +31,22 @@ def add_conformance_resources(defs: Definitions, resources: Iterable[dict], sour
     n = 0
     extra_terms = []
     for res in resources:
-        rt = res.get("resourceType")
+        rt = res.get("resourceType") if isinstance(res, dict) else None
         if rt == "StructureDefinition":
-            if defs.add(res, source) is not None:
-                n += 1
+            try:
+                if defs.add(res, source) is not None:
+                    n += 1
+            except Exception:  # noqa: BLE001 - a malformed definition is reported by its own validation
+                continue
         elif rt in ("ValueSet", "CodeSystem"):
             extra_terms.append(res)
-            n += 1
     if extra_terms and defs.terminology is not None and hasattr(defs.terminology, "add"):
         for r in extra_terms:
-            defs.terminology.add(r)
+            try:
+                defs.terminology.add(r)
+                n += 1
+            except Exception:  # noqa: BLE001 - likewise: its own validation says what is wrong
+                continue
     return n
 
 
@@ -58,10 +64,28 @@ def read_conformance_inputs(paths: Iterable[str]) -> list[dict]:
                     continue
                 if isinstance(res, dict) and "resourceType" in res:
                     out.append(res)
+        elif p.is_file() and p.name.endswith(inputs.PACKAGE_SUFFIXES):
+            out.extend(_package_archive_resources(p))
+        elif p.exists():
+            raise pk.PackageError(f"--ig {arg}: not a folder, a .json file or a package .tgz")
+        elif "/" in arg or arg.endswith((".json", *inputs.PACKAGE_SUFFIXES)):
+            raise pk.PackageError(f"--ig {arg}: no such file or folder (and not a package id such as "
+                                  "hl7.fhir.uv.ips@2.0.0)")
         else:
             ref = pk.PackageRef.parse(arg)
             pkg = pk.ensure([ref])[0]
             out.extend(pkg.resources({"StructureDefinition", "ValueSet", "CodeSystem"}))
+    return out
+
+
+def _package_archive_resources(path: Path) -> list[dict]:
+    """Definitions read from a package .tgz without unpacking it; an unreadable archive is a setup error."""
+    out = []
+    for doc in inputs.read_package(inputs.Source(name=str(path), path=path)):
+        if doc.file == str(path) and any(i.is_error for i in doc.issues):
+            raise pk.PackageError(f"--ig {path}: {doc.issues[0].message}")
+        if doc.ok and isinstance(doc.value, dict) and isinstance(doc.value.get("resourceType"), str):
+            out.append(doc.value)
     return out
 
 
@@ -163,7 +187,10 @@ def project_packages(project) -> list:
     refs = [pk.PackageRef(*r) for r in pk.R5_DEFAULT_PACKAGES]
     if project.manifest is not None:
         for pid, ver in project.manifest.dependencies.items():
-            ref = pk.PackageRef(pid, ver)
+            try:
+                ref = pk.PackageRef.parse(f"{pid}#{ver}")  # never a path: names and versions are checked
+            except pk.PackageError:
+                continue  # reported by the manifest check
             if ref not in refs:
                 refs.append(ref)
     return refs

@@ -223,6 +223,7 @@ def write(result: BuildResult, out_dir: str | Path) -> None:
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     with DirectoryLock(out):
+        _remove_stale_staging(out)
         staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             for rel, data in sorted(result.files.items()):
@@ -237,6 +238,15 @@ def write(result: BuildResult, out_dir: str | Path) -> None:
             shutil.rmtree(staged, ignore_errors=True)
             raise
     result.written = True
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Remove what killed builds left beside ``out``: only the lock holder writes
+    there, so any staging or old folder of ``out`` seen under the lock is stale."""
+    for p in out.parent.glob(f".{out.name}.*-*"):
+        if p.is_dir() and not p.is_symlink() and (p.name.startswith(f".{out.name}.tmp-")
+                                                  or p.name.startswith(f".{out.name}.old-")):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def check(result: BuildResult, out_dir: str | Path) -> list[str]:

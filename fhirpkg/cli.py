@@ -35,6 +35,11 @@ class Group(click.Group):
             ctx.exit(130)
         except Exception as e:  # noqa: BLE001 - the last line of defence: no tracebacks for users
             from .errors import describe
+            from .packages import PackageError
+            if isinstance(e, PackageError):
+                # a package that cannot be had (offline, not on npm, not a package): a setup problem
+                _err(f"fhirpkg: {e}")
+                ctx.exit(2)
             if os.environ.get("FHIRPKG_DEBUG"):
                 raise
             _err(f"fhirpkg: {describe(e)}")
@@ -148,7 +153,11 @@ def build(project_dir, out_dir, fhir_versions, force, check):
                                        f"(run: fhirpkg build)")
         click.echo(f"{out_dir}/ is up to date ({len(result.files)} files)")
         return
-    b.write(result, out_dir)
+    try:
+        b.write(result, out_dir)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {out_dir}/: {e.strerror or e} (the previous build, if any, "
+                                   "is unchanged)") from None
     click.echo(f"built {out_dir}/: {len(result.files)} files from {sum(result.report['resources'].values())} resources "
                f"({errors} errors, {warnings} warnings)")
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
+from .inputs import archive_error
 from .jsonsource import lexeme, read_documents
 from .issues import Severity
 
@@ -170,7 +171,7 @@ def _from_tgz(archive: Path) -> dict[str, dict]:
     try:
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DiffError(f"{archive}: not a readable package archive ({e})") from None
+        raise DiffError(f"{archive}: not a readable package archive ({archive_error(e)})") from None
     with tar:
         try:
             for count, member in enumerate(tar, 1):
@@ -189,7 +190,7 @@ def _from_tgz(archive: Path) -> dict[str, dict]:
                 if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
                     _add(found, value, f"{archive}:{member.name}")
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise DiffError(f"{archive}: damaged archive ({e})") from None
+            raise DiffError(f"{archive}: damaged archive ({archive_error(e)})") from None
     return found
 
 

@@ -32,7 +32,8 @@ MANIFEST_SCHEMA = {
         "url": {"type": "string"},
         "type": {"enum": ["Conformance", "IG", "Core", "Examples", "Group", "Tool", "IG-Template", "Test"]},
         "fhirVersions": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "dependencies": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
+        "dependencies": {"type": "object", "propertyNames": {"pattern": PACKAGE_NAME.pattern},
+                         "additionalProperties": {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z.+-]*$"}},
         "title": {"type": "string", "minLength": 1},
         "description": {"type": "string", "minLength": 1},
         "author": {"type": "string", "minLength": 1},
@@ -48,18 +49,31 @@ class Manifest:
     data: dict
     path: Path
 
-    name = property(lambda self: self.data.get("name", ""))
-    version = property(lambda self: self.data.get("version", ""))
-    canonical = property(lambda self: (self.data.get("canonical") or "").rstrip("/"))
-    title = property(lambda self: self.data.get("title", ""))
-    description = property(lambda self: self.data.get("description", ""))
-    dependencies = property(lambda self: dict(self.data.get("dependencies") or {}))
-    fhir_versions = property(lambda self: list(self.data.get("fhirVersions") or []))
+    def _str(self, key: str) -> str:
+        """A string field; any other JSON type counts as absent (the schema check reports it)."""
+        value = self.data.get(key)
+        return value if isinstance(value, str) else ""
+
+    name = property(lambda self: self._str("name"))
+    version = property(lambda self: self._str("version"))
+    canonical = property(lambda self: self._str("canonical").rstrip("/"))
+    title = property(lambda self: self._str("title"))
+    description = property(lambda self: self._str("description"))
+
+    @property
+    def dependencies(self) -> dict[str, str]:
+        deps = self.data.get("dependencies")
+        return {k: v for k, v in deps.items() if isinstance(v, str)} if isinstance(deps, dict) else {}
+
+    @property
+    def fhir_versions(self) -> list[str]:
+        v = self.data.get("fhirVersions")
+        return [x for x in v if isinstance(x, str)] if isinstance(v, list) else []
 
     @property
     def date(self) -> str:
         """The release date as FHIR dateTime (from ``date``: YYYYMMDDHHmmss)."""
-        d = self.data.get("date") or ""
+        d = self._str("date")
         if re.fullmatch(r"\d{14}", d):
             return f"{d[0:4]}-{d[4:6]}-{d[6:8]}T{d[8:10]}:{d[10:12]}:{d[12:14]}Z"
         return ""
@@ -130,7 +144,7 @@ def load(root: Path | str = "definitions") -> Project:
                 project.issues.extend(doc.issues)
                 continue
             project.issues.extend(doc.issues)
-            if not isinstance(doc.value, dict) or "resourceType" not in doc.value:
+            if not isinstance(doc.value, dict) or not isinstance(doc.value.get("resourceType"), str):
                 project.issues.append(Issue(Severity.ERROR, "structure", "Not a FHIR resource (no resourceType)",
                                             "project-not-resource", file=doc.file, line=1, column=1))
                 continue

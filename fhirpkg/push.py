@@ -24,6 +24,7 @@ import base64
 import http.client
 import json
 import random
+import re
 import socket
 import ssl
 import time
@@ -329,7 +330,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]+", value):  # ASCII digits only ("²".isdigit() is true, float("²") fails)
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -776,7 +777,13 @@ def _report_failure(run: _Run, items: list[Target], before: dict[str, Held], ex:
             report.statuses.append(ArtifactStatus(t.key, "failed", before[t.key].version_id,
                                                   f"not loaded; could not read back ({problem})"))
         elif not now.present:
-            report.statuses.append(ArtifactStatus(t.key, "failed", None, "not loaded; the server has no copy"))
+            if resp is None:  # no answer: a timed-out transaction may still be applied by the server
+                report.statuses.append(ArtifactStatus(
+                    t.key, "failed", None, "outcome unknown: the transaction got no answer and was not found "
+                    "when read back, but the server may still apply it; push again to verify (pushing is "
+                    "idempotent)"))
+            else:
+                report.statuses.append(ArtifactStatus(t.key, "failed", None, "not loaded; the server has no copy"))
         elif before[t.key].present and now.version_id == before[t.key].version_id:
             report.statuses.append(ArtifactStatus(t.key, "failed", now.version_id,
                                                   f"not loaded; the server still holds version {now.version_id}"))

@@ -6,6 +6,7 @@ so pipelines built around either tool can read the other's output.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from typing import Iterable
 from xml.sax.saxutils import escape, quoteattr
@@ -28,12 +29,22 @@ def summary(issues: list[Issue], files: int) -> str:
             f"{c[Severity.INFORMATION]} information")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """Control characters shown as escapes, so input echoed in a message cannot forge report
+    lines or drive a terminal; also what XML 1.0 (JUnit) can carry."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", text)
+
+
 def text_line(i: Issue) -> str:
-    where = i.file or "<input>"
+    where = printable(i.file or "<input>")
     if i.line is not None:
         where += f":{i.line}:{i.column or 1}"
-    expr = f" ({i.expression})" if i.expression else ""
-    return f"{where}: {i.severity.code} [{i.rule}] {i.message}{expr}"
+    expr = f" ({printable(i.expression)})" if i.expression else ""
+    return f"{where}: {i.severity.code} [{i.rule}] {printable(i.message)}{expr}"
 
 
 def to_text(issues: list[Issue], files: int, min_severity: Severity = Severity.INFORMATION) -> str:
@@ -92,7 +103,7 @@ def to_junit(issues: list[Issue], file_names: list[str]) -> str:
     for name in names:
         file_issues = sorted(by_file.get(name, ()), key=Issue.sort_key)
         errs = [i for i in file_issues if i.is_error]
-        out.append(f'    <testcase classname="fhirpkg.validate" name={quoteattr(name or "<input>")}>')
+        out.append(f'    <testcase classname="fhirpkg.validate" name={quoteattr(printable(name or "<input>"))}>')
         if errs:
             body = "\n".join(text_line(i) for i in errs)
             out.append(f'      <failure message={quoteattr(f"{len(errs)} error(s)")} type="fhir-validation">'

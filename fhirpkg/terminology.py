@@ -1827,7 +1827,8 @@ class Terminology:
             return _tri(self.validate_code(value_set_url, None, value))
         if isinstance(value, dict):
             if "coding" in value or "text" in value and "code" not in value:
-                answers = [self.member_of(c, value_set_url) for c in value.get("coding") or () if isinstance(c, dict)]
+                answers = [self.member_of(c, value_set_url) for c in (value.get("coding") if isinstance(value.get("coding"), list) else ())
+                           if isinstance(c, dict)]
                 if any(a is True for a in answers):
                     return True
                 if any(a is None for a in answers):

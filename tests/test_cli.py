@@ -145,3 +145,34 @@ def test_push_refuses_credentials_in_the_url(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": []}))
     r = run("push", str(tmp_path / "b.json"), "--server", "https://user:secret@127.0.0.1:9/fhir")
     assert r.exit_code == 2 and "secret" not in r.output
+
+
+def _profile_package(path, sd):
+    import io
+    import tarfile
+    with tarfile.open(path, "w:gz") as t:
+        for name, obj in (("package/package.json", {"name": "my.ig", "version": "0.1.0", "fhirVersions": ["5.0.0"]}),
+                          ("package/StructureDefinition-mypat.json", sd)):
+            data = json.dumps(obj).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+
+
+def test_ig_package_archive_profiles_apply_and_bad_ig_is_exit_2(tmp_path):
+    """--ig takes a package .tgz (read without unpacking); a missing or unreadable one is a setup error."""
+    url = "http://example.org/StructureDefinition/mypat"
+    _profile_package(tmp_path / "ig.tgz", {
+        "resourceType": "StructureDefinition", "id": "mypat", "url": url, "name": "MyPat", "status": "draft",
+        "kind": "resource", "abstract": False, "type": "Patient", "derivation": "constraint",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "differential": {"element": [{"id": "Patient.gender", "path": "Patient.gender", "min": 1}]}})
+    patient = tmp_path / "p.json"
+    patient.write_text(json.dumps({k: v for k, v in GOOD.items() if k != "gender"} | {"meta": {"profile": [url]}}))
+    r = run("validate", "--ig", str(tmp_path / "ig.tgz"), str(patient))
+    assert r.exit_code == 1 and "error [cardinality-min] Patient.gender: minimum required = 1" in r.output, r.output
+    (tmp_path / "bad.tgz").write_text("not an archive")
+    r = run("validate", "--ig", str(tmp_path / "bad.tgz"), str(patient))
+    assert r.exit_code == 2 and "not a gzip, bzip2, xz or tar archive" in r.output
+    r = run("validate", "--ig", str(tmp_path / "missing.tgz"), str(patient))
+    assert r.exit_code == 2 and "no such file or folder" in r.output and "Traceback" not in r.output

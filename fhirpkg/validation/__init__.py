@@ -163,64 +163,79 @@ class Validator:
                              where, loc)
 
     def _node_layers(self, nodes: list[Node], issues: list[Issue], timed: bool) -> None:
+        """Run every later layer on the typed nodes the walker produced.
+
+        A layer that fails on some odd input reports that as one issue on the element
+        instead of stopping the validation (defence in depth: the structure layer has
+        usually reported the odd input already).
+        """
         layers = self.options.layers
         term = self.defs.terminology if "terminology" in layers else None
-        term_layer = self._terminology_layer
+        term_layer = self._terminology_layer if term is not None else None
         term_types = getattr(term_layer, "NODE_TYPES", frozenset({"Coding", "CodeableConcept"}))
         inv = self._invariants if "invariants" in layers else None
         engine = self.engine if inv is not None else None
         state = inv.RunState() if inv is not None and hasattr(inv, "RunState") else None
-        refs = "references" in layers
         package_mode = self.options.package_mode
         xhtml = self._xhtml if "narrative" in layers else None
-        clock = time.perf_counter
-        t_term = t_inv = t_ref = t_xhtml = t_rules = 0.0
         rules = business_rules.RULES if "rules" in layers else None
-        for node in nodes:
+        resolver, defs = self.resolver, self.defs
+
+        def terminology_of(node):
+            if node.definition.binding is not None or node.type in term_types:
+                yield from term_layer.check_node(term, node)
+
+        def invariants_of(node):
             d = node.definition
-            if term is not None and term_layer is not None and (d.binding is not None or node.type in term_types):
-                t = clock()
-                issues.extend(term_layer.check_node(term, node))
-                t_term += clock() - t
-            if inv is not None and d.constraints:
-                cons = self._constraints.get(id(d))
-                if cons is None:
-                    cons = self._constraints[id(d)] = [c for c in d.constraints if c.key not in NATIVE_CONSTRAINTS]
-                if cons:
-                    t = clock()
-                    issues.extend(inv.check_node(engine, node, cons, state))
-                    t_inv += clock() - t
-            if refs and node.type == "Reference":
-                t = clock()
-                issues.extend(references.check_reference(node, self.resolver, self.defs))
+            cons = self._constraints.get(id(d))
+            if cons is None:
+                cons = self._constraints[id(d)] = [c for c in d.constraints if c.key not in NATIVE_CONSTRAINTS]
+            if cons:
+                yield from inv.check_node(engine, node, cons, state)
+
+        def references_of(node):
+            if node.type == "Reference":
+                yield from references.check_reference(node, resolver, defs)
                 if package_mode:
-                    issues.extend(references.check_package_reference(node, self.resolver))
-                t_ref += clock() - t
-            elif refs and node.type == "canonical":
-                t = clock()
+                    yield from references.check_package_reference(node, resolver)
+            elif node.type == "canonical":
                 if package_mode:
-                    issues.extend(references.check_canonical(node, self.resolver, self.defs))
+                    yield from references.check_canonical(node, resolver, defs)
                 elif isinstance(node.value, str) and node.value.startswith("#"):
-                    issues.extend(references.check_contained_canonical(node, self.resolver))
-                t_ref += clock() - t
-            if rules is not None and (node.type in rules or node.location == node.frame.location):
+                    yield from references.check_contained_canonical(node, resolver)
+
+        def rules_of(node):
+            for rule in rules.get(node.type, ()):
+                yield from rule(node)
+            if node.location == node.frame.location and node.definition.path == node.frame.type:
+                for rule in business_rules.RESOURCE_RULES:
+                    yield from rule(node)
+
+        def narrative_of(node):
+            if node.type == "xhtml" and isinstance(node.value, str):
+                yield from xhtml.check_node(node)
+
+        steps = [(name, fn) for name, fn, on in (
+            ("terminology", terminology_of, term_layer is not None),
+            ("invariants", invariants_of, inv is not None),
+            ("references", references_of, "references" in layers),
+            ("rules", rules_of, rules is not None),
+            ("narrative", narrative_of, xhtml is not None)) if on]
+        spent = dict.fromkeys((name for name, _ in steps), 0.0)
+        clock = time.perf_counter
+        for node in nodes:
+            for name, fn in steps:
                 t = clock()
-                for rule in rules.get(node.type, ()):
-                    issues.extend(rule(node))
-                if node.location == node.frame.location and node.definition.path == node.frame.type:
-                    for rule in business_rules.RESOURCE_RULES:
-                        issues.extend(rule(node))
-                t_rules += clock() - t
-            if xhtml is not None and node.type == "xhtml" and isinstance(node.value, str):
-                t = clock()
-                issues.extend(xhtml.check_node(node))
-                t_xhtml += clock() - t
+                try:
+                    issues.extend(fn(node))
+                except Exception as e:  # noqa: BLE001 - one odd element must not stop the run
+                    issues.append(Issue(Severity.WARNING, "processing",
+                                        f"The {name} checks could not be completed here ({type(e).__name__}: "
+                                        f"{str(e)[:200]})", "layer-failed", node.expression, location=node.location))
+                spent[name] += clock() - t
         if timed:
-            self.layer_seconds["terminology"] += t_term
-            self.layer_seconds["invariants"] += t_inv
-            self.layer_seconds["references"] += t_ref
-            self.layer_seconds["narrative"] += t_xhtml
-            self.layer_seconds["rules"] += t_rules
+            for name, secs in spent.items():
+                self.layer_seconds[name] += secs
 
 
 def dedupe(issues: Iterable[Issue]) -> list[Issue]:

@@ -311,7 +311,7 @@ class _Node(ResourceNode):
     """fhirpathpy's ResourceNode with a cheaper constructor (no ``abc.Mapping`` check)."""
 
     def __init__(self, data, path, shadow=None):  # noqa: D107 (same fields as ResourceNode)
-        if type(data) is dict and "resourceType" in data:
+        if type(data) is dict and type(data.get("resourceType")) is str:  # a malformed one is not a type
             path = data["resourceType"]
         self.path = path
         self.data = data
@@ -386,6 +386,8 @@ def children(model: TypeModel, items: Focus) -> list:
             for key, value in data.items():
                 if key in _SKIP_KEYS:
                     continue
+                if not key:
+                    continue  # "" is no FHIR property (the structure check reports it)
                 if key[0] == "_":
                     base = key[1:]
                     if base in data:
@@ -820,7 +822,7 @@ def _well_known_constant(name: str):
 
 def _type_name(item) -> str | None:
     if isinstance(item, ResourceNode):
-        if isinstance(item.data, dict) and "resourceType" in item.data:
+        if isinstance(item.data, dict) and isinstance(item.data.get("resourceType"), str):
             return item.data["resourceType"]
         return item.path
     return None

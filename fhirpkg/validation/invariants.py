@@ -132,12 +132,14 @@ def native_ext1(engine: FhirPathEngine, node: Node) -> bool:
 
 
 def _type_codes(element: dict) -> list:
-    return [t.get("code") for t in element.get("type") or () if isinstance(t, dict)]
+    types = element.get("type")
+    return [t.get("code") for t in types if isinstance(t, dict)] if isinstance(types, list) else []
 
 
 def _has_target_profile(element: dict) -> bool:
-    return any(isinstance(t, dict) and (t.get("targetProfile") or t.get("_targetProfile"))
-               for t in element.get("type") or ())
+    types = element.get("type")
+    return isinstance(types, list) and any(isinstance(t, dict) and (t.get("targetProfile") or t.get("_targetProfile"))
+                                           for t in types)
 
 
 def _codeable_reference_paths(elements: list) -> set:
@@ -197,7 +199,7 @@ def dom3_orphans(resource: dict) -> list[int]:
         return []
     base = _internal_references({k: v for k, v in resource.items() if k != "contained"}, set())
     refs = [_internal_references(c, set()) for c in contained]
-    ids = [c.get("id") if isinstance(c, dict) else None for c in contained]
+    ids = [c.get("id") if isinstance(c, dict) and isinstance(c.get("id"), str) else None for c in contained]
 
     def reachable(i: int, visited: frozenset) -> bool:
         if ids[i] in base or "" in refs[i]:

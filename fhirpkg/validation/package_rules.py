@@ -4,7 +4,8 @@ One resource per file under ``<ResourceType>/<id>.json``; ids that servers
 accept (letters and digits, at least one letter, at most 64 characters); every
 canonical URL ``<canonical>/<ResourceType>/<id>`` at the package version; no
 duplicate ids or canonicals; an identifier on non-canonical artifacts (HAPI's
-package installer refuses MedicationKnowledge without one, HAPI-1292).
+package installer refuses MedicationKnowledge without one, HAPI-1292); no
+artifact that, through the package's own canonicals, ends up including itself.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from ..project import Project, ProjectResource
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 NEEDS_IDENTIFIER = frozenset({"MedicationKnowledge", "ClinicalUseDefinition"})
+# relatedArtifact types that mean "this artifact includes or needs that one" (CRMI dependency tracing)
+INCLUDING_ARTIFACT_TYPES = frozenset({"composed-of", "depends-on"})
 
 
 def _issue(r: ProjectResource, severity: Severity, code: str, rule: str, message: str, loc: tuple = ()) -> Issue:
@@ -73,3 +76,56 @@ def check(project: Project) -> Iterator[Issue]:
         for r in rs[1:]:
             yield _issue(r, Severity.ERROR, "duplicate", "package-duplicate",
                          f"The canonical {key} is defined more than once (also in {rs[0].path})", ("url",))
+
+    yield from _cycles(project)
+
+
+def _inclusions(r: ProjectResource) -> Iterator[tuple[str, tuple]]:
+    """(canonical without version, location) of every artifact ``r`` includes:
+    PlanDefinition action definitions (at any depth) and composed-of / depends-on
+    related artifacts."""
+    def actions(items, loc):
+        for i, action in enumerate(items if isinstance(items, list) else []):
+            if not isinstance(action, dict):
+                continue
+            target = action.get("definitionCanonical")
+            if isinstance(target, str):
+                yield target, loc + (i, "definitionCanonical")
+            yield from actions(action.get("action"), loc + (i, "action"))
+
+    if r.type == "PlanDefinition":
+        yield from ((c.split("|")[0], loc) for c, loc in actions(r.json.get("action"), ("action",)))
+    related = r.json.get("relatedArtifact")
+    for i, ra in enumerate(related if isinstance(related, list) else []):
+        if isinstance(ra, dict) and ra.get("type") in INCLUDING_ARTIFACT_TYPES and isinstance(ra.get("resource"), str):
+            yield ra["resource"].split("|")[0], ("relatedArtifact", i, "resource")
+
+
+def _cycles(project: Project) -> Iterator[Issue]:
+    """A warning for each inclusion that closes a cycle among the package's own
+    canonicals: a server or engine that expands such an artifact never ends."""
+    by_url = {r.url: r for r in project.resources if isinstance(r.url, str)}
+    edges = {url: [(t, loc) for t, loc in _inclusions(r) if t in by_url] for url, r in by_url.items()}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    for start in by_url:
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(edges[start])]
+        state[start] = 1
+        while stack:
+            step = next(stack[-1], None)
+            if step is None:
+                state[path.pop()] = 2
+                stack.pop()
+                continue
+            target, loc = step
+            if state.get(target) == 1:
+                cycle = path[path.index(target):] + [target]
+                names = " -> ".join(f"{by_url[u].type}/{by_url[u].id}" for u in cycle)
+                yield _issue(by_url[path[-1]], Severity.WARNING, "business-rule", "package-cycle",
+                             f"{names}: this artifact includes itself through the package's own canonicals",
+                             loc)
+            elif not state.get(target):
+                state[target] = 1
+                path.append(target)
+                stack.append(iter(edges[target]))

@@ -466,30 +466,30 @@ class StructureWalker:
         if tcode == "boolean":
             if not isinstance(value, bool):
                 self.error("structure", "json-type", f"Error parsing JSON: the primitive value must be a boolean "
-                           f"(found {_json_kind(value)} {value!r})", expr, loc)
+                           f"(found {_json_kind(value)} {_clip(repr(value))})", expr, loc)
             return
         if tcode in NUMBER_TYPES:
             if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
                 self.error("structure", "json-type", f"Error parsing JSON: the primitive value must be a number "
-                           f"(found {_json_kind(value)} '{value}')", expr, loc)
+                           f"(found {_json_kind(value)} '{_clip(str(value))}')", expr, loc)
                 return
             text = lexeme(value)
             if tcode in INT_TYPES:
                 if not isinstance(value, int):
-                    self.error("invalid", "format", f"The value '{text}' is not a valid integer", expr, loc)
+                    self.error("invalid", "format", f"The value '{_clip(text)}' is not a valid integer", expr, loc)
                     return
                 lo = 1 if tcode == "positiveInt" else 0 if tcode == "unsignedInt" else -2147483648
                 if value < lo or value > 2147483647:
-                    self.error("invalid", "format", f"The value '{text}' is outside the range of {tcode} "
+                    self.error("invalid", "format", f"The value '{_clip(text)}' is outside the range of {tcode} "
                                f"({lo}..2147483647)", expr, loc)
             elif type_def is not None and type_def.regex and not _regex(type_def.regex).fullmatch(text):
-                self.error("invalid", "format", f"Element value '{text}' does not meet decimal regex "
+                self.error("invalid", "format", f"Element value '{_clip(text)}' does not meet decimal regex "
                            f"'{type_def.regex}'", expr, loc)
             self._min_max(value, edef, expr, loc)
             return
         if not isinstance(value, str):
             self.error("structure", "json-type", f"Error parsing JSON: the primitive value must be a string "
-                       f"(found {_json_kind(value)} '{lexeme(value) if isinstance(value, (int, Decimal)) else value}')",
+                       f"(found {_json_kind(value)} '{_clip(str(lexeme(value) if isinstance(value, (int, Decimal)) else value))}')",
                        expr, loc)
             return
         if tcode == "xhtml":
@@ -522,19 +522,19 @@ class StructureWalker:
                        f"(does not match the regex {type_def.regex})", expr, loc)
             return
         if tcode in ("date", "dateTime", "instant") and not _valid_calendar(value):
-            self.error("invalid", "format", f"The value '{value}' is not a valid {tcode}: not a calendar date",
+            self.error("invalid", "format", f"The value '{_clip(str(value))}' is not a valid {tcode}: not a calendar date",
                        expr, loc)
         elif tcode in ("dateTime", "instant") and "T" in value and not _TIMEZONE.search(value):
-            self.error("invalid", "format", f"The value '{value}' is not a valid {tcode}: a time must have a "
+            self.error("invalid", "format", f"The value '{_clip(str(value))}' is not a valid {tcode}: a time must have a "
                        "timezone (Z or +hh:mm)", expr, loc)
         elif tcode == "integer64":
             try:
                 n = int(value)
             except ValueError:
-                self.error("invalid", "format", f"The value '{value}' is not a valid integer64", expr, loc)
+                self.error("invalid", "format", f"The value '{_clip(str(value))}' is not a valid integer64", expr, loc)
             else:
                 if not -2**63 <= n < 2**63:
-                    self.error("invalid", "format", f"The value '{value}' is outside the range of integer64", expr, loc)
+                    self.error("invalid", "format", f"The value '{_clip(str(value))}' is outside the range of integer64", expr, loc)
         elif tcode == "canonical" and value.endswith("|"):
             if edef.path == "ImplementationGuide.dependsOn.uri":  # a dependency must name its version
                 self.error("business-rule", "canonical-format", "The canonical URL cannot end in '|'", expr, loc)
@@ -552,7 +552,7 @@ class StructureWalker:
             limit = bound[1]
             try:
                 if bad(value if not isinstance(value, str) else value, limit if not isinstance(value, str) else str(limit)):
-                    self.error("invalid", "value-range", f"The value '{value}' is {word} value of '{limit}'", expr, loc)
+                    self.error("invalid", "value-range", f"The value '{_clip(str(value))}' is {word} value of '{limit}'", expr, loc)
             except TypeError:
                 pass
 
@@ -874,7 +874,8 @@ def _json_kind(value) -> str:
 
 
 def _clip(text: str, n: int = 80) -> str:
-    return text if len(text) <= n else text[:n] + "..."
+    """Echo at most ``n`` characters of a value: a 100,000-digit number is not a message."""
+    return text if len(text) <= n else f"{text[:n]}... ({len(text):,} characters)"
 
 
 def _brief(value) -> str:

@@ -70,6 +70,11 @@ _NOT_IN_VS = {
 }
 
 
+def _as_list(value) -> list:
+    """A JSON array as a list; anything else (wrong JSON type, reported by the structure layer) as empty."""
+    return value if isinstance(value, list) else []
+
+
 def _issue(severity: Severity, code: str, rule: str, message: str, node: Node, suffix: str = "") -> Issue:
     expr = node.expression + (f".{suffix}" if suffix else "")
     loc = node.location + ((suffix,) if suffix else ())
@@ -177,7 +182,7 @@ def _usage_applies(usage: tuple, node: Node) -> bool:
                 return False
             continue
         have = {(c.get("system"), c.get("code")) for v in found if isinstance(v, dict)
-                for c in (v.get("coding") or ()) if isinstance(c, dict)}
+                for c in _as_list(v.get("coding")) if isinstance(c, dict)}
         if not any((c.get("system"), c.get("code")) in have for c in want if isinstance(c, dict)):
             return False
     return True
@@ -241,7 +246,7 @@ def _coding(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strengt
 
 def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strength: str,
                       cc: dict) -> Iterator[Issue]:
-    codings = [c for c in cc.get("coding") or () if isinstance(c, dict)]
+    codings = [c for c in _as_list(cc.get("coding")) if isinstance(c, dict)]
     coded = [c for c in codings if isinstance(c.get("code"), str)]
     if not coded:
         if strength == "required":

@@ -204,10 +204,8 @@ def test_push_cli_tls_failure_is_final_and_claims_nothing(tmp_path):
     assert attempts == 0  # the handshake failed: nothing was sent, and it was not retried 5 times
 
 
-@pytest.mark.xfail(strict=True, reason="push.py: after a transaction times out, the read-back says 'not loaded; the "
-                   "server has no copy' although the server may still apply it (and here does); it should say the "
-                   "outcome is unknown and to push again")
 def test_timed_out_transaction_that_lands_later_is_not_called_not_loaded():
+    """Was: 'not loaded; the server has no copy' although the server applied it afterwards."""
     items = resources()[:1]
     with FaultServer() as srv:
         srv.on("POST", sleep(LATE, then="apply"))
@@ -221,9 +219,8 @@ def test_timed_out_transaction_that_lands_later_is_not_called_not_loaded():
         assert "no copy" not in s.detail or s.key not in held, P.render_text(report, True)
 
 
-@pytest.mark.xfail(strict=True, reason="push.py parse_retry_after: str.isdigit() accepts '²' (a latin-1 header byte), "
-                   "float() then raises and the whole push stops as 'internal error' instead of retrying")
 def test_retry_after_with_a_non_ascii_digit_is_retried_not_fatal():
+    """Was: str.isdigit() accepted '\xb2', float() raised and the push stopped as an internal error."""
     with FaultServer() as srv:
         srv.on("POST", status(429, retry_after="\xb2"))
         report = P.push(bundle_of(resources()), P.PushOptions(srv.base_url, timeout=2, max_attempts=3, backoff=0,
