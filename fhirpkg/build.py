@@ -4,7 +4,7 @@ The pipeline runs one way: load and validate the project, add narratives and
 the package's ImplementationGuide, lay out every output file in memory, then
 either compare with the committed build/ (``--check``) or write a new build/
 in a temporary folder and swap it in.  Dates come from the manifest (or
-SOURCE_DATE_EPOCH), elements follow StructureDefinition order and the archive
+SOURCE_DATE_EPOCH when it has none), elements follow StructureDefinition order and the archive
 is normalised, so the same input gives the same bytes on any machine.
 """
 from __future__ import annotations
@@ -45,12 +45,16 @@ class BuildResult:
 
 
 def release_time(manifest) -> tuple[str, int]:
-    """(FHIR instant, epoch seconds) of the release: SOURCE_DATE_EPOCH, else the manifest date."""
-    env = os.environ.get("SOURCE_DATE_EPOCH")
-    if env and env.strip().isdigit():
-        epoch = int(env)
-    elif manifest.date:
+    """(FHIR instant, epoch seconds) of the release: the manifest date, else SOURCE_DATE_EPOCH.
+
+    The committed manifest wins so that `build --check` gives the same bytes on a CI machine
+    that happens to export SOURCE_DATE_EPOCH; the variable only fills in a manifest without a date.
+    """
+    env = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if manifest.date:
         epoch = int(datetime.strptime(manifest.date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
+    elif env.isdigit():
+        epoch = int(env)
     else:
         raise BuildError("package.json has no 'date' (YYYYMMDDHHmmss) and SOURCE_DATE_EPOCH is not set: "
                          "a reproducible build needs a fixed release time")

@@ -55,6 +55,25 @@ def test_build_from_a_copy_elsewhere_gives_the_same_bytes(result, defs, tmp_path
     assert not diffs
 
 
+def test_environment_does_not_change_the_bytes(result, defs, monkeypatch):
+    """A CI machine exporting SOURCE_DATE_EPOCH or another time zone still matches the committed build/."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234567890")
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    other = b.build(DEFINITIONS, defs=defs)
+    diffs = [p for p in result.files if sha(result.files[p]) != sha(other.files.get(p, b""))]
+    assert not diffs
+
+
+def test_source_date_epoch_fills_in_a_manifest_without_date(monkeypatch):
+    from types import SimpleNamespace
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+    assert b.release_time(SimpleNamespace(date=None)) == ("2026-01-01T00:00:00Z", 1767225600)
+    assert b.release_time(SimpleNamespace(date="2026-11-27T00:00:00Z"))[0] == "2026-11-27T00:00:00Z"
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    with pytest.raises(b.BuildError, match="SOURCE_DATE_EPOCH"):
+        b.release_time(SimpleNamespace(date=None))
+
+
 def test_sha256sums_cover_every_file(result):
     lines = result.files["SHA256SUMS"].decode().splitlines()
     listed = {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in lines}

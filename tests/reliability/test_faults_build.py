@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import pickle
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -198,10 +200,18 @@ def test_two_concurrent_builds_never_mix(builds, tmp_path):
 def test_two_concurrent_cli_builds_of_different_content(tmp_path):
     """End to end: two `fhirpkg build` of different release dates into one folder at once."""
     out = tmp_path / "build"
-    procs = [subprocess.Popen([sys.executable, "-m", "fhirpkg.cli", "build", "--project", str(DEFINITIONS),
-                               "--out", str(out)], env=subprocess_env(SOURCE_DATE_EPOCH=epoch), cwd=ROOT,
+    projects = []
+    for date in ("20260101000000", "20270101000000"):
+        project = tmp_path / f"definitions-{date}"
+        shutil.copytree(DEFINITIONS, project)
+        manifest = json.loads((project / "package.json").read_text())
+        manifest["date"] = date
+        (project / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        projects.append(project)
+    procs = [subprocess.Popen([sys.executable, "-m", "fhirpkg.cli", "build", "--project", str(project),
+                               "--out", str(out)], env=subprocess_env(), cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for epoch in (1767225600, 1798761600)]
+             for project in projects]
     for p in procs:
         stdout, stderr = p.communicate(timeout=300)
         assert p.returncode == 0, stderr[-2000:]
