@@ -136,6 +136,7 @@ class _Cx:
     batch: _Batch
     key: str
     losses: list[Loss]
+    seen: set = field(default_factory=set)  # losses already recorded in this batch: no O(n) scan
 
     @property
     def target(self) -> str:
@@ -146,9 +147,10 @@ class _Cx:
         return "R4B" if self.target == R4B else "R4"
 
     def lose(self, path: str, reason: str) -> None:
-        loss = Loss(self.key, path, reason)
-        if loss not in self.losses:
-            self.losses.append(loss)
+        loss = (self.key, path, reason)
+        if loss not in self.seen:
+            self.seen.add(loss)
+            self.losses.append(Loss(*loss))
 
 
 def _copy(value):
@@ -163,11 +165,12 @@ def _copy(value):
 def _convert(resources: list[dict], target: str) -> Conversion:
     batch = _Batch.of(resources, target)
     out = Conversion()
+    seen: set = set()
     for res in resources:
         if not isinstance(res, dict):
             continue
         rt = res.get("resourceType", "")
-        cx = _Cx(batch, _key(res), out.losses)
+        cx = _Cx(batch, _key(res), out.losses, seen)
         if not _exists_in(rt, target):
             out.dropped.append(cx.key)
             cx.lose(rt, f"{rt} does not exist in {cx.version_name}; the resource is not exported"

@@ -162,6 +162,8 @@ class SiteIndex:
     backlinks: dict[str, list[Backlink]] = field(default_factory=dict)
     #: key -> ((definition, action id, action title), ...) from a clinical protocol down to it
     trails: dict[str, tuple[tuple[Entry, str, str], ...]] = field(default_factory=dict)
+    _by_type: dict[str, list[Entry]] | None = field(default=None, repr=False, compare=False)
+    _by_code: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, resources: list[dict], canonical_base: str = "") -> "SiteIndex":
@@ -194,7 +196,30 @@ class SiteIndex:
         return hit
 
     def of_type(self, rtype: str) -> list[Entry]:
-        return [e for e in self.entries if e.type == rtype]
+        """Entries of one resource type, in package order (grouped once, not scanned per call)."""
+        if self._by_type is None:
+            self._by_type = defaultdict(list)
+            for e in self.entries:
+                self._by_type[e.type].append(e)
+        return list(self._by_type.get(rtype, ()))
+
+    def with_codes(self, rtype: str, element: str, codes: set) -> list[Entry]:
+        """Entries of ``rtype`` whose ``element`` has a Coding (system, code) in ``codes``, in package order.
+
+        An inverted index built once per (type, element), so matching a medication to the
+        activities and studies that name it does not rescan the package for every page.
+        """
+        key = (rtype, element)
+        if key not in self._by_code:
+            inverted = self._by_code[key] = defaultdict(list)
+            for pos, e in enumerate(self.of_type(rtype)):
+                for k in code_keys(e.resource.get(element)):
+                    inverted[k].append((pos, e))
+        found = {}
+        for k in codes:
+            for pos, e in self._by_code[key].get(k, ()):
+                found[pos] = e
+        return [found[pos] for pos in sorted(found)]
 
     def referrers(self, entry: Entry) -> list[Backlink]:
         return self.backlinks.get(entry.key, [])

@@ -412,7 +412,7 @@ def _product(r: dict, index: SiteIndex) -> str:
 
 def _medication_for(entry: Entry, index: SiteIndex) -> str:
     codes = code_keys(entry.resource.get("productCodeableConcept"))
-    hits = [e for e in index.of_type("MedicationKnowledge") if codes & code_keys(e.resource.get("code"))]
+    hits = index.with_codes("MedicationKnowledge", "code", codes)
     return "<ul>" + "".join(f"<li>{link(e.page, e.title)}</li>" for e in hits) + "</ul>" if hits else ""
 
 
@@ -421,18 +421,17 @@ def _medication_for(entry: Entry, index: SiteIndex) -> str:
 def medication_users(mk: Entry, index: SiteIndex) -> tuple[list[Entry], list[tuple[Entry, Entry]], list[Entry]]:
     """(activity definitions, (regimen, via activity) pairs, research studies) for a medication."""
     codes = code_keys(mk.resource.get("code"))
-    ads = []
-    for e in index.of_type("ActivityDefinition"):
-        links_to = any(b.source.key == e.key for b in index.referrers(mk))
-        if links_to or codes & code_keys(e.resource.get("productCodeableConcept")):
-            ads.append(e)
+    referring = {b.source.key for b in index.referrers(mk)}
+    by_code = {e.key for e in index.with_codes("ActivityDefinition", "productCodeableConcept", codes)}
+    ads = [e for e in index.of_type("ActivityDefinition") if e.key in referring or e.key in by_code]
     regimens = []
+    seen = set()
     for ad in ads:
         for b in index.referrers(ad):
-            if b.source.type == "PlanDefinition" and (b.source, ad) not in regimens:
+            if b.source.type == "PlanDefinition" and (b.source.key, ad.key) not in seen:
+                seen.add((b.source.key, ad.key))
                 regimens.append((b.source, ad))
-    studies = [e for e in index.of_type("ResearchStudy")
-               if codes & {k for f in e.resource.get("focus") or () for k in code_keys(f)}]
+    studies = index.with_codes("ResearchStudy", "focus", codes)
     return ads, regimens, studies
 
 
@@ -524,10 +523,9 @@ def research_study(entry: Entry, index: SiteIndex) -> Page:
         text_of(p.get("state")) + (" (actual)" if p.get("actual") else "") for p in r.get("progressStatus") or ()
         if isinstance(p, dict))
     focus = []
-    mks = index.of_type("MedicationKnowledge")
     for f in r.get("focus") or ():
-        keys = code_keys(f)
-        hit = next((m for m in mks if keys & code_keys(m.resource.get("code"))), None)
+        hits = index.with_codes("MedicationKnowledge", "code", code_keys(f))
+        hit = hits[0] if hits else None
         focus.append(f"<li>{link(hit.page, text_of(f)) if hit else esc(text_of(f))}</li>")
     rows = [("Registry", link(f"https://clinicaltrials.gov/study/{nct}", f"{nct} on ClinicalTrials.gov") if nct else ""),
             ("Phase", esc(text_of(r.get("phase")))),
