@@ -116,8 +116,9 @@ def verdict(findings, more: str = "") -> str:
         return (f'<p class="verdict invalid"><strong>Not valid:</strong> {bad} error(s), {c["warning"]} warning(s). '
                 "The outputs were built anyway (<code>--force</code>); do not import them until the errors are "
                 f"fixed.{more}</p>")
-    return (f'<p class="verdict valid"><strong>Valid:</strong> no errors ({c["warning"]} warning(s), '
-            f"{c['information']} information message(s)).{more}</p>")
+    info = f", {c['information']} information message(s)" if c["information"] else ""
+    return (f'<p class="verdict valid"><strong>Valid:</strong> no errors ({c["warning"]} warning(s){info}).'
+            f"{more}</p>")
 
 
 def _location(f: Finding, pages: dict[str, str]) -> str:
@@ -151,7 +152,8 @@ def _by_severity(findings, pages, prefix: str) -> str:
 def qa_page(issues: list[Issue], pages: dict[str, str], hl7: Hl7Outcome | None, tool: str) -> Page:
     findings = sorted((from_issue(i) for i in issues), key=Finding.sort_key)
     ours = (f"<p>Validation of <code>definitions/</code> and of the generated parts (narratives, ImplementationGuide) "
-            f"by {esc(tool)}, in this build. Locations link to the resource's page.</p>"
+            f"by {esc(tool)}, in this build. Locations link to the resource's page. Errors and warnings are "
+            "recorded; information-level notes are not (<code>fhirpkg validate definitions</code> shows them).</p>"
             + verdict(findings) + counts_table(findings, "Issues by severity")
             + _by_severity(findings, pages, "ours"))
     if hl7 is None:
