@@ -1,2 +1,22 @@
-"""fhirpkg: validate, bundle and ship FHIR R5 knowledge content, offline."""
+"""fhirpkg: validate, bundle and ship FHIR R5 knowledge content, offline.
+
+``fhirpkg.validate``, ``fhirpkg.validate_resource`` and ``fhirpkg.validate_project`` are
+``fhirpkg.api``'s, imported on first use so that ``import fhirpkg`` stays cheap for the CLI.
+"""
 __version__ = "0.1.0"
+
+_API = ("validate", "validate_resource", "validate_project", "load_definitions")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api
+        return getattr(api, name)
+    if name == "Issue":
+        from .issues import Issue
+        return Issue
+    raise AttributeError(f"module 'fhirpkg' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_API) + ["Issue"])
