@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -155,7 +155,7 @@ def _validate_outputs(defs, resources: list[dict], project) -> list[Issue]:
     generated narrative against the narrative rules (the rest was validated as authored)."""
     from .validation import Options, Validator
     from .validation.references import Resolver
-    from .validation.xhtml import check_xhtml
+    from .validation.xhtml import issues_for
 
     out = []
     for r in resources:
@@ -167,10 +167,8 @@ def _validate_outputs(defs, resources: list[dict], project) -> list[Issue]:
             for i in Validator(defs, Options(package_mode=True), resolver).validate_resource(r):
                 out.append(i.at(file=where))
         elif (r.get("text") or {}).get("status") == "generated":
-            for problem in check_xhtml(r["text"]["div"]):
-                sev = Severity.parse(problem.severity) if isinstance(problem.severity, str) else problem.severity
-                out.append(Issue(sev, "invalid", f"Generated narrative: {problem.message}", problem.rule,
-                                 f"{r['resourceType']}.text.div", where))
+            for i in issues_for(r["text"]["div"], f"{r['resourceType']}.text.div"):
+                out.append(replace(i, message=f"Generated narrative: {i.message}", file=where))
     return out
 
 

@@ -61,11 +61,15 @@ def swap_in_directory(staged: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-class DirectoryLock:
-    """An exclusive lock next to a folder, so two builds never write it at once."""
+class FileLock:
+    """An exclusive ``flock`` on ``path`` (created if missing) while the block runs.
 
-    def __init__(self, target: Path):
-        self.path = Path(target).with_name(f".{Path(target).name}.lock")
+    The kernel drops the lock when its holder dies, so another process can tell a
+    live holder from a killed one by trying the lock without blocking.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
         self._fd = None
 
     def __enter__(self):
@@ -76,7 +80,12 @@ class DirectoryLock:
         return self
 
     def __exit__(self, *exc):
-        import fcntl
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
+        os.close(self._fd)  # closing the descriptor releases the lock
         return False
+
+
+class DirectoryLock(FileLock):
+    """An exclusive lock next to a folder, so two builds never write it at once."""
+
+    def __init__(self, target: Path | str):
+        super().__init__(Path(target).with_name(f".{Path(target).name}.lock"))

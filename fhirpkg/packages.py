@@ -26,6 +26,8 @@ from typing import Iterator
 
 import orjson
 
+from .fsutil import FileLock, atomic_write_bytes, swap_in_directory
+
 CACHE_ENV = "FHIR_PACKAGE_CACHE"
 OFFLINE_ENV = "FHIRPKG_OFFLINE"
 
@@ -117,7 +119,7 @@ class Package:
             except (orjson.JSONDecodeError, KeyError, AttributeError):
                 pass
         data = build_index(self.folder)
-        _atomic_write(path, json.dumps(data, indent=1).encode())
+        atomic_write_bytes(path, json.dumps(data, indent=1).encode())
         return data["files"]
 
     @property
@@ -190,7 +192,8 @@ def install(ref: PackageRef, from_file: Path | None = None, cache: Path | None =
         return pkg
     root.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(root)
-    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=root) as tmp, _Alive(Path(tmp)):
+    # the lock inside the temporary folder tells other installs that this one is alive
+    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=root) as tmp, FileLock(Path(tmp) / ".lock"):
         tmp_path = Path(tmp)
         if from_file is None:
             if offline():
@@ -219,13 +222,12 @@ def install(ref: PackageRef, from_file: Path | None = None, cache: Path | None =
             raise PackageError(
                 f"{archive}: holds {manifest.get('name')}#{manifest.get('version')}, not {ref}")
         if not (folder / ".index.json").exists():
-            _atomic_write(folder / ".index.json", json.dumps(build_index(folder), indent=1).encode())
+            atomic_write_bytes(folder / ".index.json", json.dumps(build_index(folder), indent=1).encode())
         target = root / str(ref)
         if not _place(staging, target):
             if from_file is None and (pkg := installed(ref, root)):
                 return pkg  # another process installed it meanwhile
             # replace the installed copy in one step: a reader sees the old or the new package, never none
-            from .fsutil import swap_in_directory
             swap_in_directory(staging, target)
     if log:
         log(f"Installed {ref}")
@@ -245,25 +247,6 @@ def _place(staging: Path, target: Path) -> bool:
         if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
             return False
         raise
-
-
-class _Alive:
-    """Holds a lock in an install's temporary folder while the install runs, so that another
-    process can tell a live install from one that was killed (and whose folder is garbage)."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.fd = None
-
-    def __enter__(self):
-        import fcntl
-        self.fd = os.open(self.folder / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)  # releases the lock
-        return False
 
 
 def _remove_abandoned(root: Path) -> None:
@@ -389,19 +372,6 @@ def safe_extract(archive: Path, dest: Path) -> None:
             raise PackageError(f"{archive}: damaged archive ({archive_error(e)})") from None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write a file through a temporary sibling and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def read_tgz_manifest(archive: Path) -> dict:

@@ -234,3 +234,13 @@ def test_r4b_export_validates_against_r4b_core(result):
         assert not errors, [(i.expression, i.message) for i in errors[:10]]
     losses = json.loads(result.files["r4b/losses.json"])
     assert losses["fhirVersion"] == "4.3.0" and losses["losses"], "the R4B export must list what it loses"
+
+
+def test_unsafe_generated_narrative_is_reported_as_the_validator_reports_it():
+    """The build checks generated narratives with the narrative layer's own rules and codes."""
+    r = {"resourceType": "Basic", "id": "x", "text": {"status": "generated", "div":
+         '<div xmlns="http://www.w3.org/1999/xhtml"><script>x</script></div>'}}
+    [issue] = b._validate_outputs(None, [r], None)
+    assert issue.is_error and issue.rule == "xhtml-element"
+    assert (issue.file, issue.expression) == ("(generated) Basic/x", "Basic.text.div")
+    assert issue.message.startswith("Generated narrative: ") and "script" in issue.message

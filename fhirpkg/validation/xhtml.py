@@ -557,20 +557,24 @@ _SEVERITIES = {"error": Severity.ERROR, "warning": Severity.WARNING, "informatio
 
 
 def check_node(node: Node) -> Iterator[Issue]:
-    """Issues for one ``xhtml`` node (Narrative.div), located at the element.
+    """Issues for one ``xhtml`` node (Narrative.div), located at the element."""
+    if isinstance(node.value, str):
+        yield from issues_for(node.value, node.expression, node.location)
+
+
+def issues_for(div: str, expression: str, location: tuple = ()) -> Iterator[Issue]:
+    """The narrative rules' problems with ``div`` as Issues at ``expression``.
 
     Positions inside the narrative go into the message for parse errors only,
     as the HL7 validator words them ("... at line 2 column 7").
     """
-    if not isinstance(node.value, str):
-        return
-    for problem in check_xhtml(node.value):
+    for problem in check_xhtml(div):
         message = problem.message
         if problem.rule == "xhtml-syntax":
             message = f"{message} at line {problem.line} column {problem.column}"
         yield Issue(_SEVERITIES[problem.severity], _CODES.get(problem.rule, "invalid"), message, problem.rule,
-                    node.expression, location=node.location)
+                    expression, location=location)
 
 
-__all__ = ["XhtmlProblem", "check_xhtml", "check_node", "html_checks", "has_content", "url_problem", "ELEMENTS",
+__all__ = ["XhtmlProblem", "check_xhtml", "check_node", "issues_for", "html_checks", "has_content", "url_problem", "ELEMENTS",
            "ATTRIBUTES", "ELEMENT_ATTRIBUTES", "XHTML_NS"]
