@@ -36,14 +36,8 @@ def examples() -> Path:
 
 
 def example_files(types=None) -> list[Path]:
-    folder = examples()
-    out = []
-    for p in sorted(folder.glob("*.json")):
-        if p.name in ("package.json", ".index.json"):
-            continue
-        if types is None or p.name.split("-", 1)[0] in types:
-            out.append(p)
-    return out
+    from fhirpkg.packages import resource_files
+    return [p for p in resource_files(examples()) if types is None or p.name.split("-", 1)[0] in types]
 
 
 def cold_cli(runs: int) -> list[float]:

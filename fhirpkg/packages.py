@@ -136,12 +136,16 @@ class Package:
 INDEXED_PROPS = ("url", "version", "kind", "type", "supplements", "content", "valueSet", "derivation")
 
 
+def resource_files(folder: Path) -> list[Path]:
+    """The JSON files of a package folder that hold resources, by name: all but
+    ``package.json`` and hidden files such as ``.index.json``."""
+    return sorted(p for p in folder.glob("*.json") if p.name != "package.json" and not p.name.startswith("."))
+
+
 def build_index(folder: Path) -> dict:
     """Build an ``.index.json`` (index-version 2) for the JSON resources in a folder."""
     files = []
-    for path in sorted(folder.glob("*.json")):
-        if path.name in ("package.json", ".index.json") or path.name.startswith("."):
-            continue
+    for path in resource_files(folder):
         try:
             res = orjson.loads(path.read_bytes())
         except orjson.JSONDecodeError:

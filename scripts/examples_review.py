@@ -93,9 +93,7 @@ def collect() -> dict[str, list[dict]]:
     validator = Validator(defs)
     folder = pk.ensure([pk.R5_EXAMPLES])[0].folder
     out: dict[str, list[dict]] = {}
-    for path in sorted(folder.glob("*.json")):
-        if path.name in ("package.json", ".index.json"):
-            continue
+    for path in pk.resource_files(folder):
         issues = [i for doc in read_source(Source(str(path), path)) for i in validator.validate_document(doc)]
         errors = [{"rule": i.rule, "expression": i.expression, "line": i.line, "message": i.message}
                   for i in issues if i.is_error]

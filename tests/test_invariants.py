@@ -10,7 +10,7 @@ import pytest
 
 from fhirpkg.issues import Severity
 from fhirpkg.model import Constraint, ElementDef, Node, ResourceFrame
-from fhirpkg.packages import cache_dir
+from fhirpkg.packages import cache_dir, resource_files
 from fhirpkg.validation.fhirpath import FhirPathError
 from fhirpkg.validation.invariants import (
     DOM_3,
@@ -279,7 +279,7 @@ def test_conformance_invariant_verdicts(index, name, expected):
 
 
 def _all_examples():
-    return [p for p in sorted(EXAMPLES.glob("*.json")) if p.name not in ("package.json", ".index.json")]
+    return resource_files(EXAMPLES)
 
 
 def _examples(step: int = 1):

@@ -6,6 +6,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from fhirpkg.packages import resource_files
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,4 +29,4 @@ def transaction(out: Path) -> Path:
 
 def package_resources(out: Path) -> list[Path]:
     folder = out.parent / "package-tgz" / "package"
-    return sorted(p for p in folder.glob("*.json") if p.name not in ("package.json", ".index.json"))
+    return resource_files(folder)

@@ -43,7 +43,7 @@ def _load(name: str, path: Path):
 
 def example_sample() -> list[Path]:
     folder = pk.ensure([pk.R5_EXAMPLES])[0].folder
-    files = sorted(p for p in folder.glob("*.json") if p.name not in ("package.json", ".index.json"))
+    files = pk.resource_files(folder)
     chosen = [p for p in files if p.name.split("-", 1)[0] in CONTENT_TYPES]
     # files over 5 MB (a few huge Bundles: Bundle-resources.json takes the HL7 validator ~3 min) are left
     # out of the sample to keep CI within its budget; test_examples.py covers them on our side
