@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .errors import PackageError, describe
 from .issues import Severity
 
 EXIT_INTERNAL = 3
@@ -33,13 +34,10 @@ class Group(click.Group):
         except KeyboardInterrupt:
             _err("fhirpkg: interrupted")
             ctx.exit(130)
+        except PackageError as e:  # a setup problem, said in its own words
+            _err(f"fhirpkg: {e}")
+            ctx.exit(2)
         except Exception as e:  # noqa: BLE001 - the last line of defence: no tracebacks for users
-            from .errors import describe
-            from .packages import PackageError
-            if isinstance(e, PackageError):
-                # a package that cannot be had (offline, not on npm, not a package): a setup problem
-                _err(f"fhirpkg: {e}")
-                ctx.exit(2)
             if os.environ.get("FHIRPKG_DEBUG"):
                 raise
             _err(f"fhirpkg: {describe(e)}")

@@ -2,6 +2,15 @@
 from __future__ import annotations
 
 
+class PackageError(Exception):
+    """A package could not be resolved, fetched or unpacked; the message says why.
+
+    A setup problem (offline, not on npm, not a package), not a bug: the CLI shows the
+    message as it is and exits 2.  Defined here, not in packages.py, so the CLI can
+    catch it without importing the package machinery.
+    """
+
+
 def describe(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "out of memory (the input is too large to validate in one piece)"

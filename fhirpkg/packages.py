@@ -26,6 +26,7 @@ from typing import Iterator
 
 import orjson
 
+from .errors import PackageError
 from .fsutil import FileLock, atomic_write_bytes, swap_in_directory
 
 CACHE_ENV = "FHIR_PACKAGE_CACHE"
@@ -56,10 +57,6 @@ MAX_RATIO = 200  # uncompressed / compressed: beyond this the archive is a bomb
 
 _NAME_RE = re.compile(r"^[a-z][a-zA-Z0-9\-]*(\.[a-z][a-zA-Z0-9\-]*)+$")
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-+]*$")
-
-
-class PackageError(Exception):
-    """A package could not be resolved, fetched or unpacked; the message says why."""
 
 
 def cache_dir() -> Path:
