@@ -20,3 +20,13 @@ def describe(exc: BaseException) -> str:
     name = type(exc).__name__
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"internal error: {name}{': ' + text if text else ''} (set FHIRPKG_DEBUG=1 for details; please report it)"
+
+
+class ApplyError(Exception):
+    """PlanDefinition $apply cannot run on this input (data not a Bundle, subject not in the data,
+    PlanDefinition or Library not found, unsupported expression language); the message says why.
+    The CLI shows it as one line and exits 2."""
+
+
+class UnsupportedElm(ApplyError):
+    """The ELM uses a node type (or FHIRHelpers function) the evaluator does not implement."""
