@@ -1,11 +1,11 @@
 """fhirpkg: validate, bundle and ship FHIR R5 knowledge content, offline.
 
-``fhirpkg.validate``, ``fhirpkg.validate_resource`` and ``fhirpkg.validate_project`` are
+``fhirpkg.validate``, ``fhirpkg.validate_resource``, ``fhirpkg.validate_project`` and ``fhirpkg.apply`` are
 ``fhirpkg.api``'s, imported on first use so that ``import fhirpkg`` stays cheap for the CLI.
 """
 __version__ = "0.1.0"
 
-_API = ("validate", "validate_resource", "validate_project", "load_definitions")
+_API = ("validate", "validate_resource", "validate_project", "load_definitions", "apply")
 
 
 def __getattr__(name: str):

@@ -226,3 +226,16 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
             issues.append(i)
     issues.extend(package_rules.check(project))
     return project, issues, defs
+
+
+def apply(plan_definition, data, subject: str, *, package=None):
+    """PlanDefinition/$apply for one patient, offline: the Bundle $apply returns, and why.
+
+    ``plan_definition`` is a file, an id (``nepc-pathway``, ``PlanDefinition/nepc-pathway``) or a canonical
+    url; ``data`` an R5 Bundle (path or dict); ``subject`` ``Patient/<id>``; ``package`` the content folder
+    (default: the project the file is in, or definitions/).  Returns :class:`fhirpkg.logic.apply.Applied`
+    (``bundle``, ``actions``, ``activities``, ``conditions``); bad input raises
+    :class:`fhirpkg.errors.ApplyError`.
+    """
+    from .logic.apply import apply as run
+    return run(plan_definition, data, subject, package=package)

@@ -218,6 +218,48 @@ def diff(old, new, fmt, output, exit_code):
         sys.exit(1)
 
 
+# --- apply ------------------------------------------------------------------------
+
+@main.command()
+@click.argument("plan_definition", metavar="PLANDEF")
+@click.option("--data", "data", required=True, type=click.Path(dir_okay=False),
+              help="The patient's records: an R5 Bundle (JSON).")
+@click.option("--subject", required=True, metavar="Patient/ID", help="The patient, as in the data.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the result Bundle here (atomically) instead of standard output.")
+@click.option("--explain", is_flag=True, help="List every condition evaluated, with its value (on standard error).")
+@click.option("--package", "package", type=click.Path(file_okay=False),
+              help="The content folder (default: the project PLANDEF is in, or definitions/).")
+def apply(plan_definition, data, subject, output, explain, package):
+    """PlanDefinition/$apply for one patient: the CarePlan, RequestOrchestration and requests that apply.
+
+    PLANDEF is a file, an id (nepc-pathway) or a canonical url."""
+    from . import api
+    from .errors import ApplyError
+    from .serialize import dumps
+    try:
+        result = api.apply(plan_definition, data, subject, package=package)
+    except ApplyError as e:
+        _err(f"fhirpkg apply: {e}")
+        sys.exit(2)
+    if explain:
+        for pd_id, action_id, expression, value in result.conditions:
+            shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
+            _err(f"{pd_id}#{action_id}: {expression!r} = {shown}")
+    text = dumps(result.bundle) + "\n"
+    summary = (f"{len(result.actions)} action(s) apply for {subject}, "
+               f"{len(result.bundle['entry']) - 2} request(s) created")
+    if output:
+        from .fsutil import atomic_write_text
+        atomic_write_text(output, text)
+        click.echo(f"{summary}: {output}")
+        for a in result.actions:
+            click.echo(f"  {a}")
+    else:
+        click.echo(text, nl=False)
+        _err(summary)
+
+
 # --- packages ---------------------------------------------------------------------
 
 @main.group()
