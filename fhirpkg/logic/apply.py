@@ -22,7 +22,7 @@ import orjson
 
 from .. import project as proj
 from ..errors import ApplyError
-from ..inputs import Source, read_source
+from ..inputs import Source, find_sources, read_source
 from . import elm
 from .r4data import convert_bundle
 
@@ -46,17 +46,24 @@ class Package:
 
     @classmethod
     def load(cls, root: Path) -> "Package":
-        project = proj.load(root)
+        """The project's resources, read as ``project.load`` reads them (inputs.find_sources/read_source),
+        without its manifest schema check: that is validation's job, and importing jsonschema alone
+        would cost 0.2 s per run."""
         pkg = cls(root, [])
-        for r in project.resources:
-            res = r.json
-            pkg.resources.append(res)
-            pkg.by_key[f"{res.get('resourceType')}/{res.get('id')}"] = res
-            pkg.files[str(r.path.resolve())] = res
-            if isinstance(res.get("url"), str):
-                pkg.by_url[res["url"]] = res
-                if isinstance(res.get("version"), str):
-                    pkg.by_url[f"{res['url']}|{res['version']}"] = res
+        for src in find_sources([str(root)]):
+            if src.path is None or src.path.name == proj.MANIFEST:
+                continue
+            for doc in read_source(src):
+                res = doc.value if doc.ok else None
+                if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+                    continue
+                pkg.resources.append(res)
+                pkg.by_key[f"{res.get('resourceType')}/{res.get('id')}"] = res
+                pkg.files[str(Path(doc.file).resolve())] = res
+                if isinstance(res.get("url"), str):
+                    pkg.by_url[res["url"]] = res
+                    if isinstance(res.get("version"), str):
+                        pkg.by_url[f"{res['url']}|{res['version']}"] = res
         pkg.valuesets = elm.ValueSets({r["url"]: r for r in pkg.resources
                                        if r.get("resourceType") == "ValueSet" and isinstance(r.get("url"), str)})
         return pkg

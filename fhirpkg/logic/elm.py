@@ -144,7 +144,7 @@ def rt_error(msg: str):
 SUPPORTED = sorted(set(_UNARY) | set(_BINARY) | set(_LISTS) | set(_AGGREGATES) | set(_COMPARISONS) | {
     "Literal", "Null", "List", "Tuple", "Instance", "ExpressionRef", "FunctionRef", "OperandRef", "ParameterRef",
     "ValueSetRef", "CodeRef", "ConceptRef", "CodeSystemRef", "Code", "Concept", "Retrieve", "Query", "AliasRef",
-    "QueryLetRef", "Property", "As", "Is", "Coalesce", "If", "Case", "InValueSet", "AnyInValueSet", "Interval",
+    "QueryLetRef", "IdentifierRef", "Property", "As", "Is", "Coalesce", "If", "Case", "InValueSet", "AnyInValueSet", "Interval",
     "Date", "DateTime", "Today", "Now", "Quantity", "Indexer"})
 
 
@@ -319,6 +319,16 @@ class Library:
 
     c_QueryLetRef = c_AliasRef
 
+    def c_IdentifierRef(self, node):
+        """A name in a sort clause: an alias, or a property of the item being sorted."""
+        name = node["name"]
+
+        def ident(ctx):
+            if name in ctx.scope:
+                return ctx.scope[name]
+            return rt.flatten_property(ctx.scope.get("$this"), name)
+        return ident
+
     def c_ValueSetRef(self, node):
         d = self.valuesets.get(node["name"])
         if d is None:
@@ -450,6 +460,8 @@ class Library:
 
     def _valueset(self, node):
         ref = node.get("valueset") or node.get("valuesetExpression")
+        if isinstance(ref, dict) and "type" not in ref and "name" in ref:
+            ref = {**ref, "type": "ValueSetRef"}  # ELM JSON leaves out the type where the schema fixes it
         if not isinstance(ref, dict) or ref.get("type") != "ValueSetRef":
             raise self.unsupported(node, f"{node.get('type')} without a ValueSetRef")
         return self.compile(ref)

@@ -145,6 +145,8 @@ def unwrap(v):
 
 def to_code(c) -> Code | None:
     c = unwrap(c)
+    if isinstance(c, Code):
+        return c
     if not isinstance(c, dict):
         return None
     return Code(c.get("code"), c.get("system"), c.get("version"), c.get("display"))
@@ -192,6 +194,8 @@ def to_interval(p) -> Interval | None:
 
 def to_quantity(q) -> Quantity | None:
     q = unwrap(q)
+    if isinstance(q, Quantity):
+        return q
     if not isinstance(q, dict) or q.get("value") is None:
         return None
     return Quantity(q["value"], q.get("code") or q.get("unit"))
@@ -206,6 +210,16 @@ def to_string(v):
     return str(v)
 
 
+def to_value(v):
+    """FHIRHelpers.ToValue: a choice value as the CQL type its FHIR type maps to."""
+    if not isinstance(v, Choice):
+        return v
+    convert = {"dateTime": to_datetime, "instant": to_datetime, "date": to_date, "CodeableConcept": to_concept,
+               "Coding": to_code, "Quantity": to_quantity, "Age": to_quantity, "Duration": to_quantity,
+               "Period": to_interval, "Range": to_interval}.get(v.type)
+    return convert(v.value) if convert else v.value
+
+
 #: FHIRHelpers 4.0.1 functions, natively: each maps a FHIR value to its CQL system type.
 FHIR_HELPERS: dict[str, Callable] = {
     "ToConcept": to_concept, "ToCode": to_code, "ToString": to_string, "ToDateTime": to_datetime,
@@ -214,7 +228,7 @@ FHIR_HELPERS: dict[str, Callable] = {
     "ToInteger": lambda v: unwrap(v) if isinstance(unwrap(v), int) and not isinstance(unwrap(v), bool) else None,
     "ToDecimal": lambda v: unwrap(v) if isinstance(unwrap(v), (int, float)) or type(unwrap(v)).__name__.endswith(
         "Decimal") else None,
-    "ToTime": lambda v: unwrap(v),
+    "ToTime": lambda v: unwrap(v), "ToValue": to_value,
 }
 
 
