@@ -4,6 +4,7 @@
 # afterwards it works offline (set FHIRPKG_MAVEN_OFFLINE=1 to pass -o to Maven).
 #   1. HL7 validator front end -> tests/interop/hl7-validator/target/validator_cli.jar (+ target/lib/)
 #   2. HAPI FHIR JPA R5 server  -> tests/interop/hapi-server/target/hapi-server.jar
+#   2b. cqf-fhir-cr $apply front end -> tests/interop/cqf-apply/target/cqf_apply.jar (+ target/lib/)
 #   3. the validator's private package cache, copied from the shared FHIR package cache
 #      (run `make packages` first; missing packages are fetched from npm unless FHIRPKG_OFFLINE=1)
 # Without java/mvn this prints why and exits 0: the interop tests then skip, or fail with the reason
@@ -20,9 +21,10 @@ fi
 "$PY" - <<'PYEOF'
 import sys, time
 sys.path.insert(0, "tests")
-from interop import hapi, hl7
+from interop import cqf, hapi, hl7
 
-for name, build in (("HL7 validator", hl7.jar_path), ("HAPI server", hapi.jar_path)):
+for name, build in (("HL7 validator", hl7.jar_path), ("HAPI server", hapi.jar_path),
+                    ("cqf-fhir-cr $apply", cqf.jar_path)):
     t = time.monotonic()
     jar = build()
     print(f"interop setup: {name}: {jar} ({time.monotonic() - t:.0f} s)", flush=True)
