@@ -12,7 +12,7 @@ Public API::
     jar_path(build=True) -> Path
     r4_content(package="definitions") -> (bundle dict, Conversion)
     patient_runs(names=None) -> list[PatientRun]        # tests/patients/expected.json
-    run(content, runs, *, warmup=0, repeat=1, elm_only=False, timeout=None) -> dict
+    run(content, runs, *, warmup=0, repeat=1, elm_only=False, share_caches=False, timeout=None) -> dict
     summary(doc) -> {(name, plan id): {"actions": [...], "activities": [...], "errors": [...]}}
 
 One JVM applies every (patient, PlanDefinition) pair, each on a fresh in-memory repository with fresh
@@ -129,7 +129,7 @@ def java_opts() -> list[str]:
 
 
 def command(content_file: Path, runs_file: Path, output: Path, *, warmup: int = 0, repeat: int = 1,
-            elm_only: bool = False) -> list[str]:
+            elm_only: bool = False, share_caches: bool = False) -> list[str]:
     java = hl7.java_exe()
     if not java:
         raise hl7.InteropUnavailable("; ".join(hl7.missing_tools()))
@@ -137,14 +137,17 @@ def command(content_file: Path, runs_file: Path, output: Path, *, warmup: int = 
            "-runs", str(runs_file), "-output", str(output), "-warmup", str(warmup), "-repeat", str(repeat)]
     if elm_only:
         cmd.append("-elm-only")
+    if share_caches:
+        cmd.append("-share-caches")
     return cmd
 
 
 def run(content: dict, runs: Sequence[dict], *, warmup: int = 0, repeat: int = 1, elm_only: bool = False,
-        timeout: float | None = None) -> dict:
+        share_caches: bool = False, timeout: float | None = None) -> dict:
     """Apply every run's plans in ONE JVM and return the front end's JSON output.
 
     ``runs``: ``[{"name": .., "data": <R4 Bundle dict>, "subject": "Patient/x", "plans": [canonical, ..]}]``.
+    ``share_caches`` (benchmarks only) keeps compiled libraries cached across runs, as a server would.
     The output gets ``wallSeconds`` (the whole process, JVM start included).
     """
     with tempfile.TemporaryDirectory(prefix="cqf-") as tmp:
@@ -161,7 +164,8 @@ def run(content: dict, runs: Sequence[dict], *, warmup: int = 0, repeat: int = 1
         runs_file.write_text(json.dumps(listed), encoding="utf-8")
         out = tmpd / "out.json"
         log = tmpd / "log.txt"
-        cmd = command(content_file, runs_file, out, warmup=warmup, repeat=repeat, elm_only=elm_only)
+        cmd = command(content_file, runs_file, out, warmup=warmup, repeat=repeat, elm_only=elm_only,
+                      share_caches=share_caches)
         started = time.monotonic()
         with open(log, "wb") as logf:
             try:

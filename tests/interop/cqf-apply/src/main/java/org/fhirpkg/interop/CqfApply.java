@@ -62,7 +62,9 @@ import org.slf4j.LoggerFactory;
  * <p>Options: {@code -content FILE} (required), {@code -runs FILE} (required), {@code -output FILE},
  * {@code -warmup N} untimed passes first, {@code -repeat N} measured passes (default 1),
  * {@code -elm-only} removes the text/cql attachments of every Library so that the engine must run the
- * shipped ELM (without it the engine may translate the CQL itself).
+ * shipped ELM (without it the engine may translate the CQL itself); {@code -share-caches} gives every run
+ * the same engine settings, so compiled libraries and value-set expansions are cached across runs as in a
+ * long-running server (for benchmarks only: runs are then no longer independent).
  * Exit codes: 0 = ran (errors of single runs are in the output), 2 = usage or input error.
  */
 public final class CqfApply {
@@ -115,6 +117,7 @@ public final class CqfApply {
     int warmup = 0;
     int repeat = 1;
     boolean elmOnly = false;
+    CrSettings shared = null;
     for (int i = 0; i < args.length; i++) {
       switch (args[i]) {
         case "-content" -> content = value(args, ++i);
@@ -123,12 +126,13 @@ public final class CqfApply {
         case "-warmup" -> warmup = Integer.parseInt(value(args, ++i));
         case "-repeat" -> repeat = Math.max(1, Integer.parseInt(value(args, ++i)));
         case "-elm-only" -> elmOnly = true;
+        case "-share-caches" -> shared = CrSettings.getDefault();
         default -> throw new UsageException("unknown option " + args[i]);
       }
     }
     if (content == null || runsFile == null) {
       throw new UsageException("usage: -content CONTENT.r4.json -runs RUNS.json [-output OUT.json] "
-          + "[-warmup N] [-repeat N] [-elm-only]");
+          + "[-warmup N] [-repeat N] [-elm-only] [-share-caches]");
     }
     ListAppender<ILoggingEvent> log = captureLog();
     long t0 = System.nanoTime();
@@ -144,7 +148,7 @@ public final class CqfApply {
     for (int w = 0; w < warmup; w++) {
       for (Run r : runs) {
         for (String plan : r.plans()) {
-          applyOnce(ctx, contentBundle, r, plan, log);
+          applyOnce(ctx, contentBundle, r, plan, log, shared);
         }
       }
     }
@@ -169,7 +173,7 @@ public final class CqfApply {
         for (String plan : plans) {
           String key = r.name() + "\u0000" + plan;
           long s = System.nanoTime();
-          Object[] out = applyOnce(ctx, contentBundle, r, plan, log);
+          Object[] out = applyOnce(ctx, contentBundle, r, plan, log, shared);
           double ms = (System.nanoTime() - s) / 1e6;
           if (firstApplyMs == null) {
             firstApplyMs = ms;
@@ -205,6 +209,7 @@ public final class CqfApply {
     engine.put("fhirVersion", ctx.getVersion().getVersion().getFhirVersionString());
     engine.put("java", System.getProperty("java.version"));
     engine.put("elmOnly", elmOnly);
+    engine.put("sharedCaches", shared != null);
     ObjectNode timing = doc.putObject("timing");
     timing.put("jvmStartToLoadedMs", (System.currentTimeMillis() - jvmStart)
         - (System.nanoTime() - t0) / 1e6 + loadMs);
@@ -303,7 +308,7 @@ public final class CqfApply {
    * settings/caches.  Returns {CarePlan or null, Summary}.
    */
   static Object[] applyOnce(FhirContext ctx, Bundle content, Run run, String plan,
-                            ListAppender<ILoggingEvent> log) {
+                            ListAppender<ILoggingEvent> log, CrSettings shared) {
     log.list.clear();
     Bundle all = new Bundle();
     all.setType(Bundle.BundleType.COLLECTION);
@@ -315,7 +320,8 @@ public final class CqfApply {
       }
     }
     var repository = new InMemoryFhirRepository(ctx, all);
-    var processor = new PlanDefinitionProcessor(repository, CrSettings.getDefault());
+    var processor = new PlanDefinitionProcessor(repository,
+        shared != null ? shared : CrSettings.getDefault());
     List<String> errors = new ArrayList<>();
     CarePlan carePlan = null;
     try {

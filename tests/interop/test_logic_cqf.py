@@ -1,0 +1,136 @@
+"""The content's logic on the reference $apply engine, cqf-fhir-cr, against the hand-written panel.
+
+For every patient of ``tests/patients/expected.json`` and every PlanDefinition listed for it, the
+engine's included actions ("<PlanDefinition id>#<action id>", nested PlanDefinitions followed) and the
+ActivityDefinitions it instantiated must equal the expected ones (written by hand from the source
+article and docs/logic.md) and the ones ``fhirpkg.api.apply`` gives.  The engine evaluates R4: the
+package is converted by ``fhirpkg.convert.to_r4`` (what ``fhirpkg build`` writes to build/r4/) and the
+patients' R5 records by ``fhirpkg.logic.r4data.to_r4_bundle``.
+
+All patients run in one JVM; each (patient, PlanDefinition) on a fresh repository with fresh engine
+caches, twice (forward, then reverse order), and the two passes must agree.  A second JVM runs
+nepc-pathway (which nests every recommendation, information and investigational PlanDefinition) with
+the Libraries' CQL removed, so the engine can only run the shipped ELM.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from . import cqf, hl7
+from .conftest import require_interop, unavailable
+
+pytestmark = pytest.mark.interop
+
+
+def _panel_names() -> list[str]:
+    try:
+        return sorted(json.loads(cqf.expected_file().read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return []
+
+
+PANEL = _panel_names()
+
+
+def _runs(patients, plans=None) -> list[dict]:
+    from fhirpkg.logic.r4data import to_r4_bundle
+
+    return [{"name": p.name, "subject": p.subject,
+             "data": to_r4_bundle(json.loads(p.path.read_text(encoding="utf-8"))),
+             "plans": [cqf.plan_canonical(pid) for pid in (plans or sorted(p.expected))]}
+            for p in patients]
+
+
+def _engine(**kw) -> dict:
+    if reasons := hl7.missing_tools():
+        unavailable("; ".join(reasons))
+    if not PANEL:
+        msg = f"no test-patient panel at {cqf.expected_file()}"
+        if require_interop():
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    try:
+        cqf.jar_path()
+    except hl7.InteropUnavailable as e:
+        unavailable(str(e))
+    content, _ = cqf.r4_content()
+    doc = cqf.run(content, _runs(cqf.patient_runs(), kw.pop("plans", None)), **kw)
+    print(f"\ncqf-fhir-cr {doc['engine']['version']}: {len(doc['results'])} applies in "
+          f"{doc['wallSeconds']:.1f} s (JVM included), first apply {doc['timing'].get('firstApplyMs', 0):.0f} ms")
+    return doc
+
+
+@pytest.fixture(scope="module")
+def engine() -> dict:
+    """Every patient x every plan of expected.json, two passes (forward, reverse) in one JVM."""
+    return _engine(repeat=2)
+
+
+@pytest.fixture(scope="module")
+def engine_elm_only() -> dict:
+    return _engine(plans=["nepc-pathway"], elm_only=True)
+
+
+def _diff(got: dict, want: dict) -> list[str]:
+    lines = []
+    for key in ("actions", "activities"):
+        g, w = list(got.get(key) or []), list(want.get(key) or [])
+        if sorted(g) != sorted(w):
+            missing = [x for x in w if x not in g or w.count(x) > g.count(x)]
+            extra = [x for x in g if x not in w or g.count(x) > w.count(x)]
+            lines.append(f"  {key}: missing {sorted(set(missing))}, extra {sorted(set(extra))}")
+    return lines
+
+
+def _result(doc: dict, name: str, plan: str) -> dict:
+    return cqf.summary(doc)[(name, plan)]
+
+
+def test_runs_are_independent(engine):
+    assert engine["consistent"], "\n".join(engine["inconsistencies"])
+    assert all(len(r["millis"]) == 2 for r in engine["results"])
+
+
+def test_engine_reports_no_errors(engine):
+    problems = [f"{r['name']} {r['plan']}: {e}" for r in engine["results"] for e in r["errors"]]
+    assert not problems, "\n".join(problems[:40])
+
+
+@pytest.mark.parametrize("name", PANEL or ["(no panel)"])
+def test_engine_gives_the_expected_result(engine, name):
+    patient = cqf.patient_runs([name])[0]
+    diffs = []
+    for plan, want in sorted(patient.expected.items()):
+        got = _result(engine, name, plan)
+        if d := _diff(got, want):
+            diffs.append(f"{name} {plan} (cqf-fhir-cr vs expected.json):\n" + "\n".join(d))
+    assert not diffs, f"{patient.why}\n" + "\n".join(diffs)
+
+
+@pytest.mark.parametrize("name", PANEL or ["(no panel)"])
+def test_engine_agrees_with_fhirpkg_apply(engine, name):
+    from fhirpkg.api import apply
+
+    patient = cqf.patient_runs([name])[0]
+    diffs = []
+    for plan in sorted(patient.expected):
+        mine = apply(plan, str(patient.path), patient.subject)
+        ours = {"actions": mine.actions, "activities": mine.activities}
+        got = _result(engine, name, plan)
+        if d := _diff(got, ours):
+            diffs.append(f"{name} {plan} (cqf-fhir-cr vs fhirpkg apply):\n" + "\n".join(d))
+    assert not diffs, "\n".join(diffs)
+
+
+def test_shipped_elm_alone_gives_the_same_result(engine, engine_elm_only):
+    assert engine_elm_only["engine"]["elmOnly"] is True
+    problems = [f"{r['name']}: {e}" for r in engine_elm_only["results"] for e in r["errors"]]
+    assert not problems, "\n".join(problems[:40])
+    diffs = []
+    for r in engine_elm_only["results"]:
+        with_cql = _result(engine, r["name"], "nepc-pathway")
+        if d := _diff(r, with_cql):
+            diffs.append(f"{r['name']} nepc-pathway (ELM only vs CQL+ELM):\n" + "\n".join(d))
+    assert not diffs, "\n".join(diffs)
