@@ -112,6 +112,8 @@ _UNARY = {
     "ToDecimal": lambda a: a, "ToQuantity": lambda a: a,
     "DateFrom": lambda a: DateTime(a.parts[:3], True) if isinstance(a, DateTime) else None,
     "Negate": lambda a: None if a is None else -a,
+    "Upper": lambda a: None if a is None else a.upper(), "Lower": lambda a: None if a is None else a.lower(),
+    "Length": lambda a: None if a is None else len(a),
 }
 _BINARY = {
     "And": _and, "Or": _or,
@@ -122,10 +124,13 @@ _BINARY = {
     "Add": lambda a, b: None if a is None or b is None else a + b,
     "Subtract": lambda a, b: None if a is None or b is None else a - b,
     "Multiply": lambda a, b: None if a is None or b is None else a * b,
+    "StartsWith": lambda a, b: None if a is None or b is None else a.startswith(b),
+    "EndsWith": lambda a, b: None if a is None or b is None else a.endswith(b),
 }
 _LISTS = {
     "Union": lambda a, b: None if a is None and b is None else distinct(_as_list(a) + _as_list(b)),
     "Intersect": lambda a, b: None if a is None or b is None else [x for x in distinct(a) if _in_list(x, b)],
+    "Concatenate": lambda a, b: None if a is None or b is None else a + b,
     "Except": lambda a, b: None if a is None else [x for x in distinct(a) if not _in_list(x, b or [])],
 }
 _AGGREGATES = {
@@ -145,7 +150,7 @@ SUPPORTED = sorted(set(_UNARY) | set(_BINARY) | set(_LISTS) | set(_AGGREGATES) |
     "Literal", "Null", "List", "Tuple", "Instance", "ExpressionRef", "FunctionRef", "OperandRef", "ParameterRef",
     "ValueSetRef", "CodeRef", "ConceptRef", "CodeSystemRef", "Code", "Concept", "Retrieve", "Query", "AliasRef",
     "QueryLetRef", "IdentifierRef", "Property", "As", "Is", "Coalesce", "If", "Case", "InValueSet", "AnyInValueSet", "Interval",
-    "Date", "DateTime", "Today", "Now", "Quantity", "Indexer"})
+    "Date", "DateTime", "Today", "Now", "Quantity", "Indexer", "Split"})
 
 
 class Library:
@@ -438,6 +443,16 @@ class Library:
                     return th(ctx)
             return other(ctx)
         return case
+
+    def c_Split(self, node):
+        a, sep = self.compile(node.get("stringToSplit")), self.compile(node.get("separator"))
+
+        def split(ctx):
+            text, by = a(ctx), sep(ctx)
+            if text is None:
+                return None
+            return [text] if not by else text.split(by)
+        return split
 
     def c_Indexer(self, node):
         a, i = (self.compile(o) for o in node["operand"])

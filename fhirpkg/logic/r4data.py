@@ -3,7 +3,8 @@
 The CQL library is written against FHIR 4.0.1 (the translator ships no 5.0.0 model info) and the
 reference engine evaluates R4 only, so R5 patient records are rewritten before they are read.
 Only the resource types of the data contract (docs/logic.md) are converted: Patient, Condition,
-Procedure, DiagnosticReport, Observation, MedicationRequest and MedicationAdministration.  Element
+Procedure, DiagnosticReport, Observation, MedicationRequest and MedicationAdministration, plus
+Medication (what ``medicationReference`` points at; the translator joins it).  Element
 names were checked against hl7.fhir.r5.core#5.0.0 and hl7.fhir.r4b.core#4.3.0 (whose element paths
 for these seven types equal R4's, per hl7.fhir.xver-extensions#0.1.0 ``other/xver-paths-4.0.json``).
 
@@ -19,7 +20,7 @@ from ..convert import Loss
 
 #: The resource types this module converts (the data contract's types).
 CONVERTED = ("Patient", "Condition", "Procedure", "DiagnosticReport", "Observation", "MedicationRequest",
-             "MedicationAdministration")
+             "MedicationAdministration", "Medication")
 
 #: Condition.participant.function codes (provenance-participant-type) that map to R4 elements.
 _CONDITION_ROLES = {"author": "recorder", "enterer": "recorder", "informant": "asserter", "attester": "asserter"}
@@ -257,7 +258,29 @@ def _medication_administration(res: dict, cx: _Cx) -> None:
     cx.drop(res, "basedOn", "isSubPotent", "subPotentReason", "recorded")
 
 
+def _medication_resource(res: dict, cx: _Cx) -> None:
+    if "marketingAuthorizationHolder" in res:
+        res["manufacturer"] = res.pop("marketingAuthorizationHolder")
+    if "doseForm" in res:
+        res["form"] = res.pop("doseForm")
+    for ing in res.get("ingredient") or []:
+        if not isinstance(ing, dict):
+            continue
+        item = ing.pop("item", None)
+        if isinstance(item, dict) and "concept" in item:
+            ing["itemCodeableConcept"] = item["concept"]
+        elif isinstance(item, dict) and "reference" in item:
+            ing["itemReference"] = item["reference"]
+        if "strengthRatio" in ing:
+            ing["strength"] = ing.pop("strengthRatio")
+        for key in [k for k in ing if k.startswith("strength") and k != "strength"]:
+            del ing[key]
+            cx.lose("ingredient.strength[x]", "R4 strength is a Ratio")
+    cx.drop(res, "totalVolume", "definition")
+
+
 _CONVERTERS = {
+    "Medication": _medication_resource,
     "Patient": _patient,
     "Condition": _condition,
     "Procedure": _procedure,

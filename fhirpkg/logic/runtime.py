@@ -18,6 +18,9 @@ PATIENT_PATHS = {"Patient": None, "Condition": "subject", "Procedure": "subject"
                  "Observation": "subject", "MedicationRequest": "subject", "MedicationAdministration": "subject",
                  "MedicationStatement": "subject", "Encounter": "subject", "AllergyIntolerance": "patient",
                  "ServiceRequest": "subject", "Specimen": "subject", "Immunization": "patient"}
+#: Types outside the patient compartment that a retrieve may still need (the translator joins
+#: ``medicationReference`` to Medication resources).
+SHARED_TYPES = frozenset({"Medication"})
 #: The FHIR 4.0.1 model info's primary code paths, for a Retrieve that names no codeProperty.
 PRIMARY_CODE = {"Condition": "code", "Procedure": "code", "DiagnosticReport": "code", "Observation": "code",
                 "MedicationRequest": "medication", "MedicationAdministration": "medication",
@@ -116,6 +119,9 @@ class Data:
             if rt == "Patient":
                 if r is patient:
                     by_type.setdefault(rt, []).append(r)
+                continue
+            if rt in SHARED_TYPES:  # not in the patient compartment: read by reference (medicationReference)
+                by_type.setdefault(rt, []).append(r)
                 continue
             path = PATIENT_PATHS.get(rt, "subject")
             ref = (r.get(path) or {}).get("reference") if isinstance(r.get(path), dict) else None

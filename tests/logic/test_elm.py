@@ -6,6 +6,10 @@ translator and is exercised by tests/logic/test_apply.py and the panel test.
 """
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
+
 import pytest
 
 from fhirpkg.errors import UnsupportedElm
@@ -206,3 +210,87 @@ def test_unsupported_fhirhelpers_function():
     with pytest.raises(UnsupportedElm, match="FHIRHelpers.ToRatio"):
         evaluate({"type": "FunctionRef", "name": "ToRatio", "libraryName": "FHIRHelpers", "localId": "7",
                   "operand": [NULL]})
+
+
+# --- ELM from the official translator (tests/logic/elm/ContractSample.cql -> .json, cql-to-elm 4.4.0) ----------
+FIXTURE = Path(__file__).parent / "elm" / "ContractSample.json"
+B = "http://example.org/fhir/nepc/ValueSet/"
+RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
+LOINC = "http://loinc.org"
+ICDO = "http://terminology.hl7.org/CodeSystem/icd-o-3"
+HGNC = "http://www.genenames.org"
+SAMPLE_VS = elm.ValueSets({
+    B + "nepc-diagnosis": {"compose": {"include": [{"system": SNOMED, "concept": [{"code": "396198006"}]}]}},
+    B + "neuroendocrine-histology": {"compose": {"include": [{"system": ICDO, "concept": [{"code": "8041/3"}]}]}},
+    B + "platinum-agents": {"compose": {"include": [{"system": RX, "concept": [{"code": "2555"}]}]}},
+    B + "hrr-genes": {"compose": {"include": [{"system": HGNC, "concept": [{"code": "HGNC:1101"}]}]}}})
+P = {"reference": "Patient/p"}
+
+
+def cc(system, code):
+    return {"coding": [{"system": system, "code": code}]}
+
+
+def sample(*resources):
+    lib = elm.load(json.loads(FIXTURE.read_text()))
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": {"resourceType": "Patient", "id": "p"}}] + [{"resource": r} for r in resources]}
+    ctx = elm.Context(elm.Data.of(to_r4_bundle(bundle), "p"), SAMPLE_VS)
+    return lambda name: lib.evaluate(name, ctx)
+
+
+NEPC = {"resourceType": "Condition", "id": "c", "subject": P, "code": cc(SNOMED, "396198006"),
+        "verificationStatus": cc("http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed")}
+MED = {"resourceType": "Medication", "id": "med1", "code": cc(RX, "2555")}
+ADMIN = {"resourceType": "MedicationAdministration", "id": "a1", "subject": P, "status": "completed",
+         "medication": {"reference": {"reference": "Medication/med1"}}, "occurencePeriod": {"start": "2024-06-01"}}
+ORDER = {"resourceType": "MedicationRequest", "id": "m1", "subject": P, "status": "active", "intent": "order",
+         "medication": {"concept": cc(RX, "2555")}, "authoredOn": "2024-05-20"}
+
+
+def progression(date):
+    return {"resourceType": "Observation", "id": "o1", "subject": P, "status": "final", "code": cc(LOINC, "97509-4"),
+            "valueCodeableConcept": cc(SNOMED, "271299001"), "effectiveDateTime": date}
+
+
+def test_translated_elm_diagnosis_and_pathology():
+    report = {"resourceType": "DiagnosticReport", "id": "r", "subject": P, "status": "final", "code": {"text": "x"},
+              "conclusionCode": [cc(ICDO, "8041/3")]}
+    ev = sample(NEPC, report)
+    assert ev("Has Confirmed NEPC Diagnosis") is True
+    assert ev("Neuroendocrine Pathology Report") is True      # AnyInValueSet over conclusionCode
+    prelim = dict(report, status="preliminary")
+    assert sample(NEPC, prelim)("Neuroendocrine Pathology Report") is False
+
+
+def test_translated_elm_platinum_through_medication_reference_and_dates():
+    """The translator joins MedicationAdministration.medicationReference to Medication (a With clause);
+    the earliest platinum date is the order's authoredOn (2024-05-20), before the administration."""
+    ev = sample(NEPC, MED, ADMIN, ORDER, progression("2024-05-20"))
+    assert [a["id"] for a in ev("Platinum Administrations")] == ["a1"]
+    assert [m["id"] for m in ev("Platinum Orders")] == ["m1"]
+    assert ev("No Prior Platinum Chemotherapy") is False
+    assert ev("First Platinum Date") == DateTime((2024, 5, 20))
+    assert ev("Disease Progression After Platinum") is True    # same day counts: "on or after"
+    assert sample(NEPC, MED, ADMIN, ORDER, progression("2024-05-19"))("Disease Progression After Platinum") is False
+    assert sample(NEPC, progression("2024-05-19"))("Disease Progression After Platinum") is False  # no platinum
+    assert sample(NEPC)("No Prior Platinum Chemotherapy") is True
+
+
+def test_translated_elm_hrr_component():
+    variant = {"resourceType": "Observation", "id": "v", "subject": P, "status": "final", "code": cc(LOINC, "69548-6"),
+               "valueCodeableConcept": cc(LOINC, "LA9633-4"),
+               "component": [{"code": cc(LOINC, "48018-6"), "valueCodeableConcept": cc(HGNC, "HGNC:1101")}]}
+    assert sample(variant)("HRR") is True
+    other_gene = copy.deepcopy(variant)
+    other_gene["component"][0]["valueCodeableConcept"] = cc(HGNC, "HGNC:11998")
+    assert sample(other_gene)("HRR") is False
+
+
+def test_translated_elm_sort_and_function():
+    old = dict(NEPC, id="old", recordedDate="2023-01-01", onsetDateTime="2022-12-01")
+    new = dict(NEPC, id="new", recordedDate="2024-01-01")
+    ev = sample(new, old)
+    assert ev("Earliest Condition")["id"] == "old"
+    # a return clause keeps nulls (the condition without an onset); the value is the FHIR dateTime itself
+    assert ev("Onsets") == [None, "2022-12-01"]
