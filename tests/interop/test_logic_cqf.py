@@ -94,7 +94,7 @@ def test_runs_are_independent(engine):
 
 
 def test_engine_reports_no_errors(engine):
-    problems = [f"{r['name']} {r['plan']}: {e}" for r in engine["results"] for e in r["errors"]]
+    problems = [f"{r['name']} {r['plan']}: {e}" for r in engine["results"] for e in cqf.errors(r)]
     assert not problems, "\n".join(problems[:40])
 
 
@@ -126,7 +126,7 @@ def test_engine_agrees_with_fhirpkg_apply(engine, name):
 
 def test_shipped_elm_alone_gives_the_same_result(engine, engine_elm_only):
     assert engine_elm_only["engine"]["elmOnly"] is True
-    problems = [f"{r['name']}: {e}" for r in engine_elm_only["results"] for e in r["errors"]]
+    problems = [f"{r['name']}: {e}" for r in engine_elm_only["results"] for e in cqf.errors(r)]
     assert not problems, "\n".join(problems[:40])
     diffs = []
     for r in engine_elm_only["results"]:

@@ -35,6 +35,8 @@ import org.hl7.fhir.r4.model.PlanDefinition.PlanDefinitionActionComponent;
 import org.hl7.fhir.r4.model.RequestGroup;
 import org.hl7.fhir.r4.model.RequestGroup.RequestGroupActionComponent;
 import org.hl7.fhir.r4.model.Resource;
+import org.opencds.cqf.fhir.cql.engine.retrieve.RetrieveSettings;
+import org.opencds.cqf.fhir.cql.engine.terminology.TerminologySettings;
 import org.opencds.cqf.fhir.cr.CrSettings;
 import org.opencds.cqf.fhir.cr.plandefinition.PlanDefinitionProcessor;
 import org.opencds.cqf.fhir.utility.monad.Eithers;
@@ -126,7 +128,7 @@ public final class CqfApply {
         case "-warmup" -> warmup = Integer.parseInt(value(args, ++i));
         case "-repeat" -> repeat = Math.max(1, Integer.parseInt(value(args, ++i)));
         case "-elm-only" -> elmOnly = true;
-        case "-share-caches" -> shared = CrSettings.getDefault();
+        case "-share-caches" -> shared = settings();
         default -> throw new UsageException("unknown option " + args[i]);
       }
     }
@@ -294,6 +296,24 @@ public final class CqfApply {
     }
   }
 
+  /**
+   * Engine settings for an in-memory repository with no terminology server: value sets are expanded from
+   * their compose (the package's value sets enumerate their codes, so this expansion is exact) and
+   * retrieves are filtered by the CQL engine.  The defaults (AUTO) ask the repository for $expand, which
+   * InMemoryFhirRepository does not implement ("Invoke is not currently supported").
+   */
+  static CrSettings settings() {
+    CrSettings s = CrSettings.getDefault();
+    s.getEvaluationSettings().getTerminologySettings()
+        .setValuesetExpansionMode(TerminologySettings.VALUESET_EXPANSION_MODE.PERFORM_NAIVE_EXPANSION)
+        .setValuesetMembershipMode(TerminologySettings.VALUESET_MEMBERSHIP_MODE.USE_EXPANSION)
+        .setCodeLookupMode(TerminologySettings.CODE_LOOKUP_MODE.USE_CODESYSTEM_URL);
+    s.getEvaluationSettings().getRetrieveSettings()
+        .setSearchParameterMode(RetrieveSettings.SEARCH_FILTER_MODE.FILTER_IN_MEMORY)
+        .setTerminologyParameterMode(RetrieveSettings.TERMINOLOGY_FILTER_MODE.FILTER_IN_MEMORY);
+    return s;
+  }
+
   private static ListAppender<ILoggingEvent> captureLog() {
     Logger root = (Logger) LoggerFactory.getLogger(org.slf4j.Logger.ROOT_LOGGER_NAME);
     ListAppender<ILoggingEvent> appender = new ListAppender<>();
@@ -321,7 +341,7 @@ public final class CqfApply {
     }
     var repository = new InMemoryFhirRepository(ctx, all);
     var processor = new PlanDefinitionProcessor(repository,
-        shared != null ? shared : CrSettings.getDefault());
+        shared != null ? shared : settings());
     List<String> errors = new ArrayList<>();
     CarePlan carePlan = null;
     try {
