@@ -148,7 +148,7 @@ def rt_error(msg: str):
 #: The ELM node types this evaluator implements (docs/logic.md lists them).
 SUPPORTED = sorted(set(_UNARY) | set(_BINARY) | set(_LISTS) | set(_AGGREGATES) | set(_COMPARISONS) | {
     "Literal", "Null", "List", "Tuple", "Instance", "ExpressionRef", "FunctionRef", "OperandRef", "ParameterRef",
-    "ValueSetRef", "CodeRef", "ConceptRef", "CodeSystemRef", "Code", "Concept", "Retrieve", "Query", "AliasRef",
+    "ValueSetRef", "CodeRef", "ConceptRef", "Code", "Concept", "Retrieve", "Query", "AliasRef",
     "QueryLetRef", "IdentifierRef", "Property", "As", "Is", "Coalesce", "If", "Case", "InValueSet", "AnyInValueSet", "Interval",
     "Date", "DateTime", "Today", "Now", "Quantity", "Indexer", "Split"})
 
