@@ -35,6 +35,9 @@ import org.hl7.fhir.r4.model.PlanDefinition.PlanDefinitionActionComponent;
 import org.hl7.fhir.r4.model.RequestGroup;
 import org.hl7.fhir.r4.model.RequestGroup.RequestGroupActionComponent;
 import org.hl7.fhir.r4.model.Resource;
+import org.cqframework.cql.cql2elm.CompilerOptions;
+import org.cqframework.cql.cql2elm.CqlCompilerOptions;
+import org.cqframework.cql.cql2elm.LibraryBuilder;
 import org.opencds.cqf.fhir.cql.engine.retrieve.RetrieveSettings;
 import org.opencds.cqf.fhir.cql.engine.terminology.TerminologySettings;
 import org.opencds.cqf.fhir.cr.CrSettings;
@@ -64,7 +67,8 @@ import org.slf4j.LoggerFactory;
  * <p>Options: {@code -content FILE} (required), {@code -runs FILE} (required), {@code -output FILE},
  * {@code -warmup N} untimed passes first, {@code -repeat N} measured passes (default 1),
  * {@code -elm-only} removes the text/cql attachments of every Library so that the engine must run the
- * shipped ELM (without it the engine may translate the CQL itself); {@code -share-caches} gives every run
+ * shipped ELM, and sets the engine's compiler options to the ELM's own (without it the engine translates
+ * the CQL again whenever the Library has it, see {@link #settings}); {@code -share-caches} gives every run
  * the same engine settings, so compiled libraries and value-set expansions are cached across runs as in a
  * long-running server (for benchmarks only: runs are then no longer independent).
  * Exit codes: 0 = ran (errors of single runs are in the output), 2 = usage or input error.
@@ -119,7 +123,7 @@ public final class CqfApply {
     int warmup = 0;
     int repeat = 1;
     boolean elmOnly = false;
-    CrSettings shared = null;
+    boolean shareCaches = false;
     for (int i = 0; i < args.length; i++) {
       switch (args[i]) {
         case "-content" -> content = value(args, ++i);
@@ -128,7 +132,7 @@ public final class CqfApply {
         case "-warmup" -> warmup = Integer.parseInt(value(args, ++i));
         case "-repeat" -> repeat = Math.max(1, Integer.parseInt(value(args, ++i)));
         case "-elm-only" -> elmOnly = true;
-        case "-share-caches" -> shared = settings();
+        case "-share-caches" -> shareCaches = true;
         default -> throw new UsageException("unknown option " + args[i]);
       }
     }
@@ -141,16 +145,20 @@ public final class CqfApply {
     FhirContext ctx = FhirContext.forR4Cached();
     IParser parser = ctx.newJsonParser();
     Bundle contentBundle = readBundle(parser, content);
+    ElmInfo elmInfo = null;
     if (elmOnly) {
       stripCql(contentBundle);
+      elmInfo = elmInfo(contentBundle);
     }
     List<Run> runs = readRuns(parser, runsFile);
+    final ElmInfo elm = elmInfo;
+    CrSettings shared = shareCaches ? settings(elm) : null;
     double loadMs = (System.nanoTime() - t0) / 1e6;
 
     for (int w = 0; w < warmup; w++) {
       for (Run r : runs) {
         for (String plan : r.plans()) {
-          applyOnce(ctx, contentBundle, r, plan, log, shared);
+          applyOnce(ctx, contentBundle, r, plan, log, shared, elm);
         }
       }
     }
@@ -175,7 +183,7 @@ public final class CqfApply {
         for (String plan : plans) {
           String key = r.name() + "\u0000" + plan;
           long s = System.nanoTime();
-          Object[] out = applyOnce(ctx, contentBundle, r, plan, log, shared);
+          Object[] out = applyOnce(ctx, contentBundle, r, plan, log, shared, elm);
           double ms = (System.nanoTime() - s) / 1e6;
           if (firstApplyMs == null) {
             firstApplyMs = ms;
@@ -212,6 +220,13 @@ public final class CqfApply {
     engine.put("java", System.getProperty("java.version"));
     engine.put("elmOnly", elmOnly);
     engine.put("sharedCaches", shared != null);
+    if (elm != null) {
+      ObjectNode e = engine.putObject("elmCompilerOptions");
+      e.put("translatorVersion", elm.version());
+      e.put("translatorOptions", elm.options());
+      e.put("signatureLevel", elm.signatureLevel());
+      e.set("mismatches", JSON.valueToTree(elm.mismatches()));
+    }
     ObjectNode timing = doc.putObject("timing");
     timing.put("jvmStartToLoadedMs", (System.currentTimeMillis() - jvmStart)
         - (System.nanoTime() - t0) / 1e6 + loadMs);
@@ -281,6 +296,46 @@ public final class CqfApply {
     return runs;
   }
 
+  /** The translator's annotation (CqlToElmInfo) shared by the Libraries' ELM, and any Library that differs. */
+  record ElmInfo(String version, String options, String signatureLevel, List<String> mismatches) {
+  }
+
+  static ElmInfo elmInfo(Bundle bundle) throws IOException {
+    ElmInfo first = null;
+    List<String> mismatches = new ArrayList<>();
+    for (var e : bundle.getEntry()) {
+      if (!(e.getResource() instanceof Library lib)) {
+        continue;
+      }
+      for (Attachment a : lib.getContent()) {
+        if (!"application/elm+json".equals(a.getContentType()) || a.getData() == null) {
+          continue;
+        }
+        JsonNode info = null;
+        for (JsonNode ann : JSON.readTree(a.getData()).path("library").path("annotation")) {
+          if ("CqlToElmInfo".equals(ann.path("type").asText())) {
+            info = ann;
+          }
+        }
+        if (info == null) {
+          mismatches.add(lib.getName() + ": no CqlToElmInfo annotation");
+          continue;
+        }
+        ElmInfo here = new ElmInfo(info.path("translatorVersion").asText(null),
+            info.path("translatorOptions").asText(""), info.path("signatureLevel").asText(null), List.of());
+        if (first == null) {
+          first = here;
+        } else if (!first.equals(here)) {
+          mismatches.add(lib.getName() + ": " + here + " differs from " + first);
+        }
+      }
+    }
+    if (first == null) {
+      throw new IOException("-elm-only: no Library has application/elm+json content");
+    }
+    return new ElmInfo(first.version(), first.options(), first.signatureLevel(), mismatches);
+  }
+
   /** Drop every Library's text/cql attachment: the engine can then only use the shipped ELM. */
   private static void stripCql(Bundle bundle) {
     for (var e : bundle.getEntry()) {
@@ -302,8 +357,19 @@ public final class CqfApply {
    * retrieves are filtered by the CQL engine.  The defaults (AUTO) ask the repository for $expand, which
    * InMemoryFhirRepository does not implement ("Invoke is not currently supported").
    */
-  static CrSettings settings() {
+  static CrSettings settings(ElmInfo elm) {
     CrSettings s = CrSettings.getDefault();
+    if (elm != null) {
+      // The engine runs a Library's ELM only when its compiler options equal the ELM's own
+      // (LibraryManager.checkBinaryCompatibility: signature level, option set, and a compatibility level equal
+      // to the translator version); otherwise it translates the CQL again.  -elm-only sets them from the ELM.
+      CqlCompilerOptions c = s.getEvaluationSettings().getCqlOptions().getCqlCompilerOptions();
+      c.setOptions(CompilerOptions.parseCompilerOptions(elm.options()).toArray(new CqlCompilerOptions.Options[0]));
+      if (elm.signatureLevel() != null) {
+        c.setSignatureLevel(LibraryBuilder.SignatureLevel.valueOf(elm.signatureLevel()));
+      }
+      c.setCompatibilityLevel(elm.version());
+    }
     s.getEvaluationSettings().getTerminologySettings()
         .setValuesetExpansionMode(TerminologySettings.VALUESET_EXPANSION_MODE.PERFORM_NAIVE_EXPANSION)
         .setValuesetMembershipMode(TerminologySettings.VALUESET_MEMBERSHIP_MODE.USE_EXPANSION)
@@ -328,7 +394,7 @@ public final class CqfApply {
    * settings/caches.  Returns {CarePlan or null, Summary}.
    */
   static Object[] applyOnce(FhirContext ctx, Bundle content, Run run, String plan,
-                            ListAppender<ILoggingEvent> log, CrSettings shared) {
+                            ListAppender<ILoggingEvent> log, CrSettings shared, ElmInfo elm) {
     log.list.clear();
     Bundle all = new Bundle();
     all.setType(Bundle.BundleType.COLLECTION);
@@ -341,7 +407,7 @@ public final class CqfApply {
     }
     var repository = new InMemoryFhirRepository(ctx, all);
     var processor = new PlanDefinitionProcessor(repository,
-        shared != null ? shared : settings());
+        shared != null ? shared : settings(elm));
     List<String> errors = new ArrayList<>();
     CarePlan carePlan = null;
     try {
@@ -353,7 +419,9 @@ public final class CqfApply {
     }
     for (ILoggingEvent ev : new ArrayList<>(log.list)) {
       if (ev.getLevel().isGreaterOrEqual(Level.WARN)) {
-        errors.add(ev.getLevel() + " " + ev.getLoggerName() + ": " + ev.getFormattedMessage());
+        var thrown = ev.getThrowableProxy();
+        errors.add(ev.getLevel() + " " + ev.getLoggerName() + ": " + ev.getFormattedMessage()
+            + (thrown == null ? "" : " (" + thrown.getClassName() + ": " + thrown.getMessage() + ")"));
       }
     }
     List<String> actions = new ArrayList<>(); // one entry per included action (a list, as fhirpkg apply gives)
