@@ -6,6 +6,9 @@ canonical URL ``<canonical>/<ResourceType>/<id>`` at the package version; no
 duplicate ids or canonicals; an identifier on non-canonical artifacts (HAPI's
 package installer refuses MedicationKnowledge without one, HAPI-1292); no
 artifact that, through the package's own canonicals, ends up including itself.
+Logic (docs/logic.md): a PlanDefinition whose conditions name CQL identifiers has a ``library`` that
+resolves within the package, each identifier is defined in that library's ELM, and each Library's
+``text/cql`` is the project's ``cql/<name>.cql`` file (a stale Library is found without Java).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Iterator
 
 from ..definitions import CANONICAL_TYPES
 from ..issues import Issue, Severity
+from ..logic import translate
 from ..project import Project, ProjectResource
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -58,9 +62,12 @@ def check(project: Project) -> Iterator[Issue]:
                 yield _issue(r, Severity.ERROR, "invalid", "package-canonical",
                              f"The canonical URL must be {want} (the package canonical, the type and the id); "
                              f"found {url!r}", ("url",) if url else ())
-            if r.version != manifest.version:
+            want_version = _cql_version(r) or manifest.version
+            if r.version != want_version:
                 yield _issue(r, Severity.ERROR, "invalid", "package-version",
-                             f"The version must be the package version {manifest.version}; found {r.version!r}",
+                             f"The version must be the package version {manifest.version}; found {r.version!r}"
+                             if want_version == manifest.version else
+                             f"The version must be the version of its CQL library, {want_version}; found {r.version!r}",
                              ("version",) if r.version else ())
             if isinstance(url, str):
                 urls[f"{url}|{r.version}"].append(r)
@@ -78,6 +85,75 @@ def check(project: Project) -> Iterator[Issue]:
                          f"The canonical {key} is defined more than once (also in {rs[0].path})", ("url",))
 
     yield from _cycles(project)
+    yield from _logic(project)
+
+
+def _cql_version(r: ProjectResource) -> str | None:
+    """The version a Library with CQL content declares (``library X version 'v'``): CQL includes
+    resolve by that version, so it, not the package version, is the Library's version (FHIRHelpers 4.0.1)."""
+    if r.type != "Library":
+        return None
+    cql = translate.attachment(r.json, translate.CQL_TYPE)
+    m = re.search(rb"^\s*library\s+\S+\s+version\s+'([^']+)'", cql or b"", re.M)
+    return m.group(1).decode("utf-8", "replace") if m else None
+
+
+def _conditions(actions, loc) -> Iterator[tuple[str, tuple]]:
+    """(expression, location) of every text/cql-identifier condition, at any depth."""
+    for i, action in enumerate(actions if isinstance(actions, list) else []):
+        if not isinstance(action, dict):
+            continue
+        for j, cond in enumerate(action.get("condition") or []):
+            expr = cond.get("expression") if isinstance(cond, dict) else None
+            if isinstance(expr, dict) and expr.get("language") == translate.CQL_IDENTIFIER \
+                    and isinstance(expr.get("expression"), str):
+                yield expr["expression"], loc + (i, "condition", j, "expression", "expression")
+        yield from _conditions(action.get("action"), loc + (i, "action"))
+
+
+def _logic(project: Project) -> Iterator[Issue]:
+    """Conditions resolve into the ELM of their PlanDefinition's libraries; Libraries carry their CQL file."""
+    libraries: dict[str, ProjectResource] = {}
+    for r in project.resources:
+        if r.type == "Library" and isinstance(r.url, str):
+            libraries[r.url] = libraries.get(r.url, r)
+            libraries[f"{r.url}|{r.version}"] = r
+    for r in project.resources:
+        if r.type != "PlanDefinition":
+            continue
+        conditions = list(_conditions(r.json.get("action"), ("action",)))
+        if not conditions:
+            continue
+        refs = r.json.get("library") if isinstance(r.json.get("library"), list) else []
+        if not refs:
+            yield _issue(r, Severity.ERROR, "required", "logic-library-missing",
+                         f"Conditions name CQL identifiers ({conditions[0][0]!r}, ...) but the PlanDefinition has no "
+                         "library: an engine running $apply finds nothing to evaluate", conditions[0][1])
+            continue
+        defined: set[str] = set()
+        for k, ref in enumerate(refs):
+            lib = libraries.get(ref) if isinstance(ref, str) else None
+            names = translate.elm_definitions(lib.json) if lib is not None else None
+            if names is None:
+                yield _issue(r, Severity.ERROR, "not-found", "logic-library-unresolved",
+                             f"The library {ref!r} is not a Library with ELM ({translate.ELM_TYPE}) in this package",
+                             ("library", k))
+                continue
+            defined |= names
+        if len(defined) == 0:
+            continue
+        for name, loc in conditions:
+            if name not in defined:
+                yield _issue(r, Severity.ERROR, "not-found", "logic-identifier-unknown",
+                             f"The condition names {name!r}, which the ELM of {', '.join(map(str, refs))} does not "
+                             "define", loc)
+    for src, lib_path, why in translate.stale_sources(project.root):
+        lib = next((x for x in project.resources if x.path.resolve() == lib_path.resolve()), None)
+        message = f"{lib_path} is stale for {src}: {why} (run: fhirpkg cql)"
+        if lib is None:
+            yield Issue(Severity.ERROR, "business-rule", message, "logic-cql-stale", file=str(src), line=1, column=1)
+        else:
+            yield _issue(lib, Severity.ERROR, "business-rule", "logic-cql-stale", message, ("content",))
 
 
 def _inclusions(r: ProjectResource) -> Iterator[tuple[str, tuple]]:
