@@ -19,6 +19,7 @@ evidence/shared-evidence-subset.json. Tests that need the FHIR package cache (~/
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -54,7 +55,7 @@ REGISTERED_SYSTEMS = {
     "http://data.mskcc.org/ontologies/oncotree": "oncotree",
     "http://unstats.un.org/unsd/methods/m49/m49.htm": "m49",
     "http://hl7.org/fhir/sid/icd-10-cm": "icd-10-cm",
-    "urn:oid:2.16.840.1.113883.6.43.1": "icd-o-3",
+    "http://terminology.hl7.org/CodeSystem/icd-o-3": "icd-o-3",  # its canonical URI (hl7.terminology NamingSystem-icd-o-3)
     PMID: "pmid",
     DOI: "doi",
     PMC: "pmcid",
@@ -73,6 +74,7 @@ EXTERNAL_CANONICALS = {
     "http://hl7.org/fhir/StructureDefinition/shareableplandefinition": CORE_PKG,
     "http://hl7.org/fhir/StructureDefinition/shareableactivitydefinition": CORE_PKG,
     "http://hl7.org/fhir/StructureDefinition/shareablelibrary": CORE_PKG,
+    "http://hl7.org/fhir/StructureDefinition/shareablevalueset": CORE_PKG,
     "http://hl7.org/fhir/StructureDefinition/shareablecodesystem": CORE_PKG,
     "http://hl7.org/fhir/StructureDefinition/cqf-knowledgeCapability": EXT_PKG,
     "http://hl7.org/fhir/StructureDefinition/cqf-knowledgeRepresentationLevel": EXT_PKG,
@@ -169,9 +171,26 @@ def _clean_doi(d: str) -> str:
     return d
 
 
-def extract_identifiers(res) -> set[tuple[str, str, str | None]]:
-    """(system, code/value, display) for every registered-system identifier in a resource, incl. ids in URLs/text."""
+def _cql_codes(res) -> set[tuple[str, str, str | None]]:
+    """(system, code, display) of the ``code`` declarations in a Library's CQL (text/cql attachment)."""
     found = set()
+    for att in res.get("content", []) if res.get("resourceType") == "Library" else []:
+        if att.get("contentType") != "text/cql":
+            continue
+        cql = base64.b64decode(att["data"]).decode("utf-8")
+        systems = dict(re.findall(r"""codesystem "([^"]+)": '([^']+)'""", cql))
+        for code, cs, disp in re.findall(r"""code "[^"]+": '([^']+)' from "([^"]+)"(?: display '((?:[^'\\]|\\.)*)')?""", cql):
+            found.add((systems.get(cs, cs), code, disp.replace("\\'", "'") if disp else None))
+    return found
+
+
+def extract_identifiers(res) -> set[tuple[str, str, str | None]]:
+    """(system, code/value, display) for every registered-system identifier in a resource, incl. ids in URLs/text,
+    value set concepts and the codes a Library's CQL declares."""
+    found = {x for x in _cql_codes(res) if x[0] in REGISTERED_SYSTEMS}
+    for inc in (res.get("compose") or {}).get("include", []) if res.get("resourceType") == "ValueSet" else []:
+        if inc.get("system") in REGISTERED_SYSTEMS:
+            found |= {(inc["system"], c["code"], c.get("display")) for c in inc.get("concept", [])}
     for _, o in _walk(res):
         s = o.get("system")
         if isinstance(s, str) and s in REGISTERED_SYSTEMS:
@@ -189,6 +208,15 @@ def extract_identifiers(res) -> set[tuple[str, str, str | None]]:
         for m in re.finditer(r"\bPMC\d+\b", t):
             found.add((PMC, m.group(0), None))
     return found
+
+
+def _cql_version(res) -> str | None:
+    """The version a Library's CQL declares (``library X version 'v'``), or None."""
+    for att in res.get("content", []) if res.get("resourceType") == "Library" else []:
+        if att.get("contentType") == "text/cql":
+            m = re.search(r"^\s*library\s+\S+\s+version\s+'([^']+)'", base64.b64decode(att["data"]).decode("utf-8"), re.M)
+            return m.group(1) if m else None
+    return None
 
 
 def _ref_of(res) -> str:
@@ -213,7 +241,10 @@ class TestLayout(unittest.TestCase):
             folder, stem = key.split("/")
             self.assertEqual(r["resourceType"], folder, key)
             self.assertEqual(r["id"], stem, key)
-            self.assertRegex(r["id"], ID_RE, key)
+            if _cql_version(r):  # a logic Library is named after its CQL library, which engines resolve by name
+                self.assertEqual(r["id"], r["name"], key)
+            else:
+                self.assertRegex(r["id"], ID_RE, key)
 
     def test_json_style(self):
         for p in sorted(DEFS.rglob("*.json")):
@@ -265,7 +296,8 @@ class TestLayout(unittest.TestCase):
             self.assertEqual(r["url"], f"{BASE}/{rt}/{r['id']}", key)
             self.assertNotIn(r["url"], urls, f"duplicate canonical {r['url']} in {key} and {urls.get(r['url'])}")
             urls[r["url"]] = key
-            self.assertEqual(r.get("version"), PKG["version"], key)
+            # a logic Library has the version of its CQL library (FHIRHelpers 4.0.1; CQL includes resolve by it)
+            self.assertEqual(r.get("version"), _cql_version(r) or PKG["version"], key)
             self.assertRegex(r.get("name", ""), NAME_RE, key)
             self.assertNotIn((rt, r["name"]), names, f"duplicate name in {key}")
             names[(rt, r["name"])] = key
@@ -309,7 +341,7 @@ class TestDraftStatement(unittest.TestCase):
                 self.assertIn(STATEMENT, r.get("usage", ""), f"{key}: statement missing from usage")
             elif rt == "Citation":
                 self.assertIn(STATEMENT, r.get("description", ""), key)
-            elif rt == "CodeSystem":
+            elif rt in ("CodeSystem", "ValueSet"):
                 self.assertIn(STATEMENT, r.get("purpose", ""), key)
             elif rt == "ResearchStudy":
                 self.assertTrue(any(STATEMENT in n.get("text", "") for n in r.get("note", [])), key)
@@ -668,8 +700,8 @@ class TestIntegrity(unittest.TestCase):
                     pass
                 elif url in EXTERNAL_CODE_SYSTEMS and "resource" in path:
                     pass  # manifest depends-on a terminology
-                elif url.startswith(HL7_CS_PREFIXES) and "resource" in path and key == "Library/nepc-manifest":
-                    pass  # manifest depends-on an HL7 code system (existence: test_manifest_hl7_code_systems_exist)
+                elif url.startswith(HL7_CS_PREFIXES) and "resource" in path and key.startswith("Library/"):
+                    pass  # a Library depends-on an HL7 code system (existence: test_manifest_hl7_code_systems_exist)
                 else:
                     self.fail(f"{key}: canonical {c} at {'.'.join(map(str, path))} is neither in the package nor a listed dependency")
 
@@ -754,7 +786,8 @@ class TestIntegrity(unittest.TestCase):
                 urls.add(_load_json(f)["url"])
         for ra in RES["Library/nepc-manifest"]["relatedArtifact"]:
             if ra["type"] == "depends-on" and ra["resource"].startswith(HL7_CS_PREFIXES) \
-                    and "/StructureDefinition/" not in ra["resource"]:
+                    and "/StructureDefinition/" not in ra["resource"] \
+                    and ra["resource"] not in REGISTERED_SYSTEMS:  # e.g. ICD-O-3: a NamingSystem, content external
                 self.assertIn(ra["resource"], urls, f"manifest depends-on {ra['resource']} not in dependency packages")
 
     def test_extension_contexts(self):
@@ -798,7 +831,8 @@ class TestIntegrity(unittest.TestCase):
                 composed.append(ra.get("resourceReference", {}).get("reference") or
                                 _ref_of(BY_URL[ra["resource"].split("|")[0]][1]))
                 if "resource" in ra:
-                    self.assertEqual(ra["resource"].split("|")[1], PKG["version"])
+                    target = BY_URL[ra["resource"].split("|")[0]][1]
+                    self.assertEqual(ra["resource"].split("|")[1], _cql_version(target) or PKG["version"])
             elif ra["type"] == "depends-on":
                 deps.add(ra["resource"])
         self.assertEqual(len(composed), len(set(composed)), "duplicate composed-of entries")

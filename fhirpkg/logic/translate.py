@@ -266,7 +266,8 @@ def _conventions(project_root: Path) -> dict:
             continue
         codes = [c.get("code") for c in (res.get("type") or {}).get("coding", [])]
         if "asset-collection" in codes:
-            keep = ("date", "publisher", "jurisdiction", "usage", "copyright", "copyrightLabel")
+            keep = ("versionAlgorithmCoding", "date", "publisher", "jurisdiction", "usage", "copyright",
+                    "copyrightLabel")
             conv = {k: res[k] for k in keep if k in res}
             if (res.get("meta") or {}).get("tag"):
                 conv["tag"] = res["meta"]["tag"]
@@ -315,6 +316,8 @@ def library_resource(project_root: Path | str, canonical: str, t: Translation, *
     ]
     res["url"] = f"{canonical}/Library/{t.name}"
     res["version"] = t.version
+    if "versionAlgorithmCoding" in conv:
+        res["versionAlgorithmCoding"] = conv["versionAlgorithmCoding"]
     res["name"] = t.name
     res["title"] = title
     res["status"] = "draft"
