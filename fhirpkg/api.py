@@ -228,6 +228,15 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
     return project, issues, defs
 
 
+def cql(project_root: str | Path = "definitions", *, force: bool = False, log: Callable | None = None):
+    """Translate the project's changed CQL (``<project>/cql/*.cql``) with the official translator and
+    rewrite its Library resources; no Java runs when nothing changed.  Returns
+    :class:`fhirpkg.logic.translate.CqlResult`; raises ``translate.CqlError`` (errors in the CQL) or
+    :class:`fhirpkg.jvm.JavaUnavailable`."""
+    from .logic import translate
+    return translate.update(project_root, force=force, log=log or (lambda m: None))
+
+
 def apply(plan_definition, data, subject: str, *, package=None):
     """PlanDefinition/$apply for one patient, offline: the Bundle $apply returns, and why.
 

@@ -131,6 +131,8 @@ def build(project_dir, out_dir, fhir_versions, force, check):
     versions = tuple(fhir_versions) or b.ALL_VERSIONS
     if b.R5 not in versions:
         versions = (b.R5,) + versions
+    if not check and Path(project_dir).is_dir():
+        _cql_update(project_dir)  # changed CQL first; --check reports a stale Library instead
     try:
         result = b.build(project_dir, fhir_versions=versions, force=force, log=_err)
     except b.BuildError as e:
@@ -158,6 +160,40 @@ def build(project_dir, out_dir, fhir_versions, force, check):
                                    "is unchanged)") from None
     click.echo(f"built {out_dir}/: {len(result.files)} files from {sum(result.report['resources'].values())} resources "
                f"({errors} errors, {warnings} warnings)")
+
+
+# --- cql --------------------------------------------------------------------------
+
+def _cql_update(project_dir, force: bool = False):
+    """Run ``api.cql``; CQL errors exit 1 (one located line each), a missing JVM exits 2."""
+    from . import api
+    from .jvm import JavaUnavailable
+    from .logic.translate import CqlError
+    try:
+        return api.cql(project_dir, force=force, log=_err)
+    except CqlError as e:
+        for line in str(e).splitlines():
+            _err(line)
+        _err("fhirpkg cql: the CQL has errors; no Library was written")
+        sys.exit(1)
+    except JavaUnavailable as e:
+        _err(f"fhirpkg cql: the CQL changed and the translator cannot run: {str(e).splitlines()[0]}")
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("project_dir", default="definitions", required=False,
+                type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Translate every CQL file, changed or not.")
+def cql(project_dir, force):
+    """Translate changed CQL (PROJECT/cql/*.cql) to ELM and rewrite the Library resources that carry them."""
+    if not project_dir.is_dir():
+        raise click.BadParameter(f"{project_dir} is not a folder", param_hint="PROJECT")
+    result = _cql_update(project_dir, force)
+    for path in result.written:
+        click.echo(f"wrote {path}")
+    click.echo(f"{len(result.translated)} library(ies) translated, {len(result.written)} Library file(s) "
+               f"changed, {len(result.unchanged)} unchanged")
 
 
 # --- push and diff ------------------------------------------------------------------
