@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup packages package test test-fast interop-setup browser-setup clean
+.PHONY: setup packages package test test-fast interop-setup translator browser-setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ package: packages
 
 interop-setup:
 	@if [ -x tests/interop/setup.sh ]; then tests/interop/setup.sh; fi
+
+# the CQL-to-ELM translator front end (fhirpkg cql); make package needs it only when the CQL changed
+translator: setup
+	$(BIN)/python -c "from fhirpkg.logic import translate; print(translate.jar_path())"
 
 browser-setup:
 	@if [ -x tests/site/setup.sh ]; then tests/site/setup.sh; fi

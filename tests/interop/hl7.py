@@ -28,7 +28,6 @@ Each issue is a plain dict: ``{severity, code, message, expression, line, col, m
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -38,6 +37,10 @@ import threading
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from fhirpkg.jvm import (  # noqa: F401  (re-exported: hapi.py, cqf.py and the tests use hl7.<name>)
+    BUILD_TIMEOUT, JavaUnavailable, file_lock, java_exe, java_version, maven_build, missing_tools, mvn_exe,
+)
 
 HERE = Path(__file__).resolve().parent
 PROJECT_DIR = HERE / "hl7-validator"
@@ -64,13 +67,13 @@ FHIR_SETTINGS = {"prohibitNetworkAccess": True, "ignoreDefaultPackageServers": T
 #: JVM options; override with FHIRPKG_HL7_JAVA_OPTS (space-separated).
 DEFAULT_JAVA_OPTS = ("-Xmx3g", "-XX:+UseSerialGC", "-Xss4m")
 
-BUILD_TIMEOUT = 1800  # first build downloads ~155 MB of jars from Maven Central
 LOAD_TIMEOUT = 600  # engine load; ~15-60 s measured on 2 shared cores
 PER_FILE_TIMEOUT = 20
 
 
-class InteropUnavailable(RuntimeError):
-    """Java or Maven is missing, or the jar cannot be built: the interop suite cannot run."""
+# Java/Maven helpers are shared with fhirpkg's own build-time front end (the CQL translator):
+# InteropUnavailable is fhirpkg.jvm.JavaUnavailable, so either name catches a missing tool.
+InteropUnavailable = JavaUnavailable
 
 
 class ValidatorError(RuntimeError):
@@ -78,92 +81,6 @@ class ValidatorError(RuntimeError):
 
 
 # ---------------------------------------------------------------- tools and build
-
-def java_exe() -> str | None:
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").is_file():
-        return str(Path(home) / "bin" / "java")
-    return shutil.which("java")
-
-
-def mvn_exe() -> str | None:
-    return shutil.which("mvn")
-
-
-def java_version() -> int | None:
-    """The major version of ``java_exe()``, or None."""
-    java = java_exe()
-    if not java:
-        return None
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    for token in out.replace('"', " ").split():
-        head = token.split(".")[0]
-        if head.isdigit() and ("." in token or token.isdigit()) and int(head) >= 8:
-            return int(head)
-    return None
-
-
-def missing_tools() -> list[str]:
-    """Human-readable reasons why the Java interop suite cannot run here (empty when it can)."""
-    reasons = []
-    if not java_exe():
-        reasons.append("no 'java' on PATH (need Java 17+; set JAVA_HOME or install openjdk-17-jdk-headless)")
-    elif (v := java_version()) is not None and v < 17:
-        reasons.append(f"'java' is version {v}; need 17+")
-    if not mvn_exe():
-        reasons.append("no 'mvn' on PATH (install maven)")
-    return reasons
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive advisory lock (fcntl.flock), so parallel test processes build only once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _newest_source_mtime(project: Path) -> float:
-    newest = (project / "pom.xml").stat().st_mtime
-    for p in (project / "src").rglob("*"):
-        if p.is_file():
-            newest = max(newest, p.stat().st_mtime)
-    return newest
-
-
-def maven_build(project: Path, artifact: Path, timeout: float = BUILD_TIMEOUT,
-                extra: Sequence[str] = ()) -> Path:
-    """``mvn -q -B package`` in ``project`` unless ``artifact`` is newer than the sources."""
-    with file_lock(project / "target" / ".build.lock"):
-        if artifact.is_file() and artifact.stat().st_mtime >= _newest_source_mtime(project):
-            return artifact
-        mvn = mvn_exe()
-        if not mvn or not java_exe():
-            raise InteropUnavailable("; ".join(missing_tools()) or "java/mvn missing")
-        cmd = [mvn, "-q", "-B", "-DskipTests", *extra, "package"]
-        if os.environ.get("FHIRPKG_MAVEN_OFFLINE", "") not in ("", "0", "false"):
-            cmd.insert(1, "-o")
-        env = dict(os.environ)
-        if java_home := os.environ.get("JAVA_HOME"):
-            env["JAVA_HOME"] = java_home
-        try:
-            proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True,
-                                  timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            raise InteropUnavailable(f"{' '.join(cmd)} in {project} timed out after {timeout} s") from None
-        if proc.returncode != 0 or not artifact.is_file():
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
-            raise InteropUnavailable(f"{' '.join(cmd)} in {project} failed (exit {proc.returncode}):\n{tail}")
-        os.utime(artifact)  # Maven may leave an up-to-date jar untouched: mark it as built now
-        return artifact
-
 
 def jar_path(build: bool = True) -> Path:
     """The validator jar; built with ``mvn -q -B package`` if missing or older than its sources.

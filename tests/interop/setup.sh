@@ -5,6 +5,7 @@
 #   1. HL7 validator front end -> tests/interop/hl7-validator/target/validator_cli.jar (+ target/lib/)
 #   2. HAPI FHIR JPA R5 server  -> tests/interop/hapi-server/target/hapi-server.jar
 #   2b. cqf-fhir-cr $apply front end -> tests/interop/cqf-apply/target/cqf_apply.jar (+ target/lib/)
+#   2c. CQL-to-ELM translator front end (fhirpkg cql) -> <fhirpkg cache>/cql-translator-4.4.0/cql_translator.jar
 #   3. the validator's private package cache, copied from the shared FHIR package cache
 #      (run `make packages` first; missing packages are fetched from npm unless FHIRPKG_OFFLINE=1)
 # Without java/mvn this prints why and exits 0: the interop tests then skip, or fail with the reason
@@ -22,9 +23,10 @@ fi
 import sys, time
 sys.path.insert(0, "tests")
 from interop import cqf, hapi, hl7
+from fhirpkg.logic import translate
 
 for name, build in (("HL7 validator", hl7.jar_path), ("HAPI server", hapi.jar_path),
-                    ("cqf-fhir-cr $apply", cqf.jar_path)):
+                    ("cqf-fhir-cr $apply", cqf.jar_path), ("CQL translator", translate.jar_path)):
     t = time.monotonic()
     jar = build()
     print(f"interop setup: {name}: {jar} ({time.monotonic() - t:.0f} s)", flush=True)
