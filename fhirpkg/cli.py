@@ -283,8 +283,9 @@ def apply(plan_definition, data, subject, output, explain, package):
             shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
             _err(f"{pd_id}#{action_id}: {expression!r} = {shown}")
     text = dumps(result.bundle) + "\n"
-    summary = (f"{len(result.actions)} action(s) apply for {subject}, "
-               f"{len(result.bundle['entry']) - 2} request(s) created")
+    requests = sum(1 for e in result.bundle["entry"]
+                   if e["resource"]["resourceType"] not in ("CarePlan", "RequestOrchestration"))
+    summary = f"{len(result.actions)} action(s) apply for {subject}, {requests} request(s) created"
     if output:
         from .fsutil import atomic_write_text
         atomic_write_text(output, text)

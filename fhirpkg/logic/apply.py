@@ -4,8 +4,9 @@ Follows FHIR R5 PlanDefinition/$apply as cqf-fhir-cr implements it: an action is
 every ``applicability`` condition is true (an action without conditions always is); a false or
 null condition drops the action and all under it; an included action whose ``definitionCanonical``
 is an ActivityDefinition creates a request from it, one that names a PlanDefinition applies that
-plan (its own library) with its actions nested under the container action.  The result is an R5
-Bundle: the CarePlan, the RequestOrchestration, then the requests.  Why each action applies is
+plan (its own library) in a RequestOrchestration of its own that the container action references
+(as cqf-fhir-cr nests a RequestGroup).  The result is an R5 Bundle: the CarePlan, the
+RequestOrchestration of the plan, those of nested plans, then the requests.  Why each action applies is
 kept in the RequestOrchestration: its conditions are copied with the value each had.
 """
 from __future__ import annotations
@@ -174,6 +175,7 @@ class _Run:
         self.activities: list[str] = []
         self.conditions: list[tuple[str, str, str, object]] = []
         self.requests: list[tuple[str, dict]] = []
+        self.orchestrations: list[tuple[str, dict]] = []
         self.root_url = root_url
 
     def full_url(self, *parts: str) -> str:
@@ -224,9 +226,11 @@ class _Run:
             return None
         self.actions.append(f"{pd.get('id')}#{a.get('id')}")
         ro = {"linkId": a["id"]} if a.get("id") else {}
-        for k in ("prefix", "title", "description", "textEquivalent", "priority", "code", "documentation"):
+        for k in ("prefix", "title", "description", "textEquivalent", "priority", "documentation"):
             if k in a:
                 ro[k] = copy.deepcopy(a[k])
+        if a.get("code"):  # PlanDefinition.action.code is 0..1, RequestOrchestration.action.code 0..*
+            ro["code"] = copy.deepcopy(a["code"] if isinstance(a["code"], list) else [a["code"]])
         if why:
             ro["condition"] = [self._because(c, v) for c, v in why]
         for k in ("type", "groupingBehavior", "selectionBehavior", "requiredBehavior", "precheckBehavior",
@@ -244,7 +248,7 @@ class _Run:
             if res.get("resourceType") == "ActivityDefinition":
                 ro["resource"] = {"reference": self.request(res, pd, a)}
             elif res.get("resourceType") == "PlanDefinition":
-                nested = self.plan(res, trail)
+                ro["resource"] = {"reference": self.orchestration(res, self.plan(res, trail), pd, a)}
             else:
                 raise ApplyError(f"PlanDefinition/{pd.get('id')} action {a.get('id')}: definitionCanonical names a "
                                  f"{res.get('resourceType')}, not an ActivityDefinition or PlanDefinition")
@@ -254,7 +258,37 @@ class _Run:
                 nested.append(c)
         if nested:
             ro["action"] = nested
+        if "resource" not in ro and "action" not in ro:
+            # information only: RequestOrchestration needs a resource or sub-actions (rqg-1), so the
+            # information is proposed as a CommunicationRequest carrying the action's text
+            ro["resource"] = {"reference": self.inform(pd, a)}
         return ro
+
+    def orchestration(self, plan: dict, actions: list[dict], pd: dict, a: dict) -> str:
+        """A nested PlanDefinition's included actions, in a RequestOrchestration of their own
+        (as cqf-fhir-cr nests a RequestGroup), referenced from the container action."""
+        url = self.full_url("RequestOrchestration", pd.get("url", ""), a.get("id", ""), plan.get("url", ""),
+                            str(len(self.orchestrations)))
+        label = plan.get("title") or plan.get("name") or plan.get("id")
+        res = {"resourceType": "RequestOrchestration",
+               "text": _narrative(f"Actions of {label} that apply to {self.subject}: "
+                                  + (", ".join(x.get("linkId", "") for x in actions) or "none") + "."),
+               "instantiatesCanonical": [_canonical(plan)], "status": "draft", "intent": "proposal",
+               "subject": {"reference": self.subject}}
+        if actions:
+            res["action"] = actions
+        self.orchestrations.append((url, res))
+        return url
+
+    def inform(self, pd: dict, a: dict) -> str:
+        text = a.get("textEquivalent") or a.get("description") or a.get("title") or a.get("id", "")
+        url = self.full_url("CommunicationRequest", pd.get("url", ""), a.get("id", ""), str(len(self.requests)))
+        self.requests.append((url, {
+            "resourceType": "CommunicationRequest",
+            "text": _narrative(f"Proposed (draft) information for {self.subject}: {text}"),
+            "status": "draft", "intent": "proposal", "subject": {"reference": self.subject},
+            "payload": [{"contentCodeableConcept": {"text": text}}]}))
+        return url
 
     def _because(self, cond: dict, value) -> dict:
         out = copy.deepcopy(cond)
@@ -372,6 +406,6 @@ def apply(plan_definition: str, data, subject: str, *, package: str | Path | Non
     if actions:
         orchestration["action"] = actions
     entries = [{"fullUrl": cp_url, "resource": care_plan}, {"fullUrl": ro_url, "resource": orchestration}]
-    entries += [{"fullUrl": u, "resource": r} for u, r in run.requests]
+    entries += [{"fullUrl": u, "resource": r} for u, r in run.orchestrations + run.requests]
     out = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     return Applied(out, sorted(run.actions), sorted(run.activities), run.conditions)

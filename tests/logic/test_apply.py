@@ -91,7 +91,8 @@ def pkg(tmp_path_factory) -> Path:
     write(root, {"resourceType": "PlanDefinition", "id": "root", "url": f"{BASE}/PlanDefinition/root",
                  "version": "0.0.1", "status": "draft", "action": [
                      {"id": "group", "title": "Group", "action": [
-                         {"id": "first", "definitionCanonical": f"{BASE}/PlanDefinition/rec"}]}]})
+                         {"id": "first", "definitionCanonical": f"{BASE}/PlanDefinition/rec"}]},
+                     {"id": "info", "textEquivalent": "Some information", "code": {"text": "inform"}}]})
     write(root, {"resourceType": "PlanDefinition", "id": "fhirpath", "url": f"{BASE}/PlanDefinition/fhirpath",
                  "status": "draft", "library": [f"{BASE}/Library/TestLogic"],
                  "action": [{"id": "a", "condition": [cond("true", "text/fhirpath")]}]})
@@ -114,29 +115,35 @@ def patient(*conditions) -> dict:
 
 def test_diagnosis_without_bone_metastases(pkg):
     r = apply("root", patient("396198006"), "Patient/p1", package=pkg)
-    assert r.actions == ["rec#offer", "root#first", "root#group"]
+    assert r.actions == ["rec#offer", "root#first", "root#group", "root#info"]
     assert r.activities == ["ad-med"]
     assert [(c[1], c[3]) for c in r.conditions] == [("offer", True), ("bone", False), ("unknown", None)]
     types = [e["resource"]["resourceType"] for e in r.bundle["entry"]]
-    assert types == ["CarePlan", "RequestOrchestration", "MedicationRequest"]
+    # the nested plan's RequestOrchestration; the null condition's action and its child are left out
+    assert types == ["CarePlan", "RequestOrchestration", "RequestOrchestration", "MedicationRequest",
+                     "CommunicationRequest"]
 
 
 def test_diagnosis_with_bone_metastases(pkg):
     r = apply("root", patient("396198006", "94222008"), "Patient/p1", package=pkg)
-    assert r.actions == ["rec#bone", "rec#offer", "root#first", "root#group"]
+    assert r.actions == ["rec#bone", "rec#offer", "root#first", "root#group", "root#info"]
     assert r.activities == ["ad-med", "ad-sr"]
 
 
 def test_container_action_kept_when_nested_plan_yields_nothing(pkg):
     r = apply("root", patient(), "Patient/p1", package=pkg)
-    assert r.actions == ["root#first", "root#group"]
+    assert r.actions == ["root#first", "root#group", "root#info"]
     assert r.activities == []
-    assert [e["resource"]["resourceType"] for e in r.bundle["entry"]] == ["CarePlan", "RequestOrchestration"]
+    nested = r.bundle["entry"][2]["resource"]
+    assert nested["resourceType"] == "RequestOrchestration" and "action" not in nested
+    assert r.bundle["entry"][1]["resource"]["action"][0]["action"][0]["resource"] == {
+        "reference": r.bundle["entry"][2]["fullUrl"]}
+    assert [e["resource"]["resourceType"] for e in r.bundle["entry"][3:]] == ["CommunicationRequest"]
 
 
 def test_bundle_shape(pkg):
     r = apply(str(pkg / "PlanDefinition/root.json"), patient("396198006"), "Patient/p1")
-    care_plan, ro, med = (e["resource"] for e in r.bundle["entry"])
+    care_plan, ro, nested, med, inform = (e["resource"] for e in r.bundle["entry"])
     urls = [e["fullUrl"] for e in r.bundle["entry"]]
     assert care_plan["instantiatesCanonical"] == [f"{BASE}/PlanDefinition/root|0.0.1"]
     assert (care_plan["status"], care_plan["intent"]) == ("draft", "proposal")
@@ -146,10 +153,16 @@ def test_bundle_shape(pkg):
     assert group["linkId"] == "group"
     first = group["action"][0]
     assert first["definitionCanonical"] == f"{BASE}/PlanDefinition/rec"
-    offer = first["action"][0]
-    assert offer["linkId"] == "offer"
-    assert offer["resource"] == {"reference": urls[2]}
+    assert first["resource"] == {"reference": urls[2]}           # the nested plan's own RequestOrchestration
+    assert nested["instantiatesCanonical"] == [f"{BASE}/PlanDefinition/rec|0.0.1"]
+    assert [x["linkId"] for x in nested["action"]] == ["offer"]
+    offer = nested["action"][0]
+    assert offer["resource"] == {"reference": urls[3]}
     assert "'Has Confirmed NEPC Diagnosis' evaluated to true" in offer["condition"][0]["expression"]["description"]
+    info = ro["action"][1]
+    assert info["code"] == [{"text": "inform"}]                  # 0..1 in the plan, a list in the orchestration
+    assert info["resource"] == {"reference": urls[4]}            # rqg-1: information goes in a CommunicationRequest
+    assert inform["payload"] == [{"contentCodeableConcept": {"text": "Some information"}}]
     assert med["medication"] == {"concept": {"coding": [{"system": RXNORM, "code": "2555"}], "text": "cisplatin"}}
     assert med["dosageInstruction"] == [{"text": "as the regimen says"}]
     assert (med["status"], med["intent"], med["subject"]) == ("draft", "proposal", {"reference": "Patient/p1"})
