@@ -5,7 +5,6 @@ needs Java) the official translator reproducing the committed ELM byte for byte.
 Expected names and wiring are copied from the tables of docs/logic.md, never from the code."""
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
