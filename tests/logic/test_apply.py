@@ -246,3 +246,46 @@ def test_lazy_top_level_export():
     import fhirpkg
     from fhirpkg import api
     assert fhirpkg.apply is api.apply
+
+
+# --- the package's own Library ------------------------------------------------------------------
+#: docs/logic.md's data contract on a record with nothing in it: only the "no prior platinum" definition holds.
+EMPTY_RECORD = {
+    "Has Confirmed NEPC Diagnosis": False, "Completed Prostate Biopsy": False,
+    "Neuroendocrine Pathology Report": False, "Biopsy Confirmed Neuroendocrine Carcinoma Of Prostate": False,
+    "Biopsy Confirmation Not Found": False, "Prior Platinum Chemotherapy": False,
+    "No Prior Platinum Chemotherapy": True, "Disease Progression After Platinum": False,
+    "Tumour Genomic Testing Available": False, "Tumour Genomic Testing Not Found": False,
+    "Homologous Recombination Repair Gene Alteration": False, "PARP Trial Consideration Applies": False,
+    "Bone Metastases": False}
+
+
+def test_package_library_on_an_empty_record():
+    from fhirpkg.logic import elm
+    from fhirpkg.logic.apply import load_package
+    pkg = load_package(ROOT / "definitions")
+    url = "http://example.org/fhir/nepc/Library/NEPCLogic|0.1.0"
+    if pkg.canonical(url) is None:
+        pytest.skip("definitions/ has no NEPCLogic Library yet")
+    lib = pkg.library(url)
+    ctx = elm.Context(elm.Data.of(patient(), "p1"), pkg.valuesets)
+    got = {name: lib.evaluate(name, ctx) for name in EMPTY_RECORD}
+    assert got == EMPTY_RECORD
+    for name in lib.statements:  # every definition compiles: no unsupported ELM node in the package
+        lib.evaluate(name, ctx)
+
+
+def test_library_problems_are_apply_errors(tmp_path):
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "package.json").write_text(json.dumps({"name": "org.example.t", "version": "0.0.1", "canonical": BASE}))
+    write(root, {"resourceType": "Library", "id": "NoElm", "url": f"{BASE}/Library/NoElm", "status": "draft",
+                 "type": {"text": "logic"}, "content": [{"contentType": "text/cql", "data": "bGlicmFyeQ=="}]})
+    for lib in ("NoElm", "Missing"):
+        write(root, {"resourceType": "PlanDefinition", "id": f"pd-{lib}", "url": f"{BASE}/PlanDefinition/pd-{lib}",
+                     "status": "draft", "library": [f"{BASE}/Library/{lib}"],
+                     "action": [{"id": "a", "condition": [cond("X")]}]})
+    with pytest.raises(ApplyError, match="has no application/elm\\+json content"):
+        apply("pd-NoElm", patient(), "Patient/p1", package=root)
+    with pytest.raises(ApplyError, match="library .*/Library/Missing is not in the package"):
+        apply("pd-Missing", patient(), "Patient/p1", package=root)
