@@ -34,6 +34,7 @@ def _panel_names() -> list[str]:
 
 
 PANEL = _panel_names()
+ARTIFACT = cqf.REPO / "tests" / "artifacts" / "cqf-apply-panel.json"  # the engine's output, for reading
 
 
 def _runs(patients, plans=None) -> list[dict]:
@@ -59,8 +60,13 @@ def _engine(**kw) -> dict:
         unavailable(str(e))
     content, _ = cqf.r4_content()
     doc = cqf.run(content, _runs(cqf.patient_runs(), kw.pop("plans", None)), **kw)
-    print(f"\ncqf-fhir-cr {doc['engine']['version']}: {len(doc['results'])} applies in "
-          f"{doc['wallSeconds']:.1f} s (JVM included), first apply {doc['timing'].get('firstApplyMs', 0):.0f} ms")
+    results = doc["results"]
+    print(f"\ncqf-fhir-cr {doc['engine']['version']}: {len(results)} (patient, PlanDefinition) applies x "
+          f"{doc['timing']['measuredPasses']} passes in {doc['wallSeconds']:.1f} s (JVM included); "
+          f"{sum(len(r['actions']) for r in results)} included actions, "
+          f"{sum(len(r['activities']) for r in results)} requests; full output in {ARTIFACT}")
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTIFACT.write_text(json.dumps(doc, indent=1), encoding="utf-8")
     return doc
 
 
