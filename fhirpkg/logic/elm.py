@@ -16,7 +16,8 @@ from . import runtime as rt
 from .cqltypes import Code, Concept, DateTime, Interval, Quantity
 from .runtime import Choice, Context, Data, ValueSets, equal, equivalent, compare, distinct, unwrap
 
-__all__ = ["Library", "Context", "Data", "ValueSets", "UnsupportedElm", "SUPPORTED"]
+__all__ = ["Library", "load", "Context", "Data", "ValueSets", "UnsupportedElm", "SUPPORTED", "Choice", "Code", "Concept",
+           "DateTime", "Interval", "Quantity"]
 
 
 def _and(a, b):
@@ -673,5 +674,3 @@ def load(elm: dict) -> Library:
     """A library from its ELM JSON."""
     return Library(elm)
 
-
-__all__ += ["load", "Choice", "Code", "Concept", "DateTime", "Interval", "Quantity"]
