@@ -176,3 +176,105 @@ def test_ig_package_archive_profiles_apply_and_bad_ig_is_exit_2(tmp_path):
     assert r.exit_code == 2 and "not a gzip, bzip2, xz or tar archive" in r.output
     r = run("validate", "--ig", str(tmp_path / "missing.tgz"), str(patient))
     assert r.exit_code == 2 and "no such file or folder" in r.output and "Traceback" not in r.output
+
+
+# --- issue 16: a report that fits a screen, exit codes that mean something ------------------------
+
+def test_repeats_are_grouped_and_verbose_lists_every_issue(tmp_path):
+    """Three files with the same binding error: one line by default (first place at the start, the
+    count, the next places), three lines with -v; the summary counts resources and files."""
+    for n in (1, 2, 3):
+        (tmp_path / f"bad{n}.json").write_text(json.dumps(dict(BAD, id=f"p{n}"), indent=2))
+    r = run("validate", str(tmp_path))
+    lines = [l for l in r.output.splitlines() if "[binding-required]" in l]
+    assert r.exit_code == 1 and len(lines) == 1, r.output
+    assert lines[0].startswith(f"{tmp_path / 'bad1.json'}:4:3: error [binding-required]")
+    assert lines[0].endswith(f"[3 like this; also {tmp_path / 'bad2.json'}:4:3, {tmp_path / 'bad3.json'}:4:3]")
+    assert r.output.splitlines()[-1] == "3 resources in 3 files: 3 errors, 0 warnings, 0 information"
+    r = run("validate", str(tmp_path), "--verbose")
+    assert [l.split(":")[0] for l in r.output.splitlines() if "[binding-required]" in l] == [
+        str(tmp_path / f"bad{n}.json") for n in (1, 2, 3)]
+
+
+def test_quiet_shows_errors_only(files):
+    r = run("validate", str(files), "-q")
+    body = r.output.splitlines()[:-1]
+    assert r.exit_code == 1 and body and all(": error [" in l for l in body), r.output
+    assert r.output.splitlines()[-1] == "3 resources in 3 files: 1 error, 1 warning, 0 information"
+    r = run("validate", str(files), "--level", "warning")
+    assert {l.split(": ")[1].split(" ")[0] for l in r.output.splitlines()[:-1]} == {"error", "warning"}
+
+
+def test_summary_counts_ndjson_lines_and_bundle_entries(tmp_path):
+    (tmp_path / "x.ndjson").write_text("\n".join(json.dumps(dict(GOOD, id=f"p{n}")) for n in range(4)) + "\n")
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"fullUrl": f"urn:uuid:0000000{n}-0000-4000-8000-000000000000",
+                         "resource": dict(GOOD, id=f"q{n}")} for n in range(2)]}
+    (tmp_path / "b.json").write_text(json.dumps(bundle))
+    r = run("validate", str(tmp_path))
+    # 4 NDJSON lines + the Bundle and its 2 entries
+    assert r.output.splitlines()[-1].startswith("7 resources in 2 files: 0 errors"), r.output
+    assert json.loads(run("validate", str(tmp_path), "--format", "json").output)["resources"] == 7
+
+
+@pytest.mark.parametrize("make", ["empty", "non-json", "symlink-loops"])
+def test_nothing_to_validate_is_exit_2_naming_the_folder(tmp_path, make):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    if make == "non-json":
+        (folder / "notes.txt").write_text("{}")
+    if make == "symlink-loops":
+        (folder / "a.json").symlink_to("b.json")
+        (folder / "b.json").symlink_to("a.json")
+    r = CliRunner().invoke(main, ["validate", str(folder)])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.output.count("\n") == 1 and r.output.startswith(f"fhirpkg: {folder}: nothing to validate ("), r.output
+
+
+PROJECT_MANIFEST = {"name": "org.example.test", "version": "1.0.0", "canonical": "http://example.org/test",
+                    "title": "Test", "description": "A tiny project.", "fhirVersions": ["5.0.0"],
+                    "dependencies": {"hl7.fhir.r5.core": "5.0.0"}, "author": "tests", "license": "CC0-1.0",
+                    "date": "20260101000000"}
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def _project_with_rxnorm_code(root):
+    """A project whose one resource carries RxNorm 1547545 (pembrolizumab, in evidence/register.json)
+    and RxNorm 1597582 (olaparib, likewise), which cannot be checked offline."""
+    (root / "proj" / "Basic").mkdir(parents=True)
+    (root / "proj" / "package.json").write_text(json.dumps(PROJECT_MANIFEST))
+    (root / "proj" / "Basic" / "b1.json").write_text(json.dumps(
+        {"resourceType": "Basic", "id": "b1", "code": {"coding": [{"system": RXNORM, "code": "1547545"},
+                                                                  {"system": RXNORM, "code": "1597582"}]}}, indent=1))
+    return root / "proj"
+
+
+def test_codes_the_evidence_register_verified_are_information_with_the_source(tmp_path):
+    proj = _project_with_rxnorm_code(tmp_path)
+    r = run("validate", str(proj))
+    assert r.output.count("warning [terminology-not-checked]") == 1 and "2 warnings" in r.output, r.output
+    (tmp_path / "evidence").mkdir()
+    (tmp_path / "evidence" / "register.json").write_text(json.dumps({"entries": [
+        {"kind": "rxnorm", "system": RXNORM, "code": "1547545", "verified_by": "project",
+         "source": "a test's own record"}]}))
+    r = run("validate", str(proj), "-v")
+    verified = next(l for l in r.output.splitlines() if "1547545" in l)
+    assert verified.startswith(f"{proj / 'Basic' / 'b1.json'}:") and "information [terminology-not-checked]" in verified
+    assert "evidence/register.json lists it as verified: 'project: a test’s own record'" in verified
+    unverified = next(l for l in r.output.splitlines() if "coding[1]" in l)  # not in the register: still a warning
+    assert "warning [terminology-not-checked]" in unverified, r.output
+    # loose files are not a project: the register does not apply
+    r = run("validate", str(proj / "Basic" / "b1.json"), "-v")
+    assert r.output.count("warning [terminology-not-checked]") == 2 and "lists it as verified" not in r.output
+
+
+def test_ignore_warnings_file_turns_listed_warnings_into_information(tmp_path):
+    proj = _project_with_rxnorm_code(tmp_path)
+    (proj / "ignoreWarnings.txt").write_text(
+        "== Suppressed Messages ==\n\n# RxNorm is checked by the content tests\n"
+        "%could not be found, so the code cannot be validated (RxNorm is not available offline)\n")
+    r = run("validate", str(proj), "-v")
+    lines = [l for l in r.output.splitlines() if "[terminology-not-checked]" in l]
+    assert len(lines) == 2 and all("information [terminology-not-checked]" in l for l in lines), r.output
+    assert all("(listed in " in l and "ignoreWarnings.txt: RxNorm is checked by the content tests)" in l for l in lines)
+    assert "0 warnings" in r.output
