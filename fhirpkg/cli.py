@@ -44,8 +44,28 @@ class Group(click.Group):
             ctx.exit(EXIT_INTERNAL)
 
 
+def _show_version(ctx, _param, value) -> None:
+    """fhirpkg's version and the FHIR packages it validates against (a verdict depends on both)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+    from . import packages as pk
+    try:
+        models = f", fhir.resources {version('fhir.resources')}"
+    except PackageNotFoundError:
+        models = ""
+    click.echo(f"fhirpkg {__version__} (Python {sys.version.split()[0]}{models})")
+    click.echo(f"FHIR packages (in {pk.cache_dir()}):")
+    for use, refs in (("R5", pk.R5_DEFAULT_PACKAGES), ("R4B", pk.R4B_DEFAULT_PACKAGES)):
+        for ref in map(lambda r: pk.PackageRef(*r), refs):
+            note = "" if pk.installed(ref) is not None else "  (not installed: installed on first use)"
+            click.echo(f"  {use:4s} {ref}{note}")
+    ctx.exit()
+
+
 @click.group(cls=Group)
-@click.version_option(__version__, prog_name="fhirpkg")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version and the FHIR packages in use, then exit.")
 @click.option("--offline", is_flag=True, envvar="FHIRPKG_OFFLINE",
               help="Guarantee no network access: missing packages are an error, not a download.")
 def main(offline: bool) -> None:

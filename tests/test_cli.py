@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -278,3 +283,52 @@ def test_ignore_warnings_file_turns_listed_warnings_into_information(tmp_path):
     assert len(lines) == 2 and all("information [terminology-not-checked]" in l for l in lines), r.output
     assert all("(listed in " in l and "ignoreWarnings.txt: RxNorm is checked by the content tests)" in l for l in lines)
     assert "0 warnings" in r.output
+
+
+def test_version_names_the_fhir_packages_in_use(tmp_path, monkeypatch):
+    r = run("--version")
+    lines = r.output.splitlines()
+    assert r.exit_code == 0 and lines[0].startswith("fhirpkg 0.1.0 (Python ")
+    # the validator's R5 packages and the R4B export's, as packages.py pins them
+    for ref in ("R5   hl7.fhir.r5.core#5.0.0", "R5   hl7.terminology.r5#7.0.1",
+                "R5   hl7.fhir.uv.extensions.r5#5.3.0-ballot-tc1", "R4B  hl7.fhir.r4b.core#4.3.0"):
+        assert f"  {ref}" in lines, r.output
+    monkeypatch.setenv("FHIR_PACKAGE_CACHE", str(tmp_path))
+    r = run("--version")
+    assert f"FHIR packages (in {tmp_path}):" in r.output
+    assert "  R5   hl7.fhir.r5.core#5.0.0  (not installed: installed on first use)" in r.output.splitlines()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_pre_commit_hook_validates_fhir_json(tmp_path):
+    """`pre-commit try-repo` installs this checkout's fhirpkg-validate hook as users get it (a virtualenv
+    and `pip install .`: needs PyPI for the build backend and the dependencies, nothing else) and runs it
+    on a repository with a valid, an invalid and a non-FHIR JSON file (package.json, excluded)."""
+    pre_commit = shutil.which("pre-commit", path=os.path.dirname(sys.executable)) or shutil.which("pre-commit")
+    if pre_commit is None:
+        pytest.skip("pre-commit is not installed (it is in the test extra: pip install -e '.[test]')")
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: pre-commit try-repo needs one")
+    repo = tmp_path / "content"
+    repo.mkdir()
+    (repo / "good.json").write_text(json.dumps(GOOD))
+    (repo / "bad.json").write_text(json.dumps(BAD, indent=2))
+    (repo / "package.json").write_text(json.dumps({"name": "some-npm-project", "version": "1.0.0"}))
+    env = dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"), FHIRPKG_OFFLINE="1")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(git + ["init", "-q"], cwd=repo, check=True)
+    subprocess.run(git + ["add", "."], cwd=repo, check=True)
+
+    def hook(*files):
+        args = ["--files", *files] if files else ["--all-files"]
+        return subprocess.run([pre_commit, "try-repo", str(ROOT), "fhirpkg-validate", *args], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=900)
+    r = hook("good.json", "package.json")
+    assert r.returncode == 0 and "Passed" in r.stdout, r.stdout + r.stderr
+    r = hook()
+    assert r.returncode == 1 and "Failed" in r.stdout, r.stdout + r.stderr
+    assert "bad.json:4:3: error [binding-required]" in r.stdout and "package.json" not in r.stdout.split("Failed")[1]
+    assert "2 resources in 2 files: 1 error" in r.stdout
