@@ -332,3 +332,28 @@ def test_pre_commit_hook_validates_fhir_json(tmp_path):
     assert r.returncode == 1 and "Failed" in r.stdout, r.stdout + r.stderr
     assert "bad.json:4:3: error [binding-required]" in r.stdout and "package.json" not in r.stdout.split("Failed")[1]
     assert "2 resources in 2 files: 1 error" in r.stdout
+
+
+def test_ci_workflow_in_the_docs_uploads_sarif_then_gates(tmp_path, monkeypatch):
+    """docs/ci.md's workflow: SARIF uploaded whatever the verdict, the gate after it, and its
+    validate command line really writes a SARIF report."""
+    import re
+    import shlex
+    yaml = pytest.importorskip("yaml")  # PyYAML comes with pre-commit (the test extra)
+    text = (ROOT / "docs" / "ci.md").read_text()
+    workflow = yaml.safe_load(re.search(r"```yaml\n(# \.github/workflows/.*?)```", text, re.S).group(1))
+    assert workflow["permissions"]["security-events"] == "write"
+    steps = workflow["jobs"]["validate"]["steps"]
+    validate = next(n for n, s in enumerate(steps) if s.get("id") == "validate")
+    upload = next(n for n, s in enumerate(steps) if s.get("uses", "").startswith("github/codeql-action/upload-sarif"))
+    gate = next(n for n, s in enumerate(steps) if "steps.validate.outputs.exit" in s.get("run", ""))
+    assert validate < upload < gate and steps[upload]["if"] == "always()"
+    command = next(l for l in steps[validate]["run"].splitlines() if l.strip().startswith("fhirpkg"))
+    args = shlex.split(command)[1:]
+    assert args[args.index("-o") + 1] == steps[upload]["with"]["sarif_file"]
+    args[args.index("-o") + 1] = str(tmp_path / "out.sarif")
+    args[args.index("definitions")] = str(ROOT / "definitions")
+    monkeypatch.setenv("FHIRPKG_OFFLINE", "1")  # what --offline sets, undone after the test
+    r = CliRunner().invoke(main, args)
+    sarif = json.loads((tmp_path / "out.sarif").read_text())
+    assert r.exit_code == 0 and sarif["version"] == "2.1.0" and sarif["runs"][0]["tool"]["driver"]["name"] == "fhirpkg"
