@@ -1,7 +1,6 @@
 """The Python API the CLI calls: load definitions, validate paths or resources."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -16,11 +15,8 @@ from .validation import Options, Validator
 from .validation.references import Resolver
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def load_definitions(package_refs: Iterable = pk.R5_DEFAULT_PACKAGES, log: Callable | None = _stderr) -> Definitions:
+def load_definitions(package_refs: Iterable = pk.R5_DEFAULT_PACKAGES,
+                     log: Callable | None = pk.log_to_stderr) -> Definitions:
     """Compiled definitions for these packages (installed from npm on first use)."""
     packages = pk.ensure(package_refs, log=log)
     return load_compiled(packages, log=log)

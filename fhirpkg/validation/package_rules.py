@@ -23,7 +23,7 @@ NEEDS_IDENTIFIER = frozenset({"MedicationKnowledge", "ClinicalUseDefinition"})
 INCLUDING_ARTIFACT_TYPES = frozenset({"composed-of", "depends-on"})
 
 
-def _issue(r: ProjectResource, severity: Severity, code: str, rule: str, message: str, loc: tuple = ()) -> Issue:
+def _issue(r: ProjectResource, severity: Severity, code: str, message: str, rule: str, loc: tuple = ()) -> Issue:
     line, col = r.doc.locate(loc)
     expr = r.type + ("." + ".".join(str(p) for p in loc if isinstance(p, str)) if loc else "")
     return Issue(severity, code, message, rule, expr, r.doc.file, line, col, loc)
@@ -37,45 +37,51 @@ def check(project: Project) -> Iterator[Issue]:
     for r in project.resources:
         rt, rid = r.type, r.id
         if not isinstance(rid, str):
-            yield _issue(r, Severity.ERROR, "required", "package-id", "A package resource needs an id (servers "
-                         "load it with PUT <Type>/<id>)")
+            yield _issue(r, Severity.ERROR, "required", "A package resource needs an id (servers "
+                         "load it with PUT <Type>/<id>)", "package-id")
             continue
         ids[f"{rt}/{rid}"].append(r)
         if not ID_RE.match(rid) or rid.isdigit():
-            yield _issue(r, Severity.ERROR, "invalid", "package-id",
+            yield _issue(r, Severity.ERROR, "invalid",
                          f"The id '{rid}' must be 1-64 letters, digits, '-' or '.', with at least one letter "
-                         "(HAPI FHIR refuses all-numeric client-assigned ids)", ("id",))
+                         "(HAPI FHIR refuses all-numeric client-assigned ids)",
+                         "package-id", ("id",))
         expected = f"{rt}/{rid}.json"
         rel = "/".join(r.path.parts[-2:])
         if rel != expected:
-            yield _issue(r, Severity.ERROR, "structure", "package-layout",
+            yield _issue(r, Severity.ERROR, "structure",
                          f"The file should be {project.root / expected} (one folder per resource type, "
-                         f"the file named after the id)", ())
+                         f"the file named after the id)",
+                         "package-layout", ())
         if rt in CANONICAL_TYPES and manifest is not None:
             url = r.url
             want = f"{manifest.canonical}/{rt}/{rid}"
             if url != want:
-                yield _issue(r, Severity.ERROR, "invalid", "package-canonical",
+                yield _issue(r, Severity.ERROR, "invalid",
                              f"The canonical URL must be {want} (the package canonical, the type and the id); "
-                             f"found {url!r}", ("url",) if url else ())
+                             f"found {url!r}",
+                             "package-canonical", ("url",) if url else ())
             if r.version != manifest.version:
-                yield _issue(r, Severity.ERROR, "invalid", "package-version",
+                yield _issue(r, Severity.ERROR, "invalid",
                              f"The version must be the package version {manifest.version}; found {r.version!r}",
+                             "package-version",
                              ("version",) if r.version else ())
             if isinstance(url, str):
                 urls[f"{url}|{r.version}"].append(r)
         if rt in NEEDS_IDENTIFIER and not r.json.get("identifier"):
-            yield _issue(r, Severity.ERROR, "required", "package-identifier",
+            yield _issue(r, Severity.ERROR, "required",
                          f"A {rt} in a package needs an identifier: it is not a canonical resource, so servers "
-                         "match it by identifier (HAPI's package installer refuses it without one, HAPI-1292)")
+                         "match it by identifier (HAPI's package installer refuses it without one, HAPI-1292)",
+                         "package-identifier")
     for key, rs in ids.items():
         for r in rs[1:]:
-            yield _issue(r, Severity.ERROR, "duplicate", "package-duplicate",
-                         f"{key} is defined more than once (also in {rs[0].path})", ("id",))
+            yield _issue(r, Severity.ERROR, "duplicate", f"{key} is defined more than once (also in {rs[0].path})",
+                         "package-duplicate", ("id",))
     for key, rs in urls.items():
         for r in rs[1:]:
-            yield _issue(r, Severity.ERROR, "duplicate", "package-duplicate",
-                         f"The canonical {key} is defined more than once (also in {rs[0].path})", ("url",))
+            yield _issue(r, Severity.ERROR, "duplicate",
+                         f"The canonical {key} is defined more than once (also in {rs[0].path})",
+                         "package-duplicate", ("url",))
 
     yield from _cycles(project)
 
@@ -122,9 +128,9 @@ def _cycles(project: Project) -> Iterator[Issue]:
             if state.get(target) == 1:
                 cycle = path[path.index(target):] + [target]
                 names = " -> ".join(f"{by_url[u].type}/{by_url[u].id}" for u in cycle)
-                yield _issue(by_url[path[-1]], Severity.WARNING, "business-rule", "package-cycle",
+                yield _issue(by_url[path[-1]], Severity.WARNING, "business-rule",
                              f"{names}: this artifact includes itself through the package's own canonicals",
-                             loc)
+                             "package-cycle", loc)
             elif not state.get(target):
                 state[target] = 1
                 path.append(target)
