@@ -9,15 +9,16 @@ STAMP  := $(VENV)/.installed
 .PHONY: setup packages package test test-fast interop-setup translator browser-setup clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
-	touch $@
+	@echo "setting up $(VENV)/: pip install -e '.[test]'"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q -e '.[test]'
+	@touch $@
 
 setup: $(STAMP)
 	@# byte-compile once: these machines set PYTHONDONTWRITEBYTECODE, and cold starts matter
-	$(BIN)/python -m compileall -q fhirpkg
-	$(BIN)/python -c "import fhirpkg.validation.fhirpath" >/dev/null 2>&1 || true
+	@$(BIN)/python -m compileall -q fhirpkg
+	@$(BIN)/python -c "import fhirpkg.validation.fhirpath" >/dev/null 2>&1 || true
 
 packages: setup
 	$(BIN)/fhirpkg packages install --defaults hl7.fhir.r5.examples@5.0.0 hl7.fhir.r4b.core@4.3.0 \

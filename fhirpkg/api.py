@@ -1,14 +1,13 @@
 """The Python API the CLI calls: load definitions, validate paths or resources."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from . import inputs, packages as pk
+from . import evidence, inputs, packages as pk
 from .definitions import Definitions, load as load_compiled
 from .inputs import find_sources, read_source
 from .issues import Issue, Severity
@@ -16,11 +15,8 @@ from .validation import Options, Validator
 from .validation.references import Resolver
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def load_definitions(package_refs: Iterable = pk.R5_DEFAULT_PACKAGES, log: Callable | None = _stderr) -> Definitions:
+def load_definitions(package_refs: Iterable = pk.R5_DEFAULT_PACKAGES,
+                     log: Callable | None = pk.log_to_stderr) -> Definitions:
     """Compiled definitions for these packages (installed from npm on first use)."""
     packages = pk.ensure(package_refs, log=log)
     return load_compiled(packages, log=log)
@@ -108,9 +104,29 @@ class Result:
         return 1 if any(i.severity >= fail_on for i in self.issues) else 0
 
 
+@dataclass
+class FileResult:
+    """One file's issues and how many resources it held; unpacks as ``(file, issues)``."""
+
+    file: str
+    issues: list[Issue]
+    resources: int = 0
+
+    def __iter__(self):
+        return iter((self.file, self.issues))
+
+
+def count_resources(value) -> int:
+    """The resources in one parsed document: itself, and each Bundle entry's resource (nested too)."""
+    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+        return 0
+    entries = value.get("entry") if value["resourceType"] == "Bundle" else None
+    return 1 + sum(count_resources(e.get("resource")) for e in entries or () if isinstance(e, dict))
+
+
 def iter_validate(paths: list[str], validator: Validator,
-                  other_versions: dict | None = None) -> Iterator[tuple[str, list[Issue]]]:
-    """Validate the documents found under ``paths``, yielding (file, issues) as it goes.
+                  other_versions: dict | None = None) -> Iterator[FileResult]:
+    """Validate the documents found under ``paths``, yielding each file's result as it goes.
 
     Files named ``*.r4b.json`` are validated against R4B (structure, JSON rules and
     references: the FHIRPath and terminology layers are R5-specific); ``*.r4.json``
@@ -124,18 +140,18 @@ def iter_validate(paths: list[str], validator: Validator,
         if path != "-" and Path(path, "package.json").is_file() and Path(path).is_dir():
             # a content project: its resources, plus the package rules
             project, issues, _ = validate_project(path, defs=validator.defs)
-            by_file: dict[str, list[Issue]] = {str(r.path): [] for r in project.resources}
+            by_file = {str(r.path): FileResult(str(r.path), [], 1) for r in project.resources}
             for i in issues:
-                by_file.setdefault(i.file, []).append(i)
-            yield from by_file.items()
+                by_file.setdefault(i.file, FileResult(i.file, [])).issues.append(i)
+            yield from by_file.values()
         else:
             plain.append(path)
     for src in find_sources(plain):
         file_issues: list[Issue] = []
         version = src.fhir_version
         if version == "4.0.1":
-            yield src.name, [Issue(Severity.INFORMATION, "not-supported", "Not validated: the R4 (4.0.1) "
-                                   "definitions are not available offline", "fhir-version-skipped", file=src.name)]
+            yield FileResult(src.name, [Issue(Severity.INFORMATION, "not-supported", "Not validated: the R4 (4.0.1) "
+                             "definitions are not available offline", "fhir-version-skipped", file=src.name)])
             continue
         v = validator
         if version == "4.3.0":
@@ -143,6 +159,7 @@ def iter_validate(paths: list[str], validator: Validator,
                 other_versions[version] = Validator(load_definitions(pk.R4B_DEFAULT_PACKAGES),
                                                     Options(layers=frozenset({"json", "structure", "references"})))
             v = other_versions[version]
+        resources = 0
         for doc in read_source(src):
             if src.in_folder and doc.ok and isinstance(doc.value, dict) and "resourceType" not in doc.value:
                 file_issues.append(Issue(Severity.INFORMATION, "informational",
@@ -150,7 +167,8 @@ def iter_validate(paths: list[str], validator: Validator,
                                          file=doc.file, line=1, column=1))
                 continue
             file_issues.extend(v.validate_document(doc))
-        yield src.name, file_issues
+            resources += count_resources(doc.value) if doc.ok else 0
+        yield FileResult(src.name, file_issues, resources)
 
 
 def validate(paths: list[str] | str, *, profiles: Iterable[str] = (), igs: Iterable[str] = (),
@@ -201,7 +219,8 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
     """Load and validate a content project: every resource, plus the package rules.
 
     Returns (project, issues, defs): the definitions include the project's own
-    profiles and value sets, for the build steps that follow.
+    profiles and value sets, for the build steps that follow.  Warnings the project has
+    answered (codes its evidence register verified, an ignoreWarnings.txt) are information.
     """
     from . import project as proj
     from .validation import package_rules
@@ -225,6 +244,9 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
                          message="No narrative in the source: `fhirpkg build` generates one (dom-6)")
             issues.append(i)
     issues.extend(package_rules.check(project))
+    answers = evidence.find(project.root)
+    if answers:
+        issues = evidence.answer(issues, {str(r.path): r.json for r in project.resources}, answers)
     return project, issues, defs
 
 

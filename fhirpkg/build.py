@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__, bundle, narrative, npm_package
+from .errors import FhirpkgError
 from .fsutil import DirectoryLock, swap_in_directory
 from .issues import Issue, Severity
 from .reports import issue_dict, oo_issue
@@ -31,8 +32,10 @@ R5, R4B, R4 = "5.0.0", "4.3.0", "4.0.1"
 ALL_VERSIONS = (R5, R4B, R4)
 
 
-class BuildError(Exception):
-    """The build refused to run or to write; the message says why."""
+class BuildError(FhirpkgError):
+    """The build refused to run or to write; the message says why (exit 1: the content, not the call)."""
+
+    exit_code = 1
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import PackageError, describe
+from .errors import FhirpkgError, describe
 from .issues import Severity
 
 EXIT_INTERNAL = 3
@@ -34,9 +34,9 @@ class Group(click.Group):
         except KeyboardInterrupt:
             _err("fhirpkg: interrupted")
             ctx.exit(130)
-        except PackageError as e:  # a setup problem, said in its own words
+        except FhirpkgError as e:  # an input or setup problem, said in its own words
             _err(f"fhirpkg: {e}")
-            ctx.exit(2)
+            ctx.exit(e.exit_code)
         except Exception as e:  # noqa: BLE001 - the last line of defence: no tracebacks for users
             if os.environ.get("FHIRPKG_DEBUG"):
                 raise
@@ -44,8 +44,28 @@ class Group(click.Group):
             ctx.exit(EXIT_INTERNAL)
 
 
+def _show_version(ctx, _param, value) -> None:
+    """fhirpkg's version and the FHIR packages it validates against (a verdict depends on both)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+    from . import packages as pk
+    try:
+        models = f", fhir.resources {version('fhir.resources')}"
+    except PackageNotFoundError:
+        models = ""
+    click.echo(f"fhirpkg {__version__} (Python {sys.version.split()[0]}{models})")
+    click.echo(f"FHIR packages (in {pk.cache_dir()}):")
+    for use, refs in (("R5", pk.R5_DEFAULT_PACKAGES), ("R4B", pk.R4B_DEFAULT_PACKAGES)):
+        for ref in map(lambda r: pk.PackageRef(*r), refs):
+            note = "" if pk.installed(ref) is not None else "  (not installed: installed on first use)"
+            click.echo(f"  {use:4s} {ref}{note}")
+    ctx.exit()
+
+
 @click.group(cls=Group)
-@click.version_option(__version__, prog_name="fhirpkg")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version and the FHIR packages in use, then exit.")
 @click.option("--offline", is_flag=True, envvar="FHIRPKG_OFFLINE",
               help="Guarantee no network access: missing packages are an error, not a download.")
 def main(offline: bool) -> None:
@@ -66,14 +86,20 @@ def main(offline: bool) -> None:
               help="Lowest severity that makes the exit code 1.")
 @click.option("--level", type=click.Choice(["information", "warning", "error"]), default="information",
               show_default=True, help="Lowest severity shown in the text report.")
+@click.option("--verbose", "-v", is_flag=True, help="Text report: every issue on its own line, repeats not grouped.")
+@click.option("--quiet", "-q", is_flag=True, help="Text report: errors only (same as --level error).")
 @click.option("--profile", "profiles", multiple=True, metavar="URL",
               help="Also validate every resource against this profile (repeatable).")
 @click.option("--ig", "igs", multiple=True, metavar="PKG|DIR|FILE",
               help="Load profiles, extensions and value sets from a package (id#version), folder or file.")
 @click.option("--progress/--no-progress", default=None, help="Show progress on standard error (default: on a terminal).")
 @click.option("--timings", is_flag=True, help="Print the time spent in each validation layer.")
-def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timings):
-    """Validate FHIR R5 JSON: files, folders (recursive), Bundles, NDJSON, or - for stdin."""
+def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, progress, timings):
+    """Validate FHIR R5 JSON: files, folders (recursive), Bundles, NDJSON, or - for stdin.
+
+    The text report gives one line per kind of problem (rule and message, with its count and first
+    places); -v lists every issue.
+    """
     from . import api, reports
     from .validation import Options, Validator
     defs = api.load_definitions()
@@ -85,11 +111,12 @@ def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timing
             raise click.UsageError(f"--profile {url}: no such profile in the loaded packages or --ig inputs")
     validator = Validator(defs, Options(profiles=tuple(profiles), timings=timings))
     show = progress if progress is not None else sys.stderr.isatty()
-    issues, files = [], []
+    issues, files, resources = [], [], 0
     started = last = time.perf_counter()
-    for name, file_issues in api.iter_validate(list(paths), validator):
-        files.append(name)
-        issues.extend(file_issues)
+    for result in api.iter_validate(list(paths), validator):
+        files.append(result.file)
+        issues.extend(result.issues)
+        resources += result.resources
         now = time.perf_counter()
         if show and now - last > 0.5:
             last = now
@@ -97,12 +124,13 @@ def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timing
                        err=True, nl=False)
     if show and files:
         click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
-    report = reports.render(fmt, issues, files, Severity.parse(level))
+    report = reports.render(fmt, issues, files, Severity.parse("error" if quiet else level),
+                            resources=resources, verbose=verbose)
     if output:
         from .fsutil import atomic_write_text
         atomic_write_text(output, report)
         if fmt != "text":
-            _err(reports.summary(issues, len(files)))
+            _err(reports.summary(issues, len(files), resources))
     else:
         click.echo(report, nl=False)
     if timings:

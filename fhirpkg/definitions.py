@@ -21,6 +21,7 @@ from typing import Iterable
 
 import orjson
 
+from .fsutil import cache_root
 from .model import AdditionalBinding, Binding, Constraint, Discriminator, ElementDef, Slicing, TypeDef, TypeRef
 from .packages import Package
 
@@ -48,14 +49,6 @@ CANONICAL_TYPES = frozenset({
     "SpecimenDefinition", "StructureDefinition", "StructureMap", "SubscriptionTopic",
     "TerminologyCapabilities", "TestPlan", "TestScript", "ValueSet",
 })
-
-
-def cache_root() -> Path:
-    env = os.environ.get("FHIRPKG_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "fhirpkg"
 
 
 # --- compiling one StructureDefinition ---------------------------------------------

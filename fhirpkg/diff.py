@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
+from .errors import FhirpkgError
 from .inputs import archive_error
 from .jsonsource import lexeme, read_documents
 from .issues import Severity
@@ -34,7 +35,7 @@ MAX_TOTAL_BYTES = 1024 * 2**20
 SKIP_NAMES = ("package.json", ".index.json")
 
 
-class DiffError(Exception):
+class DiffError(FhirpkgError):
     """A side cannot be read; the message says which file and why."""
 
 

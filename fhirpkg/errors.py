@@ -1,14 +1,28 @@
-"""One-line descriptions of unexpected errors, for people rather than debuggers."""
+"""The error classes users see, and one-line descriptions of unexpected errors."""
 from __future__ import annotations
 
 
-class PackageError(Exception):
+class FhirpkgError(Exception):
+    """A problem with the input or the setup, said in its own words: never a bug.
+
+    The base of every error fhirpkg raises on purpose, so the CLI catches them all
+    with one clause and exits with ``exit_code`` (2: usage or input error) after
+    printing the message as it is, in one line.
+    """
+
+    exit_code = 2
+
+
+class PackageError(FhirpkgError):
     """A package could not be resolved, fetched or unpacked; the message says why.
 
-    A setup problem (offline, not on npm, not a package), not a bug: the CLI shows the
-    message as it is and exits 2.  Defined here, not in packages.py, so the CLI can
-    catch it without importing the package machinery.
+    A setup problem (offline, not on npm, not a package), not a bug.  Defined here, not
+    in packages.py, so the CLI can catch it without importing the package machinery.
     """
+
+
+class InputError(FhirpkgError):
+    """Nothing to work on: a folder with nothing to validate, a path that cannot be loaded."""
 
 
 def describe(exc: BaseException) -> str:
@@ -22,7 +36,7 @@ def describe(exc: BaseException) -> str:
     return f"internal error: {name}{': ' + text if text else ''} (set FHIRPKG_DEBUG=1 for details; please report it)"
 
 
-class ApplyError(Exception):
+class ApplyError(FhirpkgError):
     """PlanDefinition $apply cannot run on this input (data not a Bundle, subject not in the data,
     PlanDefinition or Library not found, unsupported expression language); the message says why.
     The CLI shows it as one line and exits 2."""

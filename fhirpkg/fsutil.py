@@ -89,3 +89,13 @@ class DirectoryLock(FileLock):
 
     def __init__(self, target: Path | str):
         super().__init__(Path(target).with_name(f".{Path(target).name}.lock"))
+
+
+def cache_root() -> Path:
+    """fhirpkg's cache folder (compiled definitions, FHIRPath parse trees): ``$FHIRPKG_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/fhirpkg``, else ``~/.cache/fhirpkg``."""
+    env = os.environ.get("FHIRPKG_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "fhirpkg"

@@ -2,7 +2,8 @@
 
 Folders are walked without following symbolic links (so a link loop cannot trap
 the walk); special files (FIFOs, devices, sockets) and unreadable files become
-issues instead of hangs or tracebacks.
+issues instead of hangs or tracebacks.  A folder with nothing to validate in it
+(empty, no JSON, only unreadable links) is an ``InputError``: the CLI exits 2.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .errors import InputError
 from .issues import Issue, Severity
 from .jsonsource import Document, read_documents
 
@@ -51,7 +53,11 @@ class Source:
 
 
 def find_sources(paths: list[str]) -> Iterator[Source]:
-    """Expand the command-line paths into sources, in a stable order."""
+    """Expand the command-line paths into sources, in a stable order.
+
+    Raises ``InputError`` for a folder with nothing to validate (as eslint does for a
+    pattern that matches no file): an exit 0 there would pass a CI job that checked nothing.
+    """
     for arg in paths:
         if arg == "-":
             yield Source("-")
@@ -67,13 +73,14 @@ def find_sources(paths: list[str]) -> Iterator[Source]:
             yield Source(arg, p, _problem(arg, f"Cannot read: {e.strerror or e}"))
             continue
         if stat.S_ISDIR(st.st_mode):
-            found = False
-            for src in _walk(p):
-                found = True
-                yield src
+            found = list(_walk(p))
             if not found:
-                yield Source(arg, p, _problem(arg, "No .json, .ndjson or .tgz files in this folder: nothing was "
-                                                   "validated", Severity.WARNING))
+                raise InputError(f"{arg}: nothing to validate (no .json, .ndjson or .tgz files in this folder)")
+            if all(src.problem is not None for src in found):
+                first = found[0]
+                raise InputError(f"{arg}: nothing to validate ({len(found)} file{'s' if len(found) != 1 else ''} "
+                                 f"found, none readable; {first.name}: {first.problem.message})")
+            yield from found
         elif stat.S_ISREG(st.st_mode):
             yield Source(arg, p)
         else:

@@ -289,12 +289,13 @@ def ensure(refs, log=None) -> list[Package]:
         ref = ref if isinstance(ref, PackageRef) else PackageRef(*ref)
         pkg = installed(ref)
         if pkg is None:
-            pkg = install(ref, log=log or _stderr)
+            pkg = install(ref, log=log or log_to_stderr)
         out.append(pkg)
     return out
 
 
-def _stderr(msg: str) -> None:
+def log_to_stderr(msg: str) -> None:
+    """The default progress log: a line on standard error, flushed (stdout may carry a report)."""
     print(msg, file=sys.stderr, flush=True)
 
 

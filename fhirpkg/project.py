@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import InputError
 from .inputs import find_sources, read_source
 from .issues import Issue, Severity
 from .jsonsource import Document
@@ -136,7 +137,12 @@ def load(root: Path | str = "definitions") -> Project:
             elif doc.ok:
                 project.issues.append(Issue(Severity.FATAL, "structure", "package.json must be a JSON object",
                                             "manifest-invalid", file=str(mpath), line=1, column=1))
-    for src in find_sources([str(root)]):
+    try:
+        sources = list(find_sources([str(root)]))
+    except InputError as e:  # a project that holds nothing is reported with the rest of its problems
+        project.issues.append(Issue(Severity.WARNING, "processing", str(e), "input", file=str(root)))
+        sources = []
+    for src in sources:
         if src.path is not None and src.path.resolve() == mpath.resolve():
             continue
         for doc in read_source(src):

@@ -36,6 +36,7 @@ from typing import Any, Callable
 from urllib.parse import quote, urlencode, urlsplit
 
 from . import diff as _diff
+from .errors import FhirpkgError
 from .jsonsource import read_documents
 
 #: Retried within the attempt bound: every 5xx (the reliability issue asks it; HAPI answers some
@@ -50,7 +51,7 @@ REDACTED = "***"
 FHIR_JSON = "application/fhir+json"
 
 
-class PushError(Exception):
+class PushError(FhirpkgError):
     """The request cannot be made (bad server URL, bad header, bundle we cannot push)."""
 
 

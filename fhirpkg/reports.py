@@ -21,11 +21,18 @@ EXT_MESSAGE_ID = "http://hl7.org/fhir/StructureDefinition/operationoutcome-messa
 FORMATS = ("text", "json", "operationoutcome", "junit", "sarif")
 
 
-def summary(issues: list[Issue], files: int) -> str:
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def summary(issues: list[Issue], files: int, resources: int | None = None) -> str:
+    """"N resources in M files: E errors, W warnings, I information" (resources: NDJSON lines and
+    Bundle entries each count; without a count, files only)."""
     c = Counter(i.severity for i in issues)
     e = c[Severity.ERROR] + c[Severity.FATAL]
-    return (f"{files} file{'s' if files != 1 else ''} checked: {e} error{'s' if e != 1 else ''}, "
-            f"{c[Severity.WARNING]} warning{'s' if c[Severity.WARNING] != 1 else ''}, "
+    where = (f"{_plural(resources, 'resource')} in {_plural(files, 'file')}" if resources is not None
+             else f"{_plural(files, 'file')} checked")
+    return (f"{where}: {_plural(e, 'error')}, {_plural(c[Severity.WARNING], 'warning')}, "
             f"{c[Severity.INFORMATION]} information")
 
 
@@ -40,16 +47,53 @@ def printable(text: str) -> str:
 
 
 def text_line(i: Issue) -> str:
-    where = printable(i.file or "<input>")
-    if i.line is not None:
-        where += f":{i.line}:{i.column or 1}"
+    where = location(i)
     expr = f" ({printable(i.expression)})" if i.expression else ""
     return f"{where}: {i.severity.code} [{i.rule}] {printable(i.message)}{expr}"
 
 
-def to_text(issues: list[Issue], files: int, min_severity: Severity = Severity.INFORMATION) -> str:
-    lines = [text_line(i) for i in sorted(issues, key=Issue.sort_key) if i.severity >= min_severity]
-    lines.append(summary(issues, files))
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_PARENTHESIS = re.compile(r"\([^()]*\)")
+_NUMBER = re.compile(r"\d+")
+FIRST_LOCATIONS = 3
+
+
+def message_pattern(message: str) -> str:
+    """What repeats of one problem share: the message with quoted values, asides in parentheses and
+    numbers masked."""
+    return _NUMBER.sub("N", _PARENTHESIS.sub("(…)", _QUOTED.sub("'…'", message)))
+
+
+def group(issues: Iterable[Issue]) -> list[list[Issue]]:
+    """Issues grouped by (severity, rule, message pattern), worst first, each group in file order."""
+    groups: dict[tuple, list[Issue]] = {}
+    for i in sorted(issues, key=Issue.sort_key):
+        groups.setdefault((i.severity, i.rule, message_pattern(i.message)), []).append(i)
+    return sorted(groups.values(), key=lambda g: (-g[0].severity, g[0].sort_key()))
+
+
+def location(i: Issue) -> str:
+    where = printable(i.file or "<input>")
+    return where + (f":{i.line}:{i.column or 1}" if i.line is not None else "")
+
+
+def group_line(issues: list[Issue]) -> str:
+    """The first issue as a full line, then how many more there are and where the next ones are."""
+    line = text_line(issues[0])
+    if len(issues) == 1:
+        return line
+    also = [location(i) for i in issues[1:FIRST_LOCATIONS]]
+    more = len(issues) - FIRST_LOCATIONS
+    return f"{line} [{len(issues)} like this; also {', '.join(also)}{f' and {more} more' if more > 0 else ''}]"
+
+
+def to_text(issues: list[Issue], files: int, min_severity: Severity = Severity.INFORMATION, *,
+            resources: int | None = None, verbose: bool = False) -> str:
+    """Repeats grouped into one line each (``verbose``: every issue), then the summary."""
+    shown = [i for i in issues if i.severity >= min_severity]
+    lines = ([text_line(i) for i in sorted(shown, key=Issue.sort_key)] if verbose
+             else [group_line(g) for g in group(shown)])
+    lines.append(summary(issues, files, resources))
     return "\n".join(lines) + "\n"
 
 
@@ -58,9 +102,9 @@ def issue_dict(i: Issue) -> dict:
             "rule": i.rule, "message": i.message, "expression": i.expression}
 
 
-def to_json(issues: list[Issue], files: int) -> str:
+def to_json(issues: list[Issue], files: int, resources: int | None = None) -> str:
     c = Counter(i.severity.code for i in issues)
-    doc = {"tool": "fhirpkg", "version": __version__, "files": files,
+    doc = {"tool": "fhirpkg", "version": __version__, "files": files, "resources": resources,
            "summary": {s.code: c.get(s.code, 0) for s in Severity},
            "issues": [issue_dict(i) for i in sorted(issues, key=Issue.sort_key)]}
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
@@ -140,11 +184,12 @@ def to_sarif(issues: list[Issue]) -> str:
 
 
 def render(fmt: str, issues: list[Issue], file_names: list[str],
-           min_severity: Severity = Severity.INFORMATION) -> str:
+           min_severity: Severity = Severity.INFORMATION, *, resources: int | None = None,
+           verbose: bool = False) -> str:
     if fmt == "text":
-        return to_text(issues, len(file_names), min_severity)
+        return to_text(issues, len(file_names), min_severity, resources=resources, verbose=verbose)
     if fmt == "json":
-        return to_json(issues, len(file_names))
+        return to_json(issues, len(file_names), resources)
     if fmt == "operationoutcome":
         return to_operation_outcome(issues, len(file_names))
     if fmt == "junit":

@@ -34,3 +34,86 @@ def test_import_fhirpkg_stays_cheap():
     code = "import sys, fhirpkg; print('fhirpkg.api' in sys.modules, 'fhirpkg.validation' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# --- fhirpkg.load: resources as read, or as fhir.resources models -------------------------------------
+
+def test_load_project_gives_raw_json_with_positions_and_r5_models():
+    from fhir.resources.plandefinition import PlanDefinition
+    pkg = fhirpkg.load(ROOT / "definitions")
+    source = ROOT / "definitions" / "PlanDefinition" / "nepc-pathway.json"
+    raw = json.loads(source.read_text())
+    res = pkg.get("PlanDefinition/nepc-pathway")
+    assert res.json == raw and Path(res.file) == source
+    title_line = next(n for n, l in enumerate(source.read_text().splitlines(), 1) if l.strip().startswith('"title"'))
+    assert res.position("title")[0] == title_line
+    model = pkg.model("PlanDefinition/nepc-pathway")
+    assert isinstance(model, PlanDefinition) and model.id == "nepc-pathway" and model.title == raw["title"]
+    assert len(model.action) == len(raw["action"])
+    plans = pkg.models("PlanDefinition")
+    assert {m.id for m in plans} == {p.stem for p in (ROOT / "definitions" / "PlanDefinition").glob("*.json")}
+    assert all(isinstance(m, PlanDefinition) for m in plans)
+
+
+def test_load_bundle_ndjson_and_package_archive(tmp_path):
+    import io
+    import tarfile
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female"}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "http://example.org/Patient/p1", "resource": patient},
+        {"fullUrl": "http://example.org/Basic/b1", "resource": {"resourceType": "Basic", "id": "b1",
+                                                                "code": {"text": "x"}}}]}
+    (tmp_path / "b.json").write_text(json.dumps(bundle, indent=2))
+    pkg = fhirpkg.load(tmp_path / "b.json")
+    assert [r.key for r in pkg.resources] == ["Patient/p1", "Basic/b1"]
+    # indent=2: line 10 is `        "gender": "female"` (entry 0, resource), its key at column 9
+    assert pkg.resources[0].position("gender") == (10, 9)
+    assert pkg.model("Patient/p1").gender == "female"
+    (tmp_path / "x.ndjson").write_text(json.dumps(patient) + "\n" + json.dumps(dict(patient, id="p2")) + "\n")
+    assert [r.position()[0] for r in fhirpkg.load(tmp_path / "x.ndjson").resources] == [1, 2]
+    with tarfile.open(tmp_path / "p.tgz", "w:gz") as t:
+        for name, obj in (("package/package.json", {"name": "x.y", "version": "1.0.0"}),
+                          ("package/Patient-p1.json", patient)):
+            data = json.dumps(obj).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    (res,) = fhirpkg.load(tmp_path / "p.tgz").resources
+    assert res.file.endswith("p.tgz!package/Patient-p1.json") and res.model().id == "p1"
+
+
+def test_load_r4b_input_gives_r4b_models(tmp_path):
+    (tmp_path / "mk.r4b.json").write_text(json.dumps(
+        {"resourceType": "MedicationKnowledge", "id": "m1", "status": "active",
+         "synonym": ["an R4B element that R5 removed"]}))
+    model = fhirpkg.load(tmp_path / "mk.r4b.json").model("MedicationKnowledge/m1")
+    assert type(model).__module__.startswith("fhir.resources.R4B.") and model.synonym == ["an R4B element that R5 removed"]
+
+
+def test_load_build_folder_reads_its_collection_bundle():
+    build = ROOT / "build"
+    (collection,) = build.glob("*.collection.json")
+    entries = json.loads(collection.read_text())["entry"]
+    pkg = fhirpkg.load(build)
+    assert [r.key for r in pkg.resources] == [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in entries]
+    assert {r.file for r in pkg.resources} == {str(collection)}
+    r4b = fhirpkg.load(build / "r4b")
+    assert r4b.resources and {r.fhir_version for r in r4b.resources} == {"4.3.0"}
+
+
+def test_load_refuses_missing_and_empty_paths(tmp_path):
+    import pytest
+    from fhirpkg.errors import InputError
+    with pytest.raises(InputError, match="no such file or folder"):
+        fhirpkg.load(tmp_path / "missing")
+    with pytest.raises(InputError, match="nothing to validate"):
+        fhirpkg.load(tmp_path)
+    with pytest.raises(KeyError, match="PlanDefinition/none is not in"):
+        fhirpkg.load(ROOT / "definitions").model("PlanDefinition/none")
+
+
+def test_load_imports_fhir_resources_only_for_models():
+    code = ("import sys, fhirpkg; p = fhirpkg.load('definitions'); a = 'fhir.resources' in sys.modules; "
+            "p.model('PlanDefinition/nepc-pathway'); print(a, 'fhir.resources' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "True"]

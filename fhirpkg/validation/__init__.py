@@ -123,10 +123,11 @@ class Validator:
         walker = StructureWalker(self.defs, nodes.append, self.options.allowed_extension_domains,
                                  self.options.allow_example_urls)
         frame = ResourceFrame(resource, rt if isinstance(rt, str) else "", expr, ())
-        if "structure" in layers or True:
-            walker.resource(frame)
-            if isinstance(rt, str) and self.defs.is_resource_type(rt):
-                self._profiles(walker, frame)
+        # the walk always runs: the other layers read its nodes, and an unknown or missing
+        # resourceType is reported even when the structure layer is off
+        walker.resource(frame)
+        if isinstance(rt, str) and self.defs.is_resource_type(rt):
+            self._profiles(walker, frame)
         if "structure" in layers:
             issues.extend(walker.issues)
         else:

@@ -59,6 +59,8 @@ from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
+from ..fsutil import cache_root
+
 #: The fhirpathpy release whose internals this module was written against.
 FHIRPATHPY_VERSION = "2.2.4"
 
@@ -127,18 +129,10 @@ def ast_cache_path() -> Path | None:
     """Where parse trees are kept between runs, next to the compiled definitions."""
     env = os.environ.get(AST_CACHE_ENV)
     if env is None:
-        return _default_cache_dir() / f"fhirpath-ast-{FHIRPATHPY_VERSION}.json"
+        return cache_root() / f"fhirpath-ast-{FHIRPATHPY_VERSION}.json"
     if env in ("0", "false", ""):
         return None
     return Path(env).expanduser()
-
-
-def _default_cache_dir() -> Path:
-    env = os.environ.get("FHIRPKG_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "fhirpkg"
 
 
 def parse_cached(expression: str) -> dict:

@@ -27,7 +27,7 @@ NEEDS_IDENTIFIER = frozenset({"MedicationKnowledge", "ClinicalUseDefinition"})
 INCLUDING_ARTIFACT_TYPES = frozenset({"composed-of", "depends-on"})
 
 
-def _issue(r: ProjectResource, severity: Severity, code: str, rule: str, message: str, loc: tuple = ()) -> Issue:
+def _issue(r: ProjectResource, severity: Severity, code: str, message: str, rule: str, loc: tuple = ()) -> Issue:
     line, col = r.doc.locate(loc)
     expr = r.type + ("." + ".".join(str(p) for p in loc if isinstance(p, str)) if loc else "")
     return Issue(severity, code, message, rule, expr, r.doc.file, line, col, loc)
@@ -41,48 +41,54 @@ def check(project: Project) -> Iterator[Issue]:
     for r in project.resources:
         rt, rid = r.type, r.id
         if not isinstance(rid, str):
-            yield _issue(r, Severity.ERROR, "required", "package-id", "A package resource needs an id (servers "
-                         "load it with PUT <Type>/<id>)")
+            yield _issue(r, Severity.ERROR, "required", "A package resource needs an id (servers "
+                         "load it with PUT <Type>/<id>)", "package-id")
             continue
         ids[f"{rt}/{rid}"].append(r)
         if not ID_RE.match(rid) or rid.isdigit():
-            yield _issue(r, Severity.ERROR, "invalid", "package-id",
+            yield _issue(r, Severity.ERROR, "invalid",
                          f"The id '{rid}' must be 1-64 letters, digits, '-' or '.', with at least one letter "
-                         "(HAPI FHIR refuses all-numeric client-assigned ids)", ("id",))
+                         "(HAPI FHIR refuses all-numeric client-assigned ids)",
+                         "package-id", ("id",))
         expected = f"{rt}/{rid}.json"
         rel = "/".join(r.path.parts[-2:])
         if rel != expected:
-            yield _issue(r, Severity.ERROR, "structure", "package-layout",
+            yield _issue(r, Severity.ERROR, "structure",
                          f"The file should be {project.root / expected} (one folder per resource type, "
-                         f"the file named after the id)", ())
+                         f"the file named after the id)",
+                         "package-layout", ())
         if rt in CANONICAL_TYPES and manifest is not None:
             url = r.url
             want = f"{manifest.canonical}/{rt}/{rid}"
             if url != want:
-                yield _issue(r, Severity.ERROR, "invalid", "package-canonical",
+                yield _issue(r, Severity.ERROR, "invalid",
                              f"The canonical URL must be {want} (the package canonical, the type and the id); "
-                             f"found {url!r}", ("url",) if url else ())
+                             f"found {url!r}",
+                             "package-canonical", ("url",) if url else ())
             want_version = _cql_version(r) or manifest.version
             if r.version != want_version:
-                yield _issue(r, Severity.ERROR, "invalid", "package-version",
+                yield _issue(r, Severity.ERROR, "invalid",
                              f"The version must be the package version {manifest.version}; found {r.version!r}"
                              if want_version == manifest.version else
                              f"The version must be the version of its CQL library, {want_version}; found {r.version!r}",
+                             "package-version",
                              ("version",) if r.version else ())
             if isinstance(url, str):
                 urls[f"{url}|{r.version}"].append(r)
         if rt in NEEDS_IDENTIFIER and not r.json.get("identifier"):
-            yield _issue(r, Severity.ERROR, "required", "package-identifier",
+            yield _issue(r, Severity.ERROR, "required",
                          f"A {rt} in a package needs an identifier: it is not a canonical resource, so servers "
-                         "match it by identifier (HAPI's package installer refuses it without one, HAPI-1292)")
+                         "match it by identifier (HAPI's package installer refuses it without one, HAPI-1292)",
+                         "package-identifier")
     for key, rs in ids.items():
         for r in rs[1:]:
-            yield _issue(r, Severity.ERROR, "duplicate", "package-duplicate",
-                         f"{key} is defined more than once (also in {rs[0].path})", ("id",))
+            yield _issue(r, Severity.ERROR, "duplicate", f"{key} is defined more than once (also in {rs[0].path})",
+                         "package-duplicate", ("id",))
     for key, rs in urls.items():
         for r in rs[1:]:
-            yield _issue(r, Severity.ERROR, "duplicate", "package-duplicate",
-                         f"The canonical {key} is defined more than once (also in {rs[0].path})", ("url",))
+            yield _issue(r, Severity.ERROR, "duplicate",
+                         f"The canonical {key} is defined more than once (also in {rs[0].path})",
+                         "package-duplicate", ("url",))
 
     yield from _cycles(project)
     yield from _logic(project)
@@ -126,34 +132,36 @@ def _logic(project: Project) -> Iterator[Issue]:
             continue
         refs = r.json.get("library") if isinstance(r.json.get("library"), list) else []
         if not refs:
-            yield _issue(r, Severity.ERROR, "required", "logic-library-missing",
+            yield _issue(r, Severity.ERROR, "required",
                          f"Conditions name CQL identifiers ({conditions[0][0]!r}, ...) but the PlanDefinition has no "
-                         "library: an engine running $apply finds nothing to evaluate", conditions[0][1])
+                         "library: an engine running $apply finds nothing to evaluate",
+                         "logic-library-missing", conditions[0][1])
             continue
         defined: set[str] = set()
         for k, ref in enumerate(refs):
             lib = libraries.get(ref) if isinstance(ref, str) else None
             names = translate.elm_definitions(lib.json) if lib is not None else None
             if names is None:
-                yield _issue(r, Severity.ERROR, "not-found", "logic-library-unresolved",
+                yield _issue(r, Severity.ERROR, "not-found",
                              f"The library {ref!r} is not a Library with ELM ({translate.ELM_TYPE}) in this package",
-                             ("library", k))
+                             "logic-library-unresolved", ("library", k))
                 continue
             defined |= names
         if len(defined) == 0:
             continue
         for name, loc in conditions:
             if name not in defined:
-                yield _issue(r, Severity.ERROR, "not-found", "logic-identifier-unknown",
+                yield _issue(r, Severity.ERROR, "not-found",
                              f"The condition names {name!r}, which the ELM of {', '.join(map(str, refs))} does not "
-                             "define", loc)
+                             "define",
+                             "logic-identifier-unknown", loc)
     for src, lib_path, why in translate.stale_sources(project.root):
         lib = next((x for x in project.resources if x.path.resolve() == lib_path.resolve()), None)
         message = f"{lib_path} is stale for {src}: {why} (run: fhirpkg cql)"
         if lib is None:
             yield Issue(Severity.ERROR, "business-rule", message, "logic-cql-stale", file=str(src), line=1, column=1)
         else:
-            yield _issue(lib, Severity.ERROR, "business-rule", "logic-cql-stale", message, ("content",))
+            yield _issue(lib, Severity.ERROR, "business-rule", message, "logic-cql-stale", ("content",))
 
 
 def _inclusions(r: ProjectResource) -> Iterator[tuple[str, tuple]]:
@@ -198,9 +206,9 @@ def _cycles(project: Project) -> Iterator[Issue]:
             if state.get(target) == 1:
                 cycle = path[path.index(target):] + [target]
                 names = " -> ".join(f"{by_url[u].type}/{by_url[u].id}" for u in cycle)
-                yield _issue(by_url[path[-1]], Severity.WARNING, "business-rule", "package-cycle",
+                yield _issue(by_url[path[-1]], Severity.WARNING, "business-rule",
                              f"{names}: this artifact includes itself through the package's own canonicals",
-                             loc)
+                             "package-cycle", loc)
             elif not state.get(target):
                 state[target] = 1
                 path.append(target)

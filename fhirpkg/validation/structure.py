@@ -105,17 +105,17 @@ class StructureWalker:
         return hit
 
     # --- reporting ----------------------------------------------------------------
-    def _issue(self, severity: Severity, code: str, rule: str, message: str, expr: str, loc: tuple) -> None:
+    def _issue(self, severity: Severity, code: str, message: str, rule: str, expr: str, loc: tuple) -> None:
         self.issues.append(Issue(severity, code, message, rule, expr, location=loc))
 
     def error(self, code, rule, message, expr, loc):
-        self._issue(Severity.ERROR, code, rule, message, expr, loc)
+        self._issue(Severity.ERROR, code, message, rule, expr, loc)
 
     def warning(self, code, rule, message, expr, loc):
-        self._issue(Severity.WARNING, code, rule, message, expr, loc)
+        self._issue(Severity.WARNING, code, message, rule, expr, loc)
 
     def info(self, code, rule, message, expr, loc):
-        self._issue(Severity.INFORMATION, code, rule, message, expr, loc)
+        self._issue(Severity.INFORMATION, code, message, rule, expr, loc)
 
     # --- resources ------------------------------------------------------------------
     def resource(self, frame: ResourceFrame, profile: TypeDef | None = None) -> None:

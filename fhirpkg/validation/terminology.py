@@ -75,7 +75,7 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else []
 
 
-def _issue(severity: Severity, code: str, rule: str, message: str, node: Node, suffix: str = "") -> Issue:
+def _issue(severity: Severity, code: str, message: str, rule: str, node: Node, suffix: str = "") -> Issue:
     expr = node.expression + (f".{suffix}" if suffix else "")
     loc = node.location + ((suffix,) if suffix else ())
     return Issue(severity, code, message.rstrip(), rule, expr, location=loc)
@@ -121,18 +121,20 @@ def check_binding(term: Terminology, node: Node, *, profile: str | None = None,
     if not binding.value_set:
         if t != "code":
             where = f" in profile {profile}" if profile else ""
-            yield _issue(Severity.INFORMATION, "code-invalid", "binding-no-source",
-                         f"Binding for path {node.expression}{where} has no source, so can't be checked", node)
+            yield _issue(Severity.INFORMATION, "code-invalid",
+                         f"Binding for path {node.expression}{where} has no source, so can't be checked",
+                         "binding-no-source", node)
         return
     vs_url = binding.value_set
     vs = term.value_set(vs_url)
     if vs is None:
         if term.code_system(vs_url) is not None:
-            yield _issue(Severity.ERROR, "code-invalid", "binding-valueset-is-codesystem",
-                         f"Found a reference to a CodeSystem '{vs_url}' where a ValueSet belongs", node)
+            yield _issue(Severity.ERROR, "code-invalid",
+                         f"Found a reference to a CodeSystem '{vs_url}' where a ValueSet belongs",
+                         "binding-valueset-is-codesystem", node)
         else:
-            yield _issue(Severity.WARNING, "code-invalid", "binding-valueset-unknown",
-                         f"ValueSet '{vs_url}' not found", node)
+            yield _issue(Severity.WARNING, "code-invalid", f"ValueSet '{vs_url}' not found",
+                         "binding-valueset-unknown", node)
         return
     if t in PRIMITIVE_TYPES:
         if isinstance(value, str):
@@ -205,9 +207,10 @@ def _not_checked(node: Node, vs_url: str, strength: str, res: CodeResult) -> Ite
     if strength == "preferred":
         return
     why = f" ({res.message})" if res.message else ""
-    yield _issue(Severity.INFORMATION, "not-supported", "terminology-not-checked",
+    yield _issue(Severity.INFORMATION, "not-supported",
                  f"Could not confirm that the codes provided are from the {strength} value set {vs_url} because "
-                 f"there is no terminology service{why}", node)
+                 f"there is no terminology service{why}",
+                 "terminology-not-checked", node)
 
 
 def _primitive(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strength: str,
@@ -220,11 +223,11 @@ def _primitive(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, stre
         return
     if res.invalid:
         sev, rule, text, _, _ = _NOT_IN_VS[strength]
-        yield _issue(sev, "code-invalid", rule, text.format(value=value, vs=vs.describe(), detail=_detail(res)), node)
+        yield _issue(sev, "code-invalid", text.format(value=value, vs=vs.describe(), detail=_detail(res)), rule, node)
         return
     for kind, msg in res.findings:
         if kind in ("inactive", "deprecated"):
-            yield _issue(Severity.WARNING, "business-rule", "code-inactive", msg, node)
+            yield _issue(Severity.WARNING, "business-rule", msg, "code-inactive", node)
 
 
 def _coding(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strength: str,
@@ -240,8 +243,8 @@ def _coding(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strengt
         yield from _not_checked(node, vs_url, strength, res)
     elif res.invalid:
         sev, rule, _, text, _ = _NOT_IN_VS[strength]
-        yield _issue(sev, "code-invalid", rule,
-                     text.format(value=f"{system}#{code}", vs=vs.describe(), detail=_detail(res)), node)
+        yield _issue(sev, "code-invalid", text.format(value=f"{system}#{code}", vs=vs.describe(), detail=_detail(res)),
+                     rule, node)
 
 
 def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strength: str,
@@ -250,11 +253,13 @@ def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDe
     coded = [c for c in codings if isinstance(c.get("code"), str)]
     if not coded:
         if strength == "required":
-            yield _issue(Severity.ERROR, "code-invalid", "binding-required",
-                         f"No code provided, and a code is required from the value set {vs.describe()}", node)
+            yield _issue(Severity.ERROR, "code-invalid",
+                         f"No code provided, and a code is required from the value set {vs.describe()}",
+                         "binding-required", node)
         elif strength == "extensible":
-            yield _issue(Severity.WARNING, "code-invalid", "binding-extensible",
-                         f"No code provided, and a code should be provided from the value set {vs.describe()}", node)
+            yield _issue(Severity.WARNING, "code-invalid",
+                         f"No code provided, and a code should be provided from the value set {vs.describe()}",
+                         "binding-extensible", node)
         return
     results = []
     for c in coded:
@@ -272,7 +277,7 @@ def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDe
         return
     sev, rule, _, _, text = _NOT_IN_VS[strength]
     summary = ", ".join(f"{c.get('system')}#{c.get('code')}" for c in codings)
-    yield _issue(sev, "code-invalid", rule, text.format(value=summary, vs=vs.describe()), node)
+    yield _issue(sev, "code-invalid", text.format(value=summary, vs=vs.describe()), rule, node)
 
 
 # --- codes in their code systems ----------------------------------------------------------
@@ -304,7 +309,7 @@ def check_coding_systems(term: Terminology, node: Node) -> Iterator[Issue]:
         msg = ("Coding has no system. A code with no system has no defined meaning, and it cannot be validated. "
                "A system should be provided") if in_cc else \
             "A code with no system has no defined meaning, and it cannot be validated. A system should be provided"
-        yield _issue(Severity.WARNING, "invalid" if in_cc else "code-invalid", "coding-no-system", msg, node)
+        yield _issue(Severity.WARNING, "invalid" if in_cc else "code-invalid", msg, "coding-no-system", node)
         return
     display = value.get("display") if isinstance(value.get("display"), str) and not quantity else None
     version = value.get("version") if isinstance(value.get("version"), str) else None
@@ -320,44 +325,45 @@ def check_coding_systems(term: Terminology, node: Node) -> Iterator[Issue]:
 def _findings(res: CodeResult, node: Node) -> Iterator[Issue]:
     for kind, msg in res.findings:
         if kind in ("display", "display-ws"):
-            yield _issue(Severity.ERROR, "invalid", "code-display", msg, node, "display")
+            yield _issue(Severity.ERROR, "invalid", msg, "code-display", node, "display")
         elif kind in ("inactive", "deprecated"):
-            yield _issue(Severity.WARNING, "business-rule", "code-inactive", msg, node)
+            yield _issue(Severity.WARNING, "business-rule", msg, "code-inactive", node)
         elif kind == "case":
-            yield _issue(Severity.INFORMATION, "business-rule", "code-case", msg, node, "code")
+            yield _issue(Severity.INFORMATION, "business-rule", msg, "code-case", node, "code")
 
 
 def _invalid_code(res: CodeResult, node: Node) -> Iterator[Issue]:
     if res.reason in ("bad-system", "supplement"):
-        yield _issue(Severity.ERROR, "code-invalid", "code-system-invalid", res.message, node, "system")
+        yield _issue(Severity.ERROR, "code-invalid", res.message, "code-system-invalid", node, "system")
     elif res.reason == "grammar":
-        yield _issue(Severity.ERROR, "code-invalid", "code-invalid", res.message, node, "code")
+        yield _issue(Severity.ERROR, "code-invalid", res.message, "code-invalid", node, "code")
     else:
-        yield _issue(Severity.ERROR, "code-invalid", "code-unknown", res.message, node, "code")
+        yield _issue(Severity.ERROR, "code-invalid", res.message, "code-unknown", node, "code")
 
 
 def _unchecked_code(res: CodeResult, node: Node, system: str, code: str, in_cc: bool) -> Iterator[Issue]:
     """A code that cannot be checked offline: never an error."""
     key = res.reason
     if key == "fragment":
-        yield _issue(Severity.WARNING, "code-invalid", "code-unknown-fragment", res.message, node, "code")
+        yield _issue(Severity.WARNING, "code-invalid", res.message, "code-unknown-fragment", node, "code")
         return
     if key == "no-data":
-        yield _issue(Severity.INFORMATION, "not-supported", "terminology-not-checked", res.message, node, "code")
+        yield _issue(Severity.INFORMATION, "not-supported", res.message, "terminology-not-checked", node, "code")
         return
     if key in ("not-present", "example") and not in_cc:
-        yield _issue(Severity.INFORMATION, "not-supported", "terminology-not-checked", res.message, node, "system")
+        yield _issue(Severity.INFORMATION, "not-supported", res.message, "terminology-not-checked", node, "system")
         return
     if key == "version":
-        yield _issue(Severity.WARNING, "not-found", "code-system-unknown", res.message, node, "system")
+        yield _issue(Severity.WARNING, "not-found", res.message, "code-system-unknown", node, "system")
         return
     if key == "server-side" and not in_cc and system in NO_TX_EXEMPT:
-        yield _issue(Severity.WARNING, "business-rule", "terminology-not-checked",
+        yield _issue(Severity.WARNING, "business-rule",
                      f"Unable to validate code '{code}' in system '{system}' because the validator is running "
-                     "without terminology services", node)
+                     "without terminology services",
+                     "terminology-not-checked", node)
         return
     msg = f"A definition for CodeSystem '{system}' could not be found, so the code cannot be validated"
     if system in SERVER_SIDE:
         msg += f" ({SERVER_SIDE[system]} is not available offline)"
     rule = "terminology-not-checked" if key == "server-side" else "code-system-unknown"
-    yield _issue(Severity.WARNING if in_cc else Severity.INFORMATION, "not-found", rule, msg, node, "system")
+    yield _issue(Severity.WARNING if in_cc else Severity.INFORMATION, "not-found", msg, rule, node, "system")

@@ -19,6 +19,7 @@ import pytest
 
 from reliability_support import ROOT, subprocess_env
 from fhirpkg import inputs, packages as pk
+from fhirpkg.errors import InputError
 from fhirpkg.issues import Severity
 from fhirpkg.jsonsource import LineIndex, PositionMap, parse, read_documents
 
@@ -106,9 +107,10 @@ def test_undecodable_file_names_are_shown_escaped(tmp_path):
 
 
 def test_empty_folder_says_nothing_was_validated(tmp_path):
-    """Was: '0 files checked: 0 errors' and exit 0 for a folder with nothing to validate."""
-    (src,) = list(inputs.find_sources([str(tmp_path)]))
-    assert src.problem.severity is Severity.WARNING and "nothing was validated" in src.problem.message
+    """Was: '0 files checked: 0 errors' and exit 0 for a folder with nothing to validate; now an
+    InputError naming the folder (the CLI exits 2)."""
+    with pytest.raises(InputError, match=r": nothing to validate \(no \.json, \.ndjson or \.tgz files"):
+        list(inputs.find_sources([str(tmp_path)]))
 
 
 def test_oversized_file_is_refused_without_reading_it(tmp_path):
