@@ -207,6 +207,8 @@ class Validator:
         def rules_of(node):
             for rule in rules.get(node.type, ()):
                 yield from rule(node)
+            for rule in business_rules.DEFINITION_RULES.get(node.type, ()):
+                yield from rule(node, defs)
             if node.location == node.frame.location and node.definition.path == node.frame.type:
                 for rule in business_rules.RESOURCE_RULES:
                     yield from rule(node)

@@ -82,9 +82,83 @@ def one_workgroup(node: Node) -> Iterator[Issue]:
                     "workgroup-multiple", node.expression, location=node.location)
 
 
+EXTENSION_BASE = "http://hl7.org/fhir/StructureDefinition/Extension"
+CORE_SD = "http://hl7.org/fhir/StructureDefinition/"
+
+
+def extension_url_fixed(node: Node) -> Iterator[Issue]:
+    """An extension definition fixes Extension.url (in its differential) to its own canonical URL."""
+    sd = node.value
+    if not isinstance(sd, dict) or sd.get("type") != "Extension" or sd.get("baseDefinition") != EXTENSION_BASE:
+        return
+    url = sd.get("url")
+    if not isinstance(url, str):
+        return
+    diff = sd.get("differential")
+    fixed = None
+    for e in (diff.get("element") or ()) if isinstance(diff, dict) else ():
+        if isinstance(e, dict) and e.get("path") == "Extension.url":
+            fixed = next((v for k, v in e.items() if k.startswith("fixed")), None)
+            break
+    if fixed is None:
+        yield Issue(Severity.ERROR, "invalid", f"The value of Extension.url is not fixed to the extension URL {url}",
+                    "extension-url-fixed", node.expression, location=node.location)
+    elif fixed != url:
+        yield Issue(Severity.ERROR, "invalid", f"The fixed value for the extension URL is {fixed} which doesn't "
+                    f"match the canonical URL {url}", "extension-url-fixed", node.expression, location=node.location)
+
+
+def _element_exists(defs, path: str) -> bool:
+    """Whether an element context names an element (``url#path`` or ``Type.path``).
+
+    Steps go through contentReference and into the children of an element's data type
+    (``Medication.code.coding``); a choice may be named without ``[x]``.
+    """
+    url, _, rest = path.partition("#") if "#" in path else (None, "", path)
+    parts = rest.split(".")
+    td = defs.get(url) if url else defs.get(CORE_SD + parts[0])
+    if td is None:
+        return False
+    current = td.root
+    for name in parts[1:]:
+        child = td.by_id.get(f"{current.id}.{name}") or td.by_id.get(f"{current.id}.{name}[x]")
+        if child is None and len(current.types) == 1:
+            inner = defs.base_type(current.types[0].code)
+            if inner is not None:
+                td = inner
+                child = td.by_id.get(f"{td.root.id}.{name}") or td.by_id.get(f"{td.root.id}.{name}[x]")
+        if child is None:
+            return False
+        if child.content_reference:
+            child = td.by_id.get(child.content_reference.split("#", 1)[1])
+            if child is None:
+                return False
+        current = child
+    return True
+
+
+def extension_context_elements(node: Node, defs) -> Iterator[Issue]:
+    """An extension's ``element`` contexts must name elements that exist (in this FHIR version)."""
+    sd = node.value
+    if not isinstance(sd, dict) or sd.get("type") != "Extension":
+        return
+    for i, ctx in enumerate(sd.get("context") or ()):
+        if not isinstance(ctx, dict) or ctx.get("type") != "element" or ctx.get("extension"):
+            continue  # contexts with a version-specific-use extension name elements of other versions
+        expr = ctx.get("expression")
+        if isinstance(expr, str) and expr and not _element_exists(defs, expr):
+            yield Issue(Severity.ERROR, "invalid", f"The element {expr} is not valid", "extension-context-element",
+                        f"{node.expression}.context[{i}]", location=node.location + ("context", i))
+
+
 RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
     "Attachment": (attachment,),
     "ValueSet": (value_set,),
+    "StructureDefinition": (extension_url_fixed,),
+}
+#: Rules that also need the loaded definitions, called with (node, defs).
+DEFINITION_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
+    "StructureDefinition": (extension_context_elements,),
 }
 #: Rules for every resource (applied to resource roots).
 RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup,)

@@ -204,6 +204,10 @@ RULES: dict[str, Rule] = {
                           "TYPE_SPECIFIC_CHECKS_DT_ATT_HASH_MISMATCH"),
     "valueset-system-absolute": _r("rules", "error", "ValueSet include/exclude system not absolute",
                                    "VALUESET_INCLUDE_SYSTEM_ABSOLUTE", "VALUESET_INCLUDE_SYSTEM_ABSOLUTE_FRAG"),
+    "extension-url-fixed": _r("rules", "error", "an extension definition's differential fixes Extension.url to its url",
+                              "SD_EXTENSION_URL_MISMATCH", "SD_EXTENSION_URL_MISSING"),
+    "extension-context-element": _r("rules", "error", "an extension definition's element context names no element",
+                                    "SD_CONTEXT_SHOULD_ELEMENT_NOT_FOUND"),
     "workgroup-multiple": _r("rules", "error", "more than one workgroup extension", "VALIDATION_HL7_PUBLISHER_MULTIPLE_WGS"),
     # ---- package (package_rules.py, project.py, api.py; content projects only)
     "package-id": _r("package", "error", "a package resource without a valid id"),
