@@ -82,3 +82,96 @@ def test_fhirpath_and_extension_contexts_are_not_element_paths(check):
     sd = extension_sd(context=[{"type": "fhirpath", "expression": "Patient.name.where(use='official')"},
                                {"type": "extension", "expression": "http://example.org/x"}])
     assert rules_of(check(copy.deepcopy(sd)), "extension-context-element") == []
+
+
+# ---- Attachment content (TYPE_SPECIFIC_CHECKS_DT_ATT_NO_CONTENT, a warning)
+def document_reference(attachment: dict) -> dict:
+    return {"resourceType": "DocumentReference", "status": "current", "content": [{"attachment": attachment}]}
+
+
+@pytest.mark.parametrize("attachment", [{"url": "http://example.org/a.pdf"}, {"contentType": "application/pdf"},
+                                        {"language": "en"}, {"data": "aGVsbG8="}])
+def test_attachment_with_content_or_its_description_is_clean(check, attachment):
+    assert rules_of(check(document_reference(attachment)), "attachment-content") == []
+
+
+def test_attachment_with_only_a_title_is_warned(check):
+    found = rules_of(check(document_reference({"title": "Leaflet"})), "attachment-content")
+    assert [(i.severity.code, i.expression, i.message) for i in found] == [
+        ("warning", "DocumentReference.content[0].attachment",
+         "Attachments have data and/or url, or else SHOULD have either contentType and/or language")]
+
+
+# ---- status vs standards status (VALIDATION_VAL_STATUS_INCONSISTENT / _HINT)
+STD = "http://hl7.org/fhir/StructureDefinition/structuredefinition-standards-status"
+
+
+def library(status: str, std: str | None) -> dict:
+    lib = {"resourceType": "Library", "status": status, "type": {"coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/library-type", "code": "logic-library"}]}}
+    if std:
+        lib["extension"] = [{"url": STD, "valueCode": std}]
+    return lib
+
+
+@pytest.mark.parametrize("status,std,expected", [
+    ("draft", "normative", [("warning", "The resource status 'draft' and the standards status 'normative' are not consistent")]),
+    ("active", "draft", [("warning", "The resource status 'active' and the standards status 'draft' are not consistent")]),
+    ("draft", "trial-use", [("information", "The resource status 'draft' and the standards status 'trial-use' may not "
+                                            "be consistent and should be reviewed")]),
+    ("active", "trial-use", []),
+    ("retired", "deprecated", []),
+    ("active", None, []),
+])
+def test_status_against_standards_status(check, status, std, expected):
+    found = rules_of(check(library(status, std)), "status-consistent")
+    assert [(i.severity.code, i.message) for i in found] == expected
+
+
+# ---- CodeSystem metadata and concepts
+def code_system(url: str, **changes) -> dict:
+    cs = {"resourceType": "CodeSystem", "url": url, "status": "draft", "content": "complete",
+          "caseSensitive": True, "concept": [
+              {"code": "a", "display": "A", "definition": "The a."},
+              {"code": "b", "display": "B", "concept": [{"code": "b1", "definition": "The b1."}]}],
+          "hierarchyMeaning": "is-a"}
+    cs.update(changes)
+    return cs
+
+
+def test_hl7_code_system_concepts_without_display_or_definition_are_warned_once_each(check):
+    found = rules_of(check(code_system("http://hl7.org/fhir/test-cs")), "codesystem-concept-text")
+    assert [(i.severity.code, i.expression, i.message) for i in found] == [
+        ("warning", "CodeSystem.concept[1].concept[0]",
+         "HL7 Defined CodeSystems should ensure that every concept has a display"),
+        ("warning", "CodeSystem.concept[1]", "HL7 Defined CodeSystems should ensure that every concept has a definition")]
+
+
+def test_other_code_systems_need_no_display_or_definition(check):
+    assert rules_of(check(code_system("http://example.org/cs")), "codesystem-concept-text") == []
+
+
+def test_hl7_code_system_without_case_sensitive_and_hierarchy_meaning_is_warned(check):
+    cs = code_system("http://terminology.hl7.org/CodeSystem/test")
+    del cs["caseSensitive"], cs["hierarchyMeaning"]
+    found = rules_of(check(cs), "codesystem-metadata")
+    assert [(i.severity.code, i.message.split(" element")[0]) for i in found] == [
+        ("warning", "HL7 Defined CodeSystems SHOULD have a stated value for the caseSensitive"),
+        ("warning", "HL7 Defined CodeSystems SHOULD have a stated value for the hierarchyMeaning")]
+
+
+def test_other_code_system_without_case_sensitive_gets_information(check):
+    cs = code_system("http://example.org/cs", concept=[{"code": "a"}])
+    del cs["caseSensitive"], cs["hierarchyMeaning"]  # no nesting: hierarchyMeaning is not asked for
+    found = rules_of(check(cs), "codesystem-metadata")
+    assert [(i.severity.code, i.message) for i in found] == [
+        ("information", "CodeSystems SHOULD have a stated value for the caseSensitive element so that users know "
+                        "the status and meaning of the code system clearly")]
+
+
+def test_complete_code_system_without_concepts_is_warned(check):
+    cs = code_system("http://example.org/cs")
+    del cs["concept"], cs["hierarchyMeaning"]
+    found = rules_of(check(cs), "codesystem-metadata")
+    assert [i.message for i in found] == [
+        "When a CodeSystem has content = 'complete', it doesn't make sense for there to be no concepts defined"]

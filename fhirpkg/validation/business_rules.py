@@ -51,6 +51,14 @@ def attachment(node: Node) -> Iterator[Issue]:
                         node.expression, location=node.location)
 
 
+def attachment_content(node: Node) -> Iterator[Issue]:
+    """An Attachment has data and/or url, or else SHOULD say its contentType and/or language."""
+    att = node.value
+    if isinstance(att, dict) and not any(k in att for k in ("data", "url", "contentType", "language")):
+        yield Issue(Severity.WARNING, "structure", "Attachments have data and/or url, or else SHOULD have either "
+                    "contentType and/or language", "attachment-content", node.expression, location=node.location)
+
+
 def value_set(node: Node) -> Iterator[Issue]:
     """ValueSet.compose.include.system must be an absolute URI (a contained CodeSystem is named by its url)."""
     vs = node.value
@@ -80,6 +88,96 @@ def one_workgroup(node: Node) -> Iterator[Issue]:
     if len(wgs) > 1:
         yield Issue(Severity.ERROR, "business-rule", f"This resource has more than one workgroup extension ({WG_EXT})",
                     "workgroup-multiple", node.expression, location=node.location)
+
+
+STANDARDS_STATUS_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-standards-status"
+#: The R5 resource types the HL7 validator treats as canonical resources (VersionUtilities).
+CANONICAL_TYPES = frozenset((
+    "ActorDefinition ActivityDefinition CapabilityStatement ChargeItemDefinition Citation ClinicalUseDefinition "
+    "CodeSystem CompartmentDefinition ConceptMap ConditionDefinition EventDefinition Evidence EvidenceReport "
+    "EvidenceVariable ExampleScenario GraphDefinition ImplementationGuide Library Measure MessageDefinition "
+    "NamingSystem ObservationDefinition OperationDefinition PlanDefinition Questionnaire Requirements SearchParameter "
+    "SpecimenDefinition StructureDefinition StructureMap SubscriptionTopic TerminologyCapabilities TestPlan TestScript "
+    "ValueSet").split())
+#: standards status -> the resource statuses consistent with it (warning otherwise), and those
+#: that need no review (information otherwise), as the HL7 validator pairs them.
+STATUS_CONSISTENT = {
+    "draft": ({"draft"}, {"draft"}),
+    "normative": ({"active"}, {"active"}),
+    "trial-use": ({"draft", "active"}, {"active"}),
+    "informative": ({"draft", "active", "retired"}, {"draft", "active"}),
+    "deprecated": ({"retired"}, {"retired"}),
+    "withdrawn": ({"retired"}, {"retired"}),
+    "external": ({"draft", "active", "retired"}, {"draft", "active"}),
+}
+
+
+def standards_status(node: Node) -> Iterator[Issue]:
+    """A canonical resource's status agrees with its standards-status extension."""
+    res = node.value
+    if not isinstance(res, dict) or node.frame.type not in CANONICAL_TYPES or node.location != node.frame.location:
+        return
+    status = res.get("status")
+    ext = next((e for e in res.get("extension") or () if isinstance(e, dict) and e.get("url") == STANDARDS_STATUS_EXT),
+               None)
+    std = ext.get("valueCode") if ext else None
+    if not isinstance(status, str) or not status or not isinstance(std, str) or std not in STATUS_CONSISTENT:
+        return
+    consistent, reviewed = STATUS_CONSISTENT[std]
+    if status not in consistent:
+        yield Issue(Severity.WARNING, "business-rule", f"The resource status '{status}' and the standards status "
+                    f"'{std}' are not consistent", "status-consistent", node.expression, location=node.location)
+    elif status not in reviewed:
+        yield Issue(Severity.INFORMATION, "business-rule", f"The resource status '{status}' and the standards status "
+                    f"'{std}' may not be consistent and should be reviewed", "status-consistent", node.expression,
+                    location=node.location)
+
+
+def _concepts(concepts, location: tuple, expression: str):
+    """Every concept of a CodeSystem, depth first, with its JSON location and FHIRPath."""
+    for i, c in enumerate(concepts if isinstance(concepts, list) else ()):
+        if isinstance(c, dict):
+            yield c, location + ("concept", i), f"{expression}.concept[{i}]"
+            yield from _concepts(c.get("concept"), location + ("concept", i), f"{expression}.concept[{i}]")
+
+
+def code_system_metadata(node: Node) -> Iterator[Issue]:
+    """What the HL7 validator asks of a CodeSystem beyond its invariants.
+
+    HL7-defined code systems (url containing 'hl7') should give every concept a display and a
+    definition (reported once, at the first concept lacking one); caseSensitive, and
+    hierarchyMeaning when concepts nest, should be stated (warning for HL7's, information for
+    others); content = complete with no concepts makes no sense.
+    """
+    cs = node.value
+    if not isinstance(cs, dict):
+        return
+    url = cs.get("url") if isinstance(cs.get("url"), str) else ""
+    concepts = list(_concepts(cs.get("concept"), node.location, node.expression))
+    if "hl7" in url:
+        for key in ("display", "definition"):
+            first = next(((loc, expr) for c, loc, expr in concepts if key not in c), None)
+            if first is not None:
+                yield Issue(Severity.WARNING, "business-rule", f"HL7 Defined CodeSystems should ensure that every "
+                            f"concept has a {key}", "codesystem-concept-text", first[1], location=first[0])
+    if "supplements" not in cs and cs.get("content") != "supplement":
+        hl7 = "hl7.org" in url or "fhir.org" in url
+        nested = any(isinstance(c.get("concept"), list) and c["concept"] for c in cs.get("concept") or ()
+                     if isinstance(c, dict))
+        for key in ("caseSensitive", "hierarchyMeaning") if nested else ("caseSensitive",):
+            if cs.get(key) in (None, ""):
+                if hl7:
+                    yield Issue(Severity.WARNING, "business-rule", f"HL7 Defined CodeSystems SHOULD have a stated "
+                                f"value for the {key} element so that users know the status and meaning of the code "
+                                "system clearly", "codesystem-metadata", node.expression, location=node.location)
+                else:
+                    yield Issue(Severity.INFORMATION, "business-rule", f"CodeSystems SHOULD have a stated value for "
+                                f"the {key} element so that users know the status and meaning of the code system "
+                                "clearly", "codesystem-metadata", node.expression, location=node.location)
+    if cs.get("content") == "complete" and not concepts:
+        yield Issue(Severity.WARNING, "business-rule", "When a CodeSystem has content = 'complete', it doesn't make "
+                    "sense for there to be no concepts defined", "codesystem-metadata", node.expression,
+                    location=node.location)
 
 
 EXTENSION_BASE = "http://hl7.org/fhir/StructureDefinition/Extension"
@@ -152,7 +250,8 @@ def extension_context_elements(node: Node, defs) -> Iterator[Issue]:
 
 
 RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
-    "Attachment": (attachment,),
+    "Attachment": (attachment, attachment_content),
+    "CodeSystem": (code_system_metadata,),
     "ValueSet": (value_set,),
     "StructureDefinition": (extension_url_fixed,),
 }
@@ -161,4 +260,4 @@ DEFINITION_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
     "StructureDefinition": (extension_context_elements,),
 }
 #: Rules for every resource (applied to resource roots).
-RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup,)
+RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, standards_status)

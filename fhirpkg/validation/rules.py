@@ -202,6 +202,15 @@ RULES: dict[str, Rule] = {
                           "TYPE_SPECIFIC_CHECKS_DT_ATT_SIZE_CORRECT"),
     "attachment-hash": _r("rules", "error", "Attachment.hash differs from the data",
                           "TYPE_SPECIFIC_CHECKS_DT_ATT_HASH_MISMATCH"),
+    "attachment-content": _r("rules", "warning", "an Attachment with neither data/url nor contentType/language",
+                             "TYPE_SPECIFIC_CHECKS_DT_ATT_NO_CONTENT"),
+    "status-consistent": _r("rules", "warning", "status vs the standards-status extension (information when it only "
+                            "needs review)", "VALIDATION_VAL_STATUS_INCONSISTENT", "VALIDATION_VAL_STATUS_INCONSISTENT_HINT"),
+    "codesystem-concept-text": _r("rules", "warning", "an HL7 code system concept without display or definition",
+                                  "CODESYSTEM_CONCEPT_NO_DISPLAY", "CODESYSTEM_CONCEPT_NO_DEFINITION"),
+    "codesystem-metadata": _r("rules", "warning", "caseSensitive/hierarchyMeaning not stated (information outside HL7), "
+                              "complete but empty", "CODESYSTEM_CS_HL7_MISSING_ELEMENT_SHOULD",
+                              "CODESYSTEM_CS_NONHL7_MISSING_ELEMENT", "CODESYSTEM_CS_COMPLETE_AND_EMPTY"),
     "valueset-system-absolute": _r("rules", "error", "ValueSet include/exclude system not absolute",
                                    "VALUESET_INCLUDE_SYSTEM_ABSOLUTE", "VALUESET_INCLUDE_SYSTEM_ABSOLUTE_FRAG"),
     "extension-url-fixed": _r("rules", "error", "an extension definition's differential fixes Extension.url to its url",
