@@ -9,6 +9,9 @@ those ids (text, which source files use them) in a data file; it copies no code.
                        docs/data/hl7-message-ids.json: the ids used by the instance validator,
                        its type/ checkers, the base validator and the JSON/XML element-model
                        parsers, with their English text and the files using them
+  run-examples OUT     run the HL7 validator (tests/interop harness, offline, -allow-example-urls,
+                       -no-preload) on the agreement sample of hl7.fhir.r5.examples and write
+                       {file: [issue with message_id]} to OUT (minutes; needs Java and the jar)
   hits [--hl7-run F]   count how often each id fires: the outcomes recorded in the HL7 test suite
                        (texts matched back to ids) and, optionally, a run of the HL7 validator on
                        the R5 examples (JSON {file: [issue with message_id]}); writes
@@ -146,6 +149,23 @@ def suite_messages() -> list[tuple[str, str]]:
     return out
 
 
+def run_examples(out: Path) -> None:
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from interop import hl7  # noqa: E402 - the interop harness lives with the tests
+
+    spec = importlib.util.spec_from_file_location("agreement", ROOT / "tests" / "interop" / "test_agreement.py")
+    agreement = importlib.util.module_from_spec(spec)
+    sys.modules["agreement"] = agreement
+    spec.loader.exec_module(agreement)
+    files = agreement.example_sample()
+    res = hl7.validate_files(files, extra_args=["-allow-example-urls", "true", "-no-preload"])
+    from fhirpkg import fsutil
+
+    fsutil.atomic_write_text(out, json.dumps({p.name: v for p, v in res.items()}, indent=1) + "\n")
+
+
 def hits(hl7_run: Path | None) -> dict:
     ids = json.loads(DATA.read_text(encoding="utf-8"))["ids"]
     matcher = TextMatcher(ids)
@@ -237,7 +257,8 @@ def render() -> str:
         "",
         "Counted in the outcomes the HL7 validator recorded for its own test suite (R5 cases, message texts",
         "matched back to their ids) and in a run of the HL7 validator 6.10.4 on the agreement sample of",
-        "`hl7.fhir.r5.examples` (files with the message as error or warning).",
+        "`hl7.fhir.r5.examples` (files with the message as error or warning; `rule_coverage.py run-examples`,",
+        "then `hits --hl7-run`). Ids are from the newest org.hl7.fhir.core; a few texts differ from 6.10.4's.",
         "",
         "| id | suite cases | example files | text |",
         "|---|---|---|---|",
@@ -251,6 +272,14 @@ def render() -> str:
         lines.append(f"| `{mid}` | {s} | {e} | {_cell(text)} |")
     if not firing:
         lines.append("| (none) | | | |")
+    lines += ["", "## Not applicable ids that fire on real content", "",
+              "| id | suite cases | example files | reason |", "|---|---|---|---|"]
+    na = sorted((-(len(hit["suite_cases"].get(m, ())) + hit["example_files"].get(m, 0)), m, d)
+                for m, st, d, _ in rows if st == "n/a")
+    for neg, mid, detail in na:
+        if neg:
+            lines.append(f"| `{mid}` | {len(hit['suite_cases'].get(mid, ()))} | {hit['example_files'].get(mid, 0)} "
+                         f"| {_cell(detail)} |")
     lines += ["", "## Every id", "", "| id | status | fhirpkg rule / reason | text |", "|---|---|---|---|"]
     for mid, status, detail, info in rows:
         lines.append(f"| `{mid}` | {status} | {_cell(detail)} | {_cell(info['text'])} |")
@@ -268,6 +297,8 @@ def main(argv=None) -> int:
     ex = sub.add_parser("extract")
     ex.add_argument("--core", type=Path, required=True)
     ex.add_argument("--commit", default="", help="the checkout's commit, when DIR is not a git work tree")
+    rx = sub.add_parser("run-examples")
+    rx.add_argument("out", type=Path)
     hi = sub.add_parser("hits")
     hi.add_argument("--hl7-run", type=Path)
     re_ = sub.add_parser("render")
@@ -279,6 +310,9 @@ def main(argv=None) -> int:
         DATA.parent.mkdir(parents=True, exist_ok=True)
         fsutil.atomic_write_text(DATA, json.dumps(extract(args.core, args.commit), indent=1, ensure_ascii=False) + "\n")
         print(f"wrote {DATA}")
+    elif args.cmd == "run-examples":
+        run_examples(args.out)
+        print(f"wrote {args.out}")
     elif args.cmd == "hits":
         fsutil.atomic_write_text(HITS, json.dumps(hits(args.hl7_run), indent=1, ensure_ascii=False) + "\n")
         print(f"wrote {HITS}")

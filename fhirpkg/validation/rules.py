@@ -254,6 +254,10 @@ NOT_APPLICABLE: dict[str, str] = {
     "VALIDATION_VAL_PROFILE_UNKNOWN_ERROR": "needs network access to fetch the profile",
     "Resource_resolution_services_not_provided": "the HL7 validator's API set-up",
     "VALIDATION_TIMEOUT_EXCEEDED": "the HL7 validator's time-out setting",
+    "UNABLE_TO_INFER_CODESYSTEM": "an artifact of running without a terminology server: the HL7 validator cannot "
+                                  "infer the system of a code from a value set it cannot expand (BCP-47 all-languages,"
+                                  " BCP-13 mime types) and reports valid codes as errors; fhirpkg says "
+                                  "terminology-not-checked",
     "Details_for__matching_against_Profile_": "the HL7 validator's slicing diagnostics (fhirpkg reports slice-unmatched)",
 }
 
