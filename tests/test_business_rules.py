@@ -175,3 +175,30 @@ def test_complete_code_system_without_concepts_is_warned(check):
     found = rules_of(check(cs), "codesystem-metadata")
     assert [i.message for i in found] == [
         "When a CodeSystem has content = 'complete', it doesn't make sense for there to be no concepts defined"]
+
+
+# ---- narrative language (Language_XHTML_Lang_*, warnings)
+def patient(language: str | None, div_attrs: str, body: str = "<p>Someone</p>") -> dict:
+    res = {"resourceType": "Patient", "text": {"status": "generated", "div":
+           f'<div xmlns="http://www.w3.org/1999/xhtml"{div_attrs}>{body}</div>'}}
+    if language:
+        res["language"] = language
+    return res
+
+
+@pytest.mark.parametrize("language,attrs,expected", [
+    ("en", ' lang="en" xml:lang="en"', []),
+    (None, "", []),
+    ("en", "", ["Resource has a language, but the XHTML does not have an lang or an xml:lang tag (needs both - see "
+                "https://www.w3.org/TR/i18n-html-tech-lang/#langvalues)"]),
+    ("en", ' lang="en"', ["Resource has a language, but the XHTML does not have an xml:lang tag (needs both lang and "
+                          "xml:lang - see https://www.w3.org/TR/i18n-html-tech-lang/#langvalues)"]),
+    ("en", ' xml:lang="en"', ["Resource has a language, but the XHTML does not have a lang tag (needs both lang and "
+                              "xml:lang - see https://www.w3.org/TR/i18n-html-tech-lang/#langvalues)"]),
+    ("en-AU", ' lang="fr" xml:lang="fr"', ["Resource has a language (en-AU), and the XHTML has a lang (fr), but they "
+                                           "differ"]),
+])
+def test_narrative_language(check, language, attrs, expected):
+    found = rules_of(check(patient(language, attrs)), "narrative-language")
+    assert [i.message for i in found] == expected
+    assert all(i.severity.code == "warning" and i.expression == "Patient" for i in found)

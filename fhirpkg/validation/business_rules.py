@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from typing import Callable, Iterator
 
 from ..issues import Issue, Severity
@@ -131,6 +132,50 @@ def standards_status(node: Node) -> Iterator[Issue]:
         yield Issue(Severity.INFORMATION, "business-rule", f"The resource status '{status}' and the standards status "
                     f"'{std}' may not be consistent and should be reviewed", "status-consistent", node.expression,
                     location=node.location)
+
+
+_ROOT_TAG = re.compile(r"^\s*(?:<\?xml[^>]*>\s*)?<div\b([^>]*)>", re.S)
+_CHILD_LANG_DIV = re.compile(r"<div\b[^>]*\b(?:xml:)?lang\s*=", re.S)
+LANG_NOTE = "see https://www.w3.org/TR/i18n-html-tech-lang/#langvalues"
+
+
+def _attribute(attrs: str, name: str) -> str | None:
+    m = re.search(r"(?:^|\s)" + re.escape(name) + r"\s*=\s*(?:\"([^\"]*)\"|'([^']*)')", attrs)
+    return None if m is None else (m.group(1) if m.group(1) is not None else m.group(2))
+
+
+def narrative_language(node: Node) -> Iterator[Issue]:
+    """A resource with a language states it on its narrative too, as both lang and xml:lang (warnings)."""
+    res = node.value
+    if not isinstance(res, dict) or not isinstance(res.get("language"), str):
+        return
+    text = res.get("text")
+    div = text.get("div") if isinstance(text, dict) else None
+    m = _ROOT_TAG.match(div) if isinstance(div, str) else None
+    if m is None:
+        return  # no narrative, or one the narrative layer reports
+    lang, attrs = res["language"], m.group(1)
+    l, xl = _attribute(attrs, "lang"), _attribute(attrs, "xml:lang")
+    if l is None and xl is None and _CHILD_LANG_DIV.search(div, m.end()):
+        return  # language sections: the HL7 validator reads the first section's attributes; not checked here
+    found = []
+    if l is None and xl is None:
+        found.append(f"Resource has a language, but the XHTML does not have an lang or an xml:lang tag (needs both - "
+                     f"{LANG_NOTE})")
+    else:
+        if l is None:
+            found.append(f"Resource has a language, but the XHTML does not have a lang tag (needs both lang and "
+                         f"xml:lang - {LANG_NOTE})")
+        elif l != lang:
+            found.append(f"Resource has a language ({lang}), and the XHTML has a lang ({l}), but they differ")
+        if xl is None:
+            found.append(f"Resource has a language, but the XHTML does not have an xml:lang tag (needs both lang and "
+                         f"xml:lang - {LANG_NOTE})")
+        elif xl != lang and xl != l:
+            found.append(f"Resource has a language ({lang}), and the XHTML has an xml:lang ({xl}), but they differ")
+    for message in found:
+        yield Issue(Severity.WARNING, "business-rule", message, "narrative-language", node.expression,
+                    location=node.location + ("text", "div"))
 
 
 def _concepts(concepts, location: tuple, expression: str):
@@ -260,4 +305,4 @@ DEFINITION_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
     "StructureDefinition": (extension_context_elements,),
 }
 #: Rules for every resource (applied to resource roots).
-RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, standards_status)
+RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, standards_status, narrative_language)

@@ -202,6 +202,10 @@ RULES: dict[str, Rule] = {
                           "TYPE_SPECIFIC_CHECKS_DT_ATT_SIZE_CORRECT"),
     "attachment-hash": _r("rules", "error", "Attachment.hash differs from the data",
                           "TYPE_SPECIFIC_CHECKS_DT_ATT_HASH_MISMATCH"),
+    "narrative-language": _r("rules", "warning", "a resource language not stated (or differing) as lang and xml:lang "
+                             "on the narrative", "Language_XHTML_Lang_Missing1", "Language_XHTML_Lang_Missing2",
+                             "Language_XHTML_Lang_Missing3", "Language_XHTML_Lang_Different1",
+                             "Language_XHTML_Lang_Different2"),
     "attachment-content": _r("rules", "warning", "an Attachment with neither data/url nor contentType/language",
                              "TYPE_SPECIFIC_CHECKS_DT_ATT_NO_CONTENT"),
     "status-consistent": _r("rules", "warning", "status vs the standards-status extension (information when it only "
