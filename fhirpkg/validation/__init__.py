@@ -207,8 +207,8 @@ class Validator:
         def rules_of(node):
             for rule in rules.get(node.type, ()):
                 yield from rule(node)
-            for rule in business_rules.DEFINITION_RULES.get(node.type, ()):
-                yield from rule(node, defs)
+            for rule in business_rules.CONTEXT_RULES.get(node.type, ()):
+                yield from rule(node, defs, resolver)
             if node.location == node.frame.location and node.definition.path == node.frame.type:
                 for rule in business_rules.RESOURCE_RULES:
                     yield from rule(node)

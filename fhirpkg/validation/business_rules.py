@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 from ..issues import Issue, Severity
 from ..jsonsource import lexeme
 from ..model import Node
+from . import questionnaire
 
 
 def attachment(node: Node) -> Iterator[Issue]:
@@ -280,7 +281,7 @@ def _element_exists(defs, path: str) -> bool:
     return True
 
 
-def extension_context_elements(node: Node, defs) -> Iterator[Issue]:
+def extension_context_elements(node: Node, defs, resolver=None) -> Iterator[Issue]:
     """An extension's ``element`` contexts must name elements that exist (in this FHIR version)."""
     sd = node.value
     if not isinstance(sd, dict) or sd.get("type") != "Extension":
@@ -300,9 +301,10 @@ RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
     "ValueSet": (value_set,),
     "StructureDefinition": (extension_url_fixed,),
 }
-#: Rules that also need the loaded definitions, called with (node, defs).
-DEFINITION_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
+#: Rules that also need the loaded definitions and the resolver, called with (node, defs, resolver).
+CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
     "StructureDefinition": (extension_context_elements,),
+    "Questionnaire": (questionnaire.derivation,),
 }
 #: Rules for every resource (applied to resource roots).
 RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, standards_status, narrative_language)

@@ -202,6 +202,16 @@ RULES: dict[str, Rule] = {
                           "TYPE_SPECIFIC_CHECKS_DT_ATT_SIZE_CORRECT"),
     "attachment-hash": _r("rules", "error", "Attachment.hash differs from the data",
                           "TYPE_SPECIFIC_CHECKS_DT_ATT_HASH_MISMATCH"),
+    "questionnaire-derivation": _r("rules", "error", "a Questionnaire that extends/complies with another changes what "
+                                   "the base fixes (warnings: base or derivation type unknown)",
+                                   "QUESTIONNAIRE_Q_ITEM_NOT_DERIVED", "QUESTIONNAIRE_Q_ITEM_DERIVED_NC_TYPE",
+                                   "QUESTIONNAIRE_Q_ITEM_DERIVED_NC_REPEATS", "QUESTIONNAIRE_Q_ITEM_DERIVED_NC_REQUIRED",
+                                   "QUESTIONNAIRE_Q_ITEM_DERIVED_MAXLENGTH", "QUESTIONNAIRE_Q_ITEM_DERIVED_NC_MAXLENGTH",
+                                   "QUESTIONNAIRE_Q_ITEM_DERIVED_ANSWER_OPTIONS",
+                                   "QUESTIONNAIRE_Q_ITEM_DERIVED_ANSWER_OPTIONS_NEW",
+                                   "QUESTIONNAIRE_Q_ITEM_DERIVED_NC_ANSWER_TYPE", "QUESTIONNAIRE_Q_UNKNOWN_DERIVATION",
+                                   "QUESTIONNAIRE_Q_NO_DERIVATION_TYPE", "QUESTIONNAIRE_Q_NO_DERIVATION_TYPE_VALUE",
+                                   "QUESTIONNAIRE_Q_DERIVATION_TYPE_IGNORED", "QUESTIONNAIRE_Q_DERIVATION_TYPE_UNKNOWN"),
     "narrative-language": _r("rules", "warning", "a resource language not stated (or differing) as lang and xml:lang "
                              "on the narrative", "Language_XHTML_Lang_Missing1", "Language_XHTML_Lang_Missing2",
                              "Language_XHTML_Lang_Missing3", "Language_XHTML_Lang_Different1",
