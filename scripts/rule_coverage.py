@@ -50,8 +50,9 @@ CONST = re.compile(r'public static final String ([A-Z0-9_]+)\s*=\s*"([^"]+)"')
 
 
 # ------------------------------------------------------------------ extract
-def parse_properties(text: str) -> dict[str, str]:
-    """Messages.properties: ``key = text`` (MessageFormat: '' is a quote); plural keys merged."""
+def parse_properties(text: str, plural: str = "one") -> dict[str, str]:
+    """Messages.properties: ``key = text`` (MessageFormat: '' is a quote); of the plural keys
+    (``_one``/``_other``) the form ``plural`` is kept under the id without the suffix."""
     out: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip() or line.lstrip().startswith("#") or "=" not in line:
@@ -59,8 +60,8 @@ def parse_properties(text: str) -> dict[str, str]:
         key, _, val = line.partition("=")
         key, val = key.strip(), val.strip().replace("''", "'")
         base = re.sub(r"_(one|other)$", "", key)
-        if base != key and base in out:
-            continue  # the _one form is kept; _other differs only in number
+        if base != key and (base in out and not key.endswith("_" + plural)):
+            continue
         out[base] = val
     return out
 
@@ -76,7 +77,8 @@ def _scope_files(core: Path) -> list[Path]:
 def extract(core: Path, commit: str = "") -> dict:
     consts_file = core / UTILITIES / "java/org/hl7/fhir/utilities/i18n/I18nConstants.java"
     consts = dict(CONST.findall(consts_file.read_text(encoding="utf-8")))
-    texts = parse_properties((core / UTILITIES / "resources/Messages.properties").read_text(encoding="utf-8"))
+    props = (core / UTILITIES / "resources/Messages.properties").read_text(encoding="utf-8")
+    texts, others = parse_properties(props), parse_properties(props, "other")
     uses: dict[str, Counter] = defaultdict(Counter)
     for f in _scope_files(core):
         rel = str(f.relative_to(core))
@@ -91,7 +93,11 @@ def extract(core: Path, commit: str = "") -> dict:
                                     text=True, check=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             commit = ""
-    ids = {mid: {"text": texts.get(mid, ""), "files": dict(sorted(c.items()))} for mid, c in sorted(uses.items())}
+    ids = {}
+    for mid, c in sorted(uses.items()):
+        ids[mid] = {"text": texts.get(mid, ""), "files": dict(sorted(c.items()))}
+        if others.get(mid, texts.get(mid)) != texts.get(mid):
+            ids[mid]["plural"] = others[mid]
     return {"source": "hapifhir/org.hl7.fhir.core", "commit": commit, "scope": list(SCOPE), "ids": ids}
 
 
@@ -110,10 +116,11 @@ class TextMatcher:
     def __init__(self, ids: dict[str, dict]):
         self.templates = []
         for mid, info in ids.items():
-            rx = _template_regex(info["text"])
-            if rx is not None:
-                lit = len(re.sub(r"\{\d+(?:,[^}]*)?\}", "", info["text"]))
-                self.templates.append((lit, mid, rx))
+            for text in (info["text"], info.get("plural")):
+                rx = _template_regex(text) if text else None
+                if rx is not None:
+                    lit = len(re.sub(r"\{\d+(?:,[^}]*)?\}", "", text))
+                    self.templates.append((lit, mid, rx))
         self.templates.sort(key=lambda t: -t[0])
 
     def match(self, message: str) -> str | None:

@@ -202,3 +202,22 @@ def test_narrative_language(check, language, attrs, expected):
     found = rules_of(check(patient(language, attrs)), "narrative-language")
     assert [i.message for i in found] == expected
     assert all(i.severity.code == "warning" and i.expression == "Patient" for i in found)
+
+
+# ---- contained ids (RESOURCE_DUPLICATE_CONTAINED_ID, an error)
+def test_duplicate_contained_ids_are_errors_from_the_second_holder_on(check):
+    res = {"resourceType": "Patient", "contained": [
+        {"resourceType": "Organization", "id": "o1", "name": "A"},
+        {"resourceType": "Organization", "id": "o1", "name": "B"},
+        {"resourceType": "Organization", "id": "o2", "name": "C"}],
+        "managingOrganization": {"reference": "#o2"},
+        "generalPractitioner": [{"reference": "#o1"}]}
+    found = rules_of(check(res), "contained-id-duplicate")
+    assert [(i.severity.code, i.expression, i.message) for i in found] == [
+        ("error", "Patient.contained[1]", "Duplicate ID for contained resource: o1")]
+
+
+def test_distinct_contained_ids_are_clean(check):
+    res = {"resourceType": "Patient", "contained": [{"resourceType": "Organization", "id": "o1", "name": "A"}],
+           "managingOrganization": {"reference": "#o1"}}
+    assert rules_of(check(res), "contained-id-duplicate") == []

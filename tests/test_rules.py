@@ -97,6 +97,7 @@ def test_properties_parsing_unquotes_and_merges_plurals():
     mod = _script()
     text = "# comment\nA_one = It''s {0} item\nA_other = {0} items\nB = plain\n"
     assert mod.parse_properties(text) == {"A": "It's {0} item", "B": "plain"}
+    assert mod.parse_properties(text, "other") == {"A": "{0} items", "B": "plain"}
 
 
 def test_committed_rule_coverage_doc_is_current():

@@ -179,6 +179,23 @@ def narrative_language(node: Node) -> Iterator[Issue]:
                     location=node.location + ("text", "div"))
 
 
+def contained_ids(node: Node) -> Iterator[Issue]:
+    """Contained resources have distinct ids (the second and later holders of an id are errors)."""
+    res = node.value
+    if not isinstance(res, dict) or not isinstance(res.get("contained"), list):
+        return
+    seen = set()
+    for i, c in enumerate(res["contained"]):
+        ident = c.get("id") if isinstance(c, dict) else None
+        if not isinstance(ident, str):
+            continue  # a contained resource without an id is reported by the structure layer
+        if ident in seen:
+            yield Issue(Severity.ERROR, "duplicate", f"Duplicate ID for contained resource: {ident}",
+                        "contained-id-duplicate", f"{node.expression}.contained[{i}]",
+                        location=node.location + ("contained", i))
+        seen.add(ident)
+
+
 def _concepts(concepts, location: tuple, expression: str):
     """Every concept of a CodeSystem, depth first, with its JSON location and FHIRPath."""
     for i, c in enumerate(concepts if isinstance(concepts, list) else ()):
@@ -307,4 +324,5 @@ CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
     "Questionnaire": (questionnaire.derivation,),
 }
 #: Rules for every resource (applied to resource roots).
-RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, standards_status, narrative_language)
+RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, standards_status, narrative_language,
+                                                                  contained_ids)

@@ -95,7 +95,8 @@ RULES: dict[str, Rule] = {
                             "Type_Specific_Checks_DT_Primitive_WS"),
     "string-length": _r("structure", "error", "longer than maxLength or 1 MB", "Type_Specific_Checks_DT_Primitive_Length",
                         "Type_Specific_Checks_DT_String_Length"),
-    "string-illegal-chars": _r("structure", "error", "control characters in a string"),
+    "string-illegal-chars": _r("structure", "warning", "control characters in a string (illegal in XML)",
+                               "UNICODE_XML_BAD_CHARS"),
     "canonical-format": _r("structure", "error", "a canonical that is not a URL"),
     "fixed": _r("structure", "error", "a value that differs from the profile's fixed value", "_DT_Fixed_Wrong"),
     "pattern": _r("structure", "error", "a value that does not match the profile's pattern",
@@ -212,6 +213,8 @@ RULES: dict[str, Rule] = {
                                    "QUESTIONNAIRE_Q_ITEM_DERIVED_NC_ANSWER_TYPE", "QUESTIONNAIRE_Q_UNKNOWN_DERIVATION",
                                    "QUESTIONNAIRE_Q_NO_DERIVATION_TYPE", "QUESTIONNAIRE_Q_NO_DERIVATION_TYPE_VALUE",
                                    "QUESTIONNAIRE_Q_DERIVATION_TYPE_IGNORED", "QUESTIONNAIRE_Q_DERIVATION_TYPE_UNKNOWN"),
+    "contained-id-duplicate": _r("rules", "error", "two contained resources with the same id",
+                                 "RESOURCE_DUPLICATE_CONTAINED_ID"),
     "narrative-language": _r("rules", "warning", "a resource language not stated (or differing) as lang and xml:lang "
                              "on the narrative", "Language_XHTML_Lang_Missing1", "Language_XHTML_Lang_Missing2",
                              "Language_XHTML_Lang_Missing3", "Language_XHTML_Lang_Different1",
