@@ -221,3 +221,15 @@ def test_distinct_contained_ids_are_clean(check):
     res = {"resourceType": "Patient", "contained": [{"resourceType": "Organization", "id": "o1", "name": "A"}],
            "managingOrganization": {"reference": "#o1"}}
     assert rules_of(check(res), "contained-id-duplicate") == []
+
+
+# ---- severity of an unknown code system (UNKNOWN_CODESYSTEM): warning where the HL7 validator checks a
+# binding (CodeableConcept codings and bound Codings), information on a lone unbound Coding
+def test_unknown_code_system_on_a_bound_coding_is_a_warning_and_on_an_unbound_one_information(check):
+    cs = {"resourceType": "CodeSystem", "url": "http://example.org/cs", "status": "draft", "content": "complete",
+          "caseSensitive": True, "meta": {"tag": [{"system": "http://example.org/unknown-tags", "code": "t"}]},
+          "concept": [{"code": "a", "display": "A", "designation": [
+              {"use": {"system": "http://example.org/unknown-uses", "code": "u"}, "value": "Eh"}]}]}
+    found = {i.expression: i.severity.code for i in check(cs) if i.rule == "code-system-unknown"}
+    assert found == {"CodeSystem.concept[0].designation[0].use.system": "warning",
+                     "CodeSystem.meta.tag[0].system": "information"}

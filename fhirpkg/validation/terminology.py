@@ -360,4 +360,7 @@ def _unchecked_code(res: CodeResult, node: Node, system: str, code: str, in_cc: 
     if system in SERVER_SIDE:
         msg += f" ({SERVER_SIDE[system]} is not available offline)"
     rule = "terminology-not-checked" if key == "server-side" else "code-system-unknown"
-    yield _issue(Severity.WARNING if in_cc else Severity.INFORMATION, "not-found", rule, msg, node, "system")
+    # the HL7 validator warns where it validates the coding against a binding (a Coding in a
+    # CodeableConcept, or a bound Coding such as designation.use); a lone unbound Coding gets a hint
+    bound = node.definition.binding is not None and node.definition.binding.strength != "example"
+    yield _issue(Severity.WARNING if in_cc or bound else Severity.INFORMATION, "not-found", rule, msg, node, "system")
