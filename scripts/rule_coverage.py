@@ -16,6 +16,10 @@ those ids (text, which source files use them) in a data file; it copies no code.
                        (texts matched back to ids) and, optionally, a run of the HL7 validator on
                        the R5 examples (JSON {file: [issue with message_id]}); writes
                        docs/data/hl7-message-hits.json
+  issue-agreement F    issue-level agreement with a run-examples file: the HL7 validator's errors and
+                       warnings against fhirpkg's on the same files, matched by (path, severity)
+                       after normalising the HL7 path style (``x.ofType(T)`` = ``xT``, no
+                       ``/*Type/id*/`` comments); prints the figures and the unmatched ids/rules
   render [--check]     write docs/rule-coverage.md from the two data files and
                        fhirpkg.validation.rules (--check: exit 1 if the committed file differs)
 """
@@ -200,6 +204,54 @@ def hits(hl7_run: Path | None) -> dict:
     }
 
 
+# ------------------------------------------------------------------ issue-level agreement
+def hl7_path(expression: str | None) -> str:
+    """The HL7 validator's issue path in fhirpkg's FHIRPath style."""
+    e = re.sub(r"/\*.*?\*/", "", expression or "")
+    return re.sub(r"\.([a-z][A-Za-z]*)\.ofType\(([A-Za-z]+)\)",
+                  lambda m: f".{m.group(1)}{m.group(2)[0].upper()}{m.group(2)[1:]}", e)
+
+
+def issue_agreement(hl7_run: Path) -> dict:
+    from fhirpkg import api
+    from fhirpkg import packages as pk
+    from fhirpkg.inputs import Source, read_source
+    from fhirpkg.validation import Validator
+
+    runs = json.loads(hl7_run.read_text(encoding="utf-8"))
+    folder = pk.ensure([pk.R5_EXAMPLES])[0].folder
+    from fhirpkg.validation.rules import hl7_index
+
+    validator = Validator(api.load_definitions())
+    index = hl7_index()
+    counts, hl7_only, ours_only = Counter(), Counter(), Counter()
+    for name, issues in sorted(runs.items()):
+        path = folder / name
+        ours = [i for d in read_source(Source(str(path), path)) for i in validator.validate_document(d)
+                if i.severity.code in ("error", "warning", "fatal")]
+        pool: dict[tuple, list] = defaultdict(list)
+        for i in ours:
+            pool[(i.expression, "error" if i.severity.code == "fatal" else i.severity.code)].append(i.rule)
+        # issues whose id maps to a fhirpkg rule first, so each takes its own rule's issue
+        for i in sorted(issues, key=lambda i: i.get("message_id") not in index):
+            sev = "error" if i.get("severity") == "fatal" else i.get("severity")
+            if sev not in ("error", "warning"):
+                continue
+            rules = pool.get((hl7_path(i.get("expression")), sev))
+            mine = [r for r in index.get(i.get("message_id"), ()) if rules and r in rules]
+            if rules:
+                rules.remove(mine[0] if mine else rules[-1])
+                counts["same path and severity"] += 1
+            else:
+                counts["HL7 only"] += 1
+                hl7_only[i.get("message_id") or "(no id)"] += 1
+        for rules in pool.values():
+            counts["fhirpkg only"] += len(rules)
+            ours_only.update(rules)
+    return {"files": len(runs), "counts": dict(counts), "hl7_only": dict(hl7_only.most_common()),
+            "fhirpkg_only": dict(ours_only.most_common())}
+
+
 # ------------------------------------------------------------------ classification and render
 XML_ONLY_FILES = {"r5/elementmodel/XmlParser.java"}
 NA_FILES = {
@@ -308,6 +360,8 @@ def main(argv=None) -> int:
     rx.add_argument("out", type=Path)
     hi = sub.add_parser("hits")
     hi.add_argument("--hl7-run", type=Path)
+    ia = sub.add_parser("issue-agreement")
+    ia.add_argument("hl7_run", type=Path)
     re_ = sub.add_parser("render")
     re_.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
@@ -320,6 +374,15 @@ def main(argv=None) -> int:
     elif args.cmd == "run-examples":
         run_examples(args.out)
         print(f"wrote {args.out}")
+    elif args.cmd == "issue-agreement":
+        res = issue_agreement(args.hl7_run)
+        c = res["counts"]
+        total = sum(c.values())
+        print(f"{res['files']} files; HL7 validator errors+warnings vs fhirpkg's, matched by path and severity:")
+        for k, n in c.items():
+            print(f"  {k:24s} {n:6d}  ({n / total:.1%} of all)")
+        print("  HL7-only by message id:", ", ".join(f"{k} {n}" for k, n in list(res["hl7_only"].items())[:15]))
+        print("  fhirpkg-only by rule:  ", ", ".join(f"{k} {n}" for k, n in list(res["fhirpkg_only"].items())[:15]))
     elif args.cmd == "hits":
         fsutil.atomic_write_text(HITS, json.dumps(hits(args.hl7_run), indent=1, ensure_ascii=False) + "\n")
         print(f"wrote {HITS}")

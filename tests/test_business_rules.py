@@ -233,3 +233,23 @@ def test_unknown_code_system_on_a_bound_coding_is_a_warning_and_on_an_unbound_on
     found = {i.expression: i.severity.code for i in check(cs) if i.rule == "code-system-unknown"}
     assert found == {"CodeSystem.concept[0].designation[0].use.system": "warning",
                      "CodeSystem.meta.tag[0].system": "information"}
+
+
+# ---- whitespace in strings (Type_Specific_Checks_DT_String_WS[_ALL], Primitive_WS: warnings)
+@pytest.mark.parametrize("value,expected", [
+    ("Jones", []),
+    ("Jones ", ["value should not start or finish with whitespace 'Jones '"]),
+    ("\nJones", ["value should not start or finish with whitespace '\\nJones'"]),
+    ("   ", ["value should not be all whitespace '   '"]),
+])
+def test_string_whitespace(check, value, expected):
+    found = [i for i in check({"resourceType": "Patient", "name": [{"family": value}]})
+             if i.rule == "string-whitespace"]
+    assert [i.message for i in found] == expected
+    assert all(i.severity.code == "warning" for i in found)
+
+
+def test_leading_whitespace_in_markdown_is_not_reported(check):
+    res = {"resourceType": "Library", "status": "draft", "description": " Some *markdown*\n",
+           "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type", "code": "logic-library"}]}}
+    assert [i for i in check(res) if i.rule == "string-whitespace"] == []

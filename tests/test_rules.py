@@ -104,3 +104,10 @@ def test_committed_rule_coverage_doc_is_current():
     mod = _script()
     committed = (ROOT / "docs" / "rule-coverage.md").read_text(encoding="utf-8")
     assert committed == mod.render(), "run: python scripts/rule_coverage.py render"
+
+
+def test_hl7_paths_are_normalised_to_fhirpkg_style():
+    mod = _script()
+    assert mod.hl7_path("ResearchStudy.contained[0]/*EvidenceVariable/x*/.useContext[0].value.ofType(CodeableConcept)"
+                        ".coding[0]") == "ResearchStudy.contained[0].useContext[0].valueCodeableConcept.coding[0]"
+    assert mod.hl7_path(None) == ""

@@ -90,7 +90,7 @@ RULES: dict[str, Rule] = {
                       "Type_Specific_Checks_DT_Integer_LT0", "Type_Specific_Checks_DT_Integer_LT1",
                       "Type_Specific_Checks_DT_Decimal_GT", "Type_Specific_Checks_DT_Decimal_LT"),
     "string-empty": _r("structure", "error", "an empty string value", "Type_Specific_Checks_DT_Primitive_NotEmpty"),
-    "string-whitespace": _r("structure", "warning", "leading/trailing or all whitespace",
+    "string-whitespace": _r("structure", "warning", "all whitespace, or (string) leading/trailing whitespace",
                             "Type_Specific_Checks_DT_String_WS", "Type_Specific_Checks_DT_String_WS_ALL",
                             "Type_Specific_Checks_DT_Primitive_WS"),
     "string-length": _r("structure", "error", "longer than maxLength or 1 MB", "Type_Specific_Checks_DT_Primitive_Length",

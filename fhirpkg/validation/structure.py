@@ -10,6 +10,7 @@ layers (terminology, invariants, references) see the same typed tree.
 """
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from decimal import Decimal
@@ -502,7 +503,11 @@ class StructureWalker:
             self.error("invalid", "string-length",
                        f"value is longer than permitted maximum length of {edef.max_length}", expr, loc)
         if not value.strip():
-            self.warning("invalid", "string-whitespace", f"value should not be all whitespace", expr, loc)
+            self.warning("invalid", "string-whitespace", f"value should not be all whitespace '{_escaped(value)}'"
+                         if tcode == "string" else "Primitive types should not only be whitespace", expr, loc)
+        elif tcode == "string" and value != value.strip(_WS):
+            self.warning("invalid", "string-whitespace", "value should not start or finish with whitespace "
+                         f"'{_escaped(value)}'", expr, loc)
         if tcode == "base64Binary":
             # the spec's regex backtracks badly on large attachments; this is the same language
             if not _BASE64.fullmatch(value) or len("".join(value.split())) % 4:
@@ -870,6 +875,16 @@ def _json_kind(value) -> str:
     if value is None:
         return "null"
     return "a string"
+
+
+#: the whitespace the HL7 validator trims (Utilities.isWhitespace): ASCII 09-0D and space, and Unicode spaces
+_WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+      "\u2028\u2029\u202f\u205f\u3000"
+
+
+def _escaped(value: str) -> str:
+    """A value as the HL7 validator shows it in whitespace messages (JSON-escaped)."""
+    return json.dumps(value, ensure_ascii=False)[1:-1]
 
 
 def _clip(text: str, n: int = 80) -> str:
