@@ -253,3 +253,12 @@ def test_leading_whitespace_in_markdown_is_not_reported(check):
     res = {"resourceType": "Library", "status": "draft", "description": " Some *markdown*\n",
            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type", "code": "logic-library"}]}}
     assert [i for i in check(res) if i.rule == "string-whitespace"] == []
+
+
+# ---- a coding without a system is in no value set (Terminology_TX_NoValid_2_CC for an extensible binding)
+def test_codeable_concept_whose_only_coding_has_no_system_is_not_in_the_extensible_value_set(check):
+    lib = {"resourceType": "Library", "status": "draft", "type": {"coding": [{"code": "logic-library"}]}}
+    found = [i for i in check(lib) if i.expression == "Library.type"]
+    assert [(i.severity.code, i.rule) for i in found] == [("warning", "binding-extensible")]
+    assert found[0].message.startswith("None of the codings provided are in the value set")
+    assert found[0].message.endswith("(codes = null#logic-library)")
