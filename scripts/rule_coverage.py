@@ -318,6 +318,7 @@ def render() -> str:
         "matched back to their ids) and in a run of the HL7 validator 6.10.4 on the agreement sample of",
         "`hl7.fhir.r5.examples` (files with the message as error or warning; `rule_coverage.py run-examples`,",
         "then `hits --hl7-run`). Ids are from the newest org.hl7.fhir.core; a few texts differ from 6.10.4's.",
+        "Issue-level agreement on the same run (path and severity): `rule_coverage.py issue-agreement FILE`.",
         "",
         "| id | suite cases | example files | text |",
         "|---|---|---|---|",
