@@ -262,3 +262,16 @@ def test_codeable_concept_whose_only_coding_has_no_system_is_not_in_the_extensib
     assert [(i.severity.code, i.rule) for i in found] == [("warning", "binding-extensible")]
     assert found[0].message.startswith("None of the codings provided are in the value set")
     assert found[0].message.endswith("(codes = null#logic-library)")
+
+
+# ---- decimal range (Type_Specific_Checks_DT_Decimal_Range, a warning): 18 digits, 4-digit exponent
+@pytest.mark.parametrize("number,warned", [
+    ("1.5", False), ("123456789012345678", False), ("1000000000000000000", True),
+    ("1.000000000000000000E-24", True), ("1.5e10", False), ("1e10000", True)])
+def test_decimal_range(check, number, warned):
+    text = ('{"resourceType": "Observation", "status": "final", "code": {"text": "x"}, '
+            '"valueQuantity": {"value": ' + number + '}}')
+    found = [i for i in check(text) if i.rule == "decimal-range"]
+    assert [(i.severity.code, i.message) for i in found] == (
+        [("warning", f"The value '{number}' is outside the range of commonly/reasonably supported decimals")]
+        if warned else [])

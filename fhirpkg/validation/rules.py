@@ -89,6 +89,8 @@ RULES: dict[str, Rule] = {
                       "Type_Specific_Checks_DT_Integer_GT", "Type_Specific_Checks_DT_Integer_LT",
                       "Type_Specific_Checks_DT_Integer_LT0", "Type_Specific_Checks_DT_Integer_LT1",
                       "Type_Specific_Checks_DT_Decimal_GT", "Type_Specific_Checks_DT_Decimal_LT"),
+    "decimal-range": _r("structure", "warning", "a decimal with more than 18 digits or a 5+ digit exponent",
+                        "Type_Specific_Checks_DT_Decimal_Range"),
     "string-empty": _r("structure", "error", "an empty string value", "Type_Specific_Checks_DT_Primitive_NotEmpty"),
     "string-whitespace": _r("structure", "warning", "all whitespace, or (string) leading/trailing whitespace",
                             "Type_Specific_Checks_DT_String_WS", "Type_Specific_Checks_DT_String_WS_ALL",

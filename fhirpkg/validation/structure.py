@@ -482,9 +482,13 @@ class StructureWalker:
                 if value < lo or value > 2147483647:
                     self.error("invalid", "format", f"The value '{_clip(text)}' is outside the range of {tcode} "
                                f"({lo}..2147483647)", expr, loc)
-            elif type_def is not None and type_def.regex and not _regex(type_def.regex).fullmatch(text):
-                self.error("invalid", "format", f"Element value '{_clip(text)}' does not meet decimal regex "
-                           f"'{type_def.regex}'", expr, loc)
+            else:
+                if _decimal_out_of_range(text):
+                    self.warning("value", "decimal-range", f"The value '{_clip(text)}' is outside the range of "
+                                 "commonly/reasonably supported decimals", expr, loc)
+                if type_def is not None and type_def.regex and not _regex(type_def.regex).fullmatch(text):
+                    self.error("invalid", "format", f"Element value '{_clip(text)}' does not meet decimal regex "
+                               f"'{type_def.regex}'", expr, loc)
             self._min_max(value, edef, expr, loc)
             return
         if not isinstance(value, str):
@@ -880,6 +884,19 @@ def _json_kind(value) -> str:
 #: the whitespace the HL7 validator trims (Utilities.isWhitespace): ASCII 09-0D and space, and Unicode spaces
 _WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
       "\u2028\u2029\u202f\u205f\u3000"
+
+
+_DECIMAL_PARTS = re.compile(r"[+-]?(\d*)(?:\.(\d*))?(?:[eE][+-]?(\d*))?")
+
+
+def _decimal_out_of_range(text: str) -> bool:
+    """The HL7 validator's bounds on a decimal (Utilities.checkDecimal): at most 18 digits before and after
+    the point together, and an exponent of at most 4 digits."""
+    m = _DECIMAL_PARTS.fullmatch(text)
+    if m is None:
+        return False
+    whole, frac, exp = m.group(1), m.group(2) or "", m.group(3) or ""
+    return len(exp) > 4 or len(whole) + len(frac) > 18
 
 
 def _escaped(value: str) -> str:
