@@ -848,6 +848,18 @@ class StructureWalker:
             return False
         return bool(r)
 
+    def matches_slice(self, value, profile: TypeDef, slice_name: str) -> bool | None:
+        """Does a value match the named slice of a profile (by its discriminators)? None: no such slice."""
+        for sl in profile.by_id.values():
+            if sl.slice_name != slice_name or ":" not in sl.id:
+                continue
+            base = profile.by_id.get(sl.id.rsplit(":", 1)[0])
+            if base is None or base.slicing is None:
+                continue
+            tcode = base.types[0].code if len(base.types) == 1 else None
+            return isinstance(value, dict) and self._matches_slice(value, sl, base, tcode, profile)
+        return None
+
     def conforms(self, resource_or_value: dict, profile: TypeDef) -> bool:
         """Does a value conform to a profile? (A quiet sub-validation, for profile discriminators.)"""
         sub = StructureWalker(self.defs, allowed_extension_domains=self.allowed_extension_domains)
