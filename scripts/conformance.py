@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from fhirpkg import api  # noqa: E402
 from fhirpkg.inputs import Source, read_source  # noqa: E402
 from fhirpkg.validation import Options, Validator  # noqa: E402
+from fhirpkg.validation.references import Resolver  # noqa: E402
 
 
 @dataclass
@@ -105,8 +106,13 @@ def run_case(base_defs, case: dict) -> list[Row]:
     domains = tuple(filter(None, [case.get("allowed-extension-domain")]))
     path = SUITE / case["file"]
 
+    resolver = Resolver()  # supporting resources other rules look up by canonical (e.g. a base Questionnaire)
+    for r in supp:
+        if isinstance(r, dict):
+            resolver.add(r)
+
     def validate(profiles=()):
-        v = Validator(defs, Options(profiles=tuple(profiles), allowed_extension_domains=domains))
+        v = Validator(defs, Options(profiles=tuple(profiles), allowed_extension_domains=domains), resolver)
         issues = []
         for doc in read_source(Source(str(path), path)):
             issues.extend(v.validate_document(doc))

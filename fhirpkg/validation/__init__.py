@@ -85,9 +85,14 @@ class Validator:
                 resolve=self.resolver.resolve,
                 member_of=(term.member_of if term is not None else None),
                 conforms_to=self._conforms_to,
+                slice_matches=self._slice_matches,
                 html_checks=(self._xhtml.html_checks if self._xhtml is not None else None),
             )
         return self._engine
+
+    def _slice_matches(self, value, profile_url: str, slice_name: str):
+        prof = self.defs.get(profile_url)
+        return None if prof is None else StructureWalker(self.defs).matches_slice(value, prof, slice_name)
 
     def _conforms_to(self, resource: dict, profile_url: str):
         prof = self.defs.get(profile_url)
@@ -208,6 +213,8 @@ class Validator:
         def rules_of(node):
             for rule in rules.get(node.type, ()):
                 yield from rule(node)
+            for rule in business_rules.CONTEXT_RULES.get(node.type, ()):
+                yield from rule(node, defs, resolver)
             if node.location == node.frame.location and node.definition.path == node.frame.type:
                 for rule in business_rules.RESOURCE_RULES:
                     yield from rule(node)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from typing import Callable, Iterator
 
 from ..issues import Issue, Severity
 from ..jsonsource import lexeme
 from ..model import Node
+from . import questionnaire
 
 
 def attachment(node: Node) -> Iterator[Issue]:
@@ -51,6 +53,14 @@ def attachment(node: Node) -> Iterator[Issue]:
                         node.expression, location=node.location)
 
 
+def attachment_content(node: Node) -> Iterator[Issue]:
+    """An Attachment has data and/or url, or else SHOULD say its contentType and/or language."""
+    att = node.value
+    if isinstance(att, dict) and not any(k in att for k in ("data", "url", "contentType", "language")):
+        yield Issue(Severity.WARNING, "structure", "Attachments have data and/or url, or else SHOULD have either "
+                    "contentType and/or language", "attachment-content", node.expression, location=node.location)
+
+
 def value_set(node: Node) -> Iterator[Issue]:
     """ValueSet.compose.include.system must be an absolute URI (a contained CodeSystem is named by its url)."""
     vs = node.value
@@ -82,9 +92,237 @@ def one_workgroup(node: Node) -> Iterator[Issue]:
                     "workgroup-multiple", node.expression, location=node.location)
 
 
+STANDARDS_STATUS_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-standards-status"
+#: The R5 resource types the HL7 validator treats as canonical resources (VersionUtilities).
+CANONICAL_TYPES = frozenset((
+    "ActorDefinition ActivityDefinition CapabilityStatement ChargeItemDefinition Citation ClinicalUseDefinition "
+    "CodeSystem CompartmentDefinition ConceptMap ConditionDefinition EventDefinition Evidence EvidenceReport "
+    "EvidenceVariable ExampleScenario GraphDefinition ImplementationGuide Library Measure MessageDefinition "
+    "NamingSystem ObservationDefinition OperationDefinition PlanDefinition Questionnaire Requirements SearchParameter "
+    "SpecimenDefinition StructureDefinition StructureMap SubscriptionTopic TerminologyCapabilities TestPlan TestScript "
+    "ValueSet").split())
+#: standards status -> the resource statuses consistent with it (warning otherwise), and those
+#: that need no review (information otherwise), as the HL7 validator pairs them.
+STATUS_CONSISTENT = {
+    "draft": ({"draft"}, {"draft"}),
+    "normative": ({"active"}, {"active"}),
+    "trial-use": ({"draft", "active"}, {"active"}),
+    "informative": ({"draft", "active", "retired"}, {"draft", "active"}),
+    "deprecated": ({"retired"}, {"retired"}),
+    "withdrawn": ({"retired"}, {"retired"}),
+    "external": ({"draft", "active", "retired"}, {"draft", "active"}),
+}
+
+
+def standards_status(node: Node) -> Iterator[Issue]:
+    """A canonical resource's status agrees with its standards-status extension."""
+    res = node.value
+    if not isinstance(res, dict) or node.frame.type not in CANONICAL_TYPES or node.location != node.frame.location:
+        return
+    status = res.get("status")
+    ext = next((e for e in res.get("extension") or () if isinstance(e, dict) and e.get("url") == STANDARDS_STATUS_EXT),
+               None)
+    std = ext.get("valueCode") if ext else None
+    if not isinstance(status, str) or not status or not isinstance(std, str) or std not in STATUS_CONSISTENT:
+        return
+    consistent, reviewed = STATUS_CONSISTENT[std]
+    if status not in consistent:
+        yield Issue(Severity.WARNING, "business-rule", f"The resource status '{status}' and the standards status "
+                    f"'{std}' are not consistent", "status-consistent", node.expression, location=node.location)
+    elif status not in reviewed:
+        yield Issue(Severity.INFORMATION, "business-rule", f"The resource status '{status}' and the standards status "
+                    f"'{std}' may not be consistent and should be reviewed", "status-consistent", node.expression,
+                    location=node.location)
+
+
+_ROOT_TAG = re.compile(r"^\s*(?:<\?xml[^>]*>\s*)?<div\b([^>]*)>", re.S)
+_CHILD_LANG_DIV = re.compile(r"<div\b[^>]*\b(?:xml:)?lang\s*=", re.S)
+LANG_NOTE = "see https://www.w3.org/TR/i18n-html-tech-lang/#langvalues"
+
+
+def _attribute(attrs: str, name: str) -> str | None:
+    m = re.search(r"(?:^|\s)" + re.escape(name) + r"\s*=\s*(?:\"([^\"]*)\"|'([^']*)')", attrs)
+    return None if m is None else (m.group(1) if m.group(1) is not None else m.group(2))
+
+
+def narrative_language(node: Node) -> Iterator[Issue]:
+    """A resource with a language states it on its narrative too, as both lang and xml:lang (warnings)."""
+    res = node.value
+    if not isinstance(res, dict) or not isinstance(res.get("language"), str):
+        return
+    text = res.get("text")
+    div = text.get("div") if isinstance(text, dict) else None
+    m = _ROOT_TAG.match(div) if isinstance(div, str) else None
+    if m is None:
+        return  # no narrative, or one the narrative layer reports
+    lang, attrs = res["language"], m.group(1)
+    l, xl = _attribute(attrs, "lang"), _attribute(attrs, "xml:lang")
+    if l is None and xl is None and _CHILD_LANG_DIV.search(div, m.end()):
+        return  # language sections: the HL7 validator reads the first section's attributes; not checked here
+    found = []
+    if l is None and xl is None:
+        found.append(f"Resource has a language, but the XHTML does not have an lang or an xml:lang tag (needs both - "
+                     f"{LANG_NOTE})")
+    else:
+        if l is None:
+            found.append(f"Resource has a language, but the XHTML does not have a lang tag (needs both lang and "
+                         f"xml:lang - {LANG_NOTE})")
+        elif l != lang:
+            found.append(f"Resource has a language ({lang}), and the XHTML has a lang ({l}), but they differ")
+        if xl is None:
+            found.append(f"Resource has a language, but the XHTML does not have an xml:lang tag (needs both lang and "
+                         f"xml:lang - {LANG_NOTE})")
+        elif xl != lang and xl != l:
+            found.append(f"Resource has a language ({lang}), and the XHTML has an xml:lang ({xl}), but they differ")
+    for message in found:
+        yield Issue(Severity.WARNING, "business-rule", message, "narrative-language", node.expression,
+                    location=node.location + ("text", "div"))
+
+
+def contained_ids(node: Node) -> Iterator[Issue]:
+    """Contained resources have distinct ids (the second and later holders of an id are errors)."""
+    res = node.value
+    if not isinstance(res, dict) or not isinstance(res.get("contained"), list):
+        return
+    seen = set()
+    for i, c in enumerate(res["contained"]):
+        ident = c.get("id") if isinstance(c, dict) else None
+        if not isinstance(ident, str):
+            continue  # a contained resource without an id is reported by the structure layer
+        if ident in seen:
+            yield Issue(Severity.ERROR, "duplicate", f"Duplicate ID for contained resource: {ident}",
+                        "contained-id-duplicate", f"{node.expression}.contained[{i}]",
+                        location=node.location + ("contained", i))
+        seen.add(ident)
+
+
+def _concepts(concepts, location: tuple, expression: str):
+    """Every concept of a CodeSystem, depth first, with its JSON location and FHIRPath."""
+    for i, c in enumerate(concepts if isinstance(concepts, list) else ()):
+        if isinstance(c, dict):
+            yield c, location + ("concept", i), f"{expression}.concept[{i}]"
+            yield from _concepts(c.get("concept"), location + ("concept", i), f"{expression}.concept[{i}]")
+
+
+def code_system_metadata(node: Node) -> Iterator[Issue]:
+    """What the HL7 validator asks of a CodeSystem beyond its invariants.
+
+    HL7-defined code systems (url containing 'hl7') should give every concept a display and a
+    definition (reported once, at the first concept lacking one); caseSensitive, and
+    hierarchyMeaning when concepts nest, should be stated (warning for HL7's, information for
+    others); content = complete with no concepts makes no sense.
+    """
+    cs = node.value
+    if not isinstance(cs, dict):
+        return
+    url = cs.get("url") if isinstance(cs.get("url"), str) else ""
+    concepts = list(_concepts(cs.get("concept"), node.location, node.expression))
+    if "hl7" in url:
+        for key in ("display", "definition"):
+            first = next(((loc, expr) for c, loc, expr in concepts if key not in c), None)
+            if first is not None:
+                yield Issue(Severity.WARNING, "business-rule", f"HL7 Defined CodeSystems should ensure that every "
+                            f"concept has a {key}", "codesystem-concept-text", first[1], location=first[0])
+    if "supplements" not in cs and cs.get("content") != "supplement":
+        hl7 = "hl7.org" in url or "fhir.org" in url
+        nested = any(isinstance(c.get("concept"), list) and c["concept"] for c in cs.get("concept") or ()
+                     if isinstance(c, dict))
+        for key in ("caseSensitive", "hierarchyMeaning") if nested else ("caseSensitive",):
+            if cs.get(key) in (None, ""):
+                if hl7:
+                    yield Issue(Severity.WARNING, "business-rule", f"HL7 Defined CodeSystems SHOULD have a stated "
+                                f"value for the {key} element so that users know the status and meaning of the code "
+                                "system clearly", "codesystem-metadata", node.expression, location=node.location)
+                else:
+                    yield Issue(Severity.INFORMATION, "business-rule", f"CodeSystems SHOULD have a stated value for "
+                                f"the {key} element so that users know the status and meaning of the code system "
+                                "clearly", "codesystem-metadata", node.expression, location=node.location)
+    if cs.get("content") == "complete" and not concepts:
+        yield Issue(Severity.WARNING, "business-rule", "When a CodeSystem has content = 'complete', it doesn't make "
+                    "sense for there to be no concepts defined", "codesystem-metadata", node.expression,
+                    location=node.location)
+
+
+EXTENSION_BASE = "http://hl7.org/fhir/StructureDefinition/Extension"
+CORE_SD = "http://hl7.org/fhir/StructureDefinition/"
+
+
+def extension_url_fixed(node: Node) -> Iterator[Issue]:
+    """An extension definition fixes Extension.url (in its differential) to its own canonical URL."""
+    sd = node.value
+    if not isinstance(sd, dict) or sd.get("type") != "Extension" or sd.get("baseDefinition") != EXTENSION_BASE:
+        return
+    url = sd.get("url")
+    if not isinstance(url, str):
+        return
+    diff = sd.get("differential")
+    fixed = None
+    for e in (diff.get("element") or ()) if isinstance(diff, dict) else ():
+        if isinstance(e, dict) and e.get("path") == "Extension.url":
+            fixed = next((v for k, v in e.items() if k.startswith("fixed")), None)
+            break
+    if fixed is None:
+        yield Issue(Severity.ERROR, "invalid", f"The value of Extension.url is not fixed to the extension URL {url}",
+                    "extension-url-fixed", node.expression, location=node.location)
+    elif fixed != url:
+        yield Issue(Severity.ERROR, "invalid", f"The fixed value for the extension URL is {fixed} which doesn't "
+                    f"match the canonical URL {url}", "extension-url-fixed", node.expression, location=node.location)
+
+
+def _element_exists(defs, path: str) -> bool:
+    """Whether an element context names an element (``url#path`` or ``Type.path``).
+
+    Steps go through contentReference and into the children of an element's data type
+    (``Medication.code.coding``); a choice may be named without ``[x]``.
+    """
+    url, _, rest = path.partition("#") if "#" in path else (None, "", path)
+    parts = rest.split(".")
+    td = defs.get(url) if url else defs.get(CORE_SD + parts[0])
+    if td is None:
+        return False
+    current = td.root
+    for name in parts[1:]:
+        child = td.by_id.get(f"{current.id}.{name}") or td.by_id.get(f"{current.id}.{name}[x]")
+        if child is None and len(current.types) == 1:
+            inner = defs.base_type(current.types[0].code)
+            if inner is not None:
+                td = inner
+                child = td.by_id.get(f"{td.root.id}.{name}") or td.by_id.get(f"{td.root.id}.{name}[x]")
+        if child is None:
+            return False
+        if child.content_reference:
+            child = td.by_id.get(child.content_reference.split("#", 1)[1])
+            if child is None:
+                return False
+        current = child
+    return True
+
+
+def extension_context_elements(node: Node, defs, resolver=None) -> Iterator[Issue]:
+    """An extension's ``element`` contexts must name elements that exist (in this FHIR version)."""
+    sd = node.value
+    if not isinstance(sd, dict) or sd.get("type") != "Extension":
+        return
+    for i, ctx in enumerate(sd.get("context") or ()):
+        if not isinstance(ctx, dict) or ctx.get("type") != "element" or ctx.get("extension"):
+            continue  # contexts with a version-specific-use extension name elements of other versions
+        expr = ctx.get("expression")
+        if isinstance(expr, str) and expr and not _element_exists(defs, expr):
+            yield Issue(Severity.ERROR, "invalid", f"The element {expr} is not valid", "extension-context-element",
+                        f"{node.expression}.context[{i}]", location=node.location + ("context", i))
+
+
 RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
-    "Attachment": (attachment,),
+    "Attachment": (attachment, attachment_content),
+    "CodeSystem": (code_system_metadata,),
     "ValueSet": (value_set,),
+    "StructureDefinition": (extension_url_fixed,),
+}
+#: Rules that also need the loaded definitions and the resolver, called with (node, defs, resolver).
+CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
+    "StructureDefinition": (extension_context_elements,),
+    "Questionnaire": (questionnaire.derivation,),
 }
 #: Rules for every resource (applied to resource roots).
-RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup,)
+RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, standards_status, narrative_language,
+                                                                  contained_ids)

@@ -1070,6 +1070,22 @@ def fn_conforms_to(ctx, focus, url):
     return bool(answer)
 
 
+def fn_slice(ctx, focus, url, name):
+    """slice(structure, name): the items that match the named slice of a profile (the HL7
+    validator's FHIRPath extension, used in profile invariants with %profile)."""
+    engine = _engine(ctx)
+    if engine.slice_matches is None:
+        raise NotEvaluable("slice() needs profile slicing")
+    out = []
+    for item in focus:
+        answer = engine.slice_matches(_unwrap(item), url, name)
+        if answer is None:
+            raise NotEvaluable(f"slice('{url}', '{name}'): no such slice")
+        if answer:
+            out.append(item)
+    return out
+
+
 def fn_html_checks(ctx, focus):
     """txt-1: the narrative uses only the allowed XHTML elements and attributes."""
     engine = _engine(ctx)
@@ -1472,6 +1488,7 @@ def _build_registry() -> dict:
         "resolve": {"fn": fn_resolve},
         "memberOf": {"fn": fn_member_of, "arity": {1: ["String"]}},
         "conformsTo": {"fn": fn_conforms_to, "arity": {1: ["String"]}},
+        "slice": {"fn": fn_slice, "arity": {2: ["String", "String"]}},
         "htmlChecks": {"fn": fn_html_checks},
         XHTML_CONTENT_FUNCTION: {"fn": fn_html_content},
         "lowBoundary": {"fn": fn_low_boundary, "arity": {0: [], 1: ["Integer"]}},
@@ -1488,7 +1505,7 @@ DEFAULT_REGISTRY = _build_registry()
 _SHARED_COMPILED: dict[str, "Compiled"] = {}
 
 #: Functions this module adds to fhirpathpy's table (or replaces in it).
-ADDED_FUNCTIONS = ("hasValue", "getValue", "resolve", "memberOf", "conformsTo", "htmlChecks",
+ADDED_FUNCTIONS = ("hasValue", "getValue", "resolve", "memberOf", "conformsTo", "slice", "htmlChecks",
                    XHTML_CONTENT_FUNCTION, "lowBoundary", "highBoundary", "comparable")
 REPLACED_FUNCTIONS = ("children", "descendants", "extension", "trace", "where", "exists", "repeat", "single", "ofType",
                       "startsWith", "endsWith", "contains", "matches", "substring", "length",
@@ -1505,14 +1522,17 @@ class FhirPathEngine:
       ``#contained``; ``context`` is what the caller passed to ``evaluate``;
     * ``member_of(value, valueset_url) -> bool | None`` (None: cannot tell offline);
     * ``conforms_to(resource, profile_url) -> bool | None``;
+    * ``slice_matches(value, profile_url, slice_name) -> bool | None`` for slice() (None: no such slice);
     * ``html_checks(div) -> bool`` for txt-1.
     """
 
     def __init__(self, *, resolve=None, member_of=None, conforms_to=None, html_checks=None,
-                 time_budget: float = 2.0, trace: Callable[[str, list], None] | None = None):
+                 time_budget: float = 2.0, trace: Callable[[str, list], None] | None = None,
+                 slice_matches=None):
         self.resolve = resolve
         self.member_of = member_of
         self.conforms_to = conforms_to
+        self.slice_matches = slice_matches
         self.html_checks = html_checks
         self.time_budget = time_budget
         self.trace = trace

@@ -375,7 +375,8 @@ def check_node(engine: FhirPathEngine, node: Node, constraints: Iterable[Constra
             else:
                 ok = passes(engine.evaluate(
                     plan.compiled, node.value, type_path=type_path(node), resource=node.frame.json,
-                    root_resource=root_resource(node.frame), context=node.frame, shadow=node.shadow))
+                    root_resource=root_resource(node.frame), context=node.frame, shadow=node.shadow,
+                    variables={"profile": [constraint.source]} if constraint.source else None))
         except NotEvaluable as e:
             yield from _not_evaluated(run, constraint, node, str(e))
             continue

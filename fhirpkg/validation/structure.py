@@ -10,6 +10,7 @@ layers (terminology, invariants, references) see the same typed tree.
 """
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from decimal import Decimal
@@ -481,9 +482,13 @@ class StructureWalker:
                 if value < lo or value > 2147483647:
                     self.error("invalid", "format", f"The value '{_clip(text)}' is outside the range of {tcode} "
                                f"({lo}..2147483647)", expr, loc)
-            elif type_def is not None and type_def.regex and not _regex(type_def.regex).fullmatch(text):
-                self.error("invalid", "format", f"Element value '{_clip(text)}' does not meet decimal regex "
-                           f"'{type_def.regex}'", expr, loc)
+            else:
+                if _decimal_out_of_range(text):
+                    self.warning("value", "decimal-range", f"The value '{_clip(text)}' is outside the range of "
+                                 "commonly/reasonably supported decimals", expr, loc)
+                if type_def is not None and type_def.regex and not _regex(type_def.regex).fullmatch(text):
+                    self.error("invalid", "format", f"Element value '{_clip(text)}' does not meet decimal regex "
+                               f"'{type_def.regex}'", expr, loc)
             self._min_max(value, edef, expr, loc)
             return
         if not isinstance(value, str):
@@ -502,7 +507,11 @@ class StructureWalker:
             self.error("invalid", "string-length",
                        f"value is longer than permitted maximum length of {edef.max_length}", expr, loc)
         if not value.strip():
-            self.warning("invalid", "string-whitespace", f"value should not be all whitespace", expr, loc)
+            self.warning("invalid", "string-whitespace", f"value should not be all whitespace '{_escaped(value)}'"
+                         if tcode == "string" else "Primitive types should not only be whitespace", expr, loc)
+        elif tcode == "string" and value != value.strip(_WS):
+            self.warning("invalid", "string-whitespace", "value should not start or finish with whitespace "
+                         f"'{_escaped(value)}'", expr, loc)
         if tcode == "base64Binary":
             # the spec's regex backtracks badly on large attachments; this is the same language
             if not _BASE64.fullmatch(value) or len("".join(value.split())) % 4:
@@ -839,6 +848,18 @@ class StructureWalker:
             return False
         return bool(r)
 
+    def matches_slice(self, value, profile: TypeDef, slice_name: str) -> bool | None:
+        """Does a value match the named slice of a profile (by its discriminators)? None: no such slice."""
+        for sl in profile.by_id.values():
+            if sl.slice_name != slice_name or ":" not in sl.id:
+                continue
+            base = profile.by_id.get(sl.id.rsplit(":", 1)[0])
+            if base is None or base.slicing is None:
+                continue
+            tcode = base.types[0].code if len(base.types) == 1 else None
+            return isinstance(value, dict) and self._matches_slice(value, sl, base, tcode, profile)
+        return None
+
     def conforms(self, resource_or_value: dict, profile: TypeDef) -> bool:
         """Does a value conform to a profile? (A quiet sub-validation, for profile discriminators.)"""
         sub = StructureWalker(self.defs, allowed_extension_domains=self.allowed_extension_domains)
@@ -870,6 +891,29 @@ def _json_kind(value) -> str:
     if value is None:
         return "null"
     return "a string"
+
+
+#: the whitespace the HL7 validator trims (Utilities.isWhitespace): ASCII 09-0D and space, and Unicode spaces
+_WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+      "\u2028\u2029\u202f\u205f\u3000"
+
+
+_DECIMAL_PARTS = re.compile(r"[+-]?(\d*)(?:\.(\d*))?(?:[eE][+-]?(\d*))?")
+
+
+def _decimal_out_of_range(text: str) -> bool:
+    """The HL7 validator's bounds on a decimal (Utilities.checkDecimal): at most 18 digits before and after
+    the point together, and an exponent of at most 4 digits."""
+    m = _DECIMAL_PARTS.fullmatch(text)
+    if m is None:
+        return False
+    whole, frac, exp = m.group(1), m.group(2) or "", m.group(3) or ""
+    return len(exp) > 4 or len(whole) + len(frac) > 18
+
+
+def _escaped(value: str) -> str:
+    """A value as the HL7 validator shows it in whitespace messages (JSON-escaped)."""
+    return json.dumps(value, ensure_ascii=False)[1:-1]
 
 
 def _clip(text: str, n: int = 80) -> str:

@@ -265,8 +265,7 @@ def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDe
     for c in coded:
         system = c.get("system") if isinstance(c.get("system"), str) else None
         if system is None:
-            results.append(CodeResult("not-checked", "a coding has no system", "no-system"))
-            continue
+            continue  # a code without a system is in no value set (the HL7 validator: not in the value set)
         version = c.get("version") if isinstance(c.get("version"), str) else None
         results.append(term.validate_code(vs_url, system, c["code"], version=version))
     if any(r.valid for r in results):
@@ -276,7 +275,7 @@ def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDe
         yield from _not_checked(node, vs_url, strength, unsure[0])
         return
     sev, rule, _, _, text = _NOT_IN_VS[strength]
-    summary = ", ".join(f"{c.get('system')}#{c.get('code')}" for c in codings)
+    summary = ", ".join(f"{c.get('system') or 'null'}#{c.get('code')}" for c in codings)
     yield _issue(sev, "code-invalid", text.format(value=summary, vs=vs.describe()), rule, node)
 
 
@@ -366,4 +365,7 @@ def _unchecked_code(res: CodeResult, node: Node, system: str, code: str, in_cc: 
     if system in SERVER_SIDE:
         msg += f" ({SERVER_SIDE[system]} is not available offline)"
     rule = "terminology-not-checked" if key == "server-side" else "code-system-unknown"
-    yield _issue(Severity.WARNING if in_cc else Severity.INFORMATION, "not-found", msg, rule, node, "system")
+    # the HL7 validator warns where it validates the coding against a binding (a Coding in a
+    # CodeableConcept, or a bound Coding such as designation.use); a lone unbound Coding gets a hint
+    bound = node.definition.binding is not None and node.definition.binding.strength != "example"
+    yield _issue(Severity.WARNING if in_cc or bound else Severity.INFORMATION, "not-found", msg, rule, node, "system")
