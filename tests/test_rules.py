@@ -17,7 +17,7 @@ SUITE = ROOT / "tests" / "conformance" / "fhir-test-cases" / "validator"
 #: call name -> position of the rule id among the positional arguments
 RULE_ARG = {"Issue": 3, "error": 1, "warning": 1, "information": 1, "info": 1, "_fatal": 0, "XhtmlProblem": 1}
 #: the modules whose ``_issue`` helper takes the rule id at this position
-ISSUE_HELPER = {"terminology.py": 2, "package_rules.py": 3}
+ISSUE_HELPER = {"terminology.py": 3, "package_rules.py": 4, "structure.py": 3}
 
 
 def _script():
