@@ -333,12 +333,14 @@ class TestDraftStatement(unittest.TestCase):
             else:
                 self.assertEqual(r.get("status"), "draft", key)
 
-    def test_investigational_options_say_trial_only(self):
+    def test_investigational_options_say_investigational(self):
+        # The source article says these approaches are "being studied in clinical trials"; it never says
+        # "only within a clinical trial" (issue 13, finding 4), so the texts must not claim that either.
         inv = [r for k, r in RES.items() if k.startswith("PlanDefinition/inv-")]
         self.assertGreaterEqual(len(inv), 6)
         for r in inv:
-            self.assertTrue(r["description"].startswith("Investigational: available only within a clinical trial."),
-                            r["id"])
+            self.assertTrue(r["description"].startswith("Investigational: consider clinical-trial enrolment"), r["id"])
+            self.assertNotIn("only within", json.dumps(r).lower(), r["id"])
             conds = " ".join(c["expression"]["description"].lower() for a in r["action"] for c in a.get("condition", []))
             self.assertIn("biopsy", conds, r["id"])
             self.assertIn("genomic testing", conds, r["id"])
