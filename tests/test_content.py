@@ -30,7 +30,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DEFS = ROOT / "definitions"
 EVIDENCE = ROOT / "evidence"
-SHARED = ROOT.parent / "shared" / "evidence" / "evidence.json"
+SHARED = Path(os.environ.get("NEPC_SHARED", ROOT.parent / "shared")) / "evidence" / "evidence.json"  # ../shared beside the checkout
 PKG_CACHE = Path(os.environ.get("FHIR_PACKAGE_CACHE", Path.home() / ".fhir" / "packages"))
 
 STATEMENT = "DRAFT – not for clinical use: this content needs local clinical review before use."
@@ -95,7 +95,7 @@ HL7_CS_PACKAGES = (CORE_PKG, THO_PKG, EXT_PKG)
 HL7_CS_PREFIXES = ("http://hl7.org/fhir/", "http://terminology.hl7.org/CodeSystem/")
 DOSE_RE = re.compile(r"\b\d+(\.\d+)?\s*(mg/m²|mg/m2|mg/kg|mg\b|Gy\b)|\bAUC\s*\d", re.I)
 DOSE_ATTRIBUTION = ("KEYNOTE-365", "Fizazi", "ASTRO", "Brown 2022", "Corn 2019", "Beltran 2019", "Aggarwal 2025",
-                    "PROfound", "cited", "trial", "NCT0", "dossier")
+                    "PROfound", "cited", "trial", "NCT0", "dossier", "Abstract excerpt")
 
 
 # ----------------------------------------------------------------------------------------------------------------
