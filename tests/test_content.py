@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.content  # clinical-content checks run with `pytest -m content` (issue 13)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFS = ROOT / "definitions"
 EVIDENCE = ROOT / "evidence"
