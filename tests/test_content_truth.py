@@ -133,6 +133,7 @@ MUTATIONS = {
     "strengthened: 'might benefit' -> 'benefit'": _sub("PlanDefinition/inv-parp-inhibitors.json", "might benefit", "benefit"),
     "strengthened: 'may be used' -> 'is used'": _sub("PlanDefinition/rec-palliative-radiotherapy.json", "Radiation therapy may be used", "Radiation therapy is used"),
     "strengthened: 'typically responds only temporarily' -> 'responds'": _sub("PlanDefinition/rec-first-line-platinum-etoposide.json", "the disease typically responds only temporarily", "the disease responds"),
+    "strengthened: 'doctors may recommend' -> 'doctors recommend'": _sub("PlanDefinition/rec-bone-targeted-agents.json", "doctors may recommend bisphosphonates", "doctors recommend bisphosphonates"),
     "selection: second line at-most-one -> exactly-one": _sub("PlanDefinition/regimen-second-line-single-agent.json", '"at-most-one"', '"exactly-one"'),
     "invented HR in text": _sub("PlanDefinition/rec-palliative-radiotherapy.json", "associated with longer survival", "associated with longer survival (hazard ratio 0.45)"),
 }
