@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,7 @@ TOKEN_RE = re.compile(
     re.I)
 
 
+@lru_cache(maxsize=None)
 def norm(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("–", "-").replace("—", "-").replace("²", "2").replace("\u00a0", " ")).strip().lower()
 
@@ -40,8 +42,17 @@ def _canon_phase(raw: str) -> str:
     return "phase " + "/".join(ROMAN.get(p, p) for p in parts)
 
 
+@lru_cache(maxsize=None)
+def _tokens(text: str) -> frozenset[str]:
+    return frozenset(_scan(text))
+
+
 def tokens(text: str) -> set[str]:
     """Canonical number-with-unit and phase tokens of a text ("6.6 months", "phase 1b/2", "auc 5", "hr 0.34")."""
+    return set(_tokens(text))
+
+
+def _scan(text: str) -> set[str]:
     out = set()
     for m in TOKEN_RE.finditer(norm(text)):
         if m.group("phase"):
@@ -119,11 +130,12 @@ def load_register(path: Path = REGISTER) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def check(folder: Path, register: dict | None = None) -> list[str]:
-    """All truth problems of a definitions folder against the claims register (empty list = clean)."""
+def check(folder: Path | None = None, register: dict | None = None, resources: dict[str, dict] | None = None) -> list[str]:
+    """All truth problems of a definitions folder (or of already-loaded resources keyed "Type/id") against the
+    claims register (empty list = clean)."""
     reg = register or load_register()
     excerpts = reg["excerpts"]
-    res = load_definitions(folder)
+    res = resources if resources is not None else load_definitions(folder)
     problems: list[str] = []
     by_res: dict[str, list[dict]] = {}
     union: dict[tuple, set] = {}
