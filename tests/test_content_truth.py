@@ -99,6 +99,12 @@ def _swap_drug(r):
     r["action"][0]["action"][1]["definitionCanonical"] = r["action"][0]["action"][1]["definitionCanonical"].replace("ad-etoposide", "ad-irinotecan")
 
 
+def _etoposide_day(r):
+    days = r["action"][0]["action"][1]["extension"][0]["extension"]
+    assert days[-1]["valueInteger"] == 3
+    days[-1]["valueInteger"] = 8
+
+
 def _period(r):
     r["action"][0]["timingTiming"]["repeat"]["period"] = 28
 
@@ -111,6 +117,8 @@ MUTATIONS = {
     "schedule: every 21 -> every 28 days (text)": _sub("PlanDefinition/rec-first-line-platinum-etoposide.json", "every 21 days", "every 28 days"),
     "schedule: structured period 21 -> 28 d": _json("PlanDefinition/regimen-platinum-etoposide.json", _period),
     "schedule: avelumab every 2 -> every 3 weeks": _sub("ResearchStudy/rs-nct03179410.json", "every 2 weeks", "every 3 weeks"),
+    "cycle days: etoposide day 3 -> day 8 (structured daysOfCycle)": _json("PlanDefinition/regimen-platinum-etoposide.json", _etoposide_day),
+    "cycle days: etoposide days 1-3 -> 1-5 (text)": _sub("ActivityDefinition/ad-etoposide.json", "days 1–3", "days 1–5"),
     "cycles: 4 -> 6 cycles": _sub("ActivityDefinition/ad-carboplatin.json", "4 cycles", "6 cycles"),
     "outcome: PFS 6.6 -> 8.6 months": _sub("PlanDefinition/rec-first-line-platinum-etoposide.json", "6.6 months", "8.6 months"),
     "outcome: ORR 48.1% -> 58.1%": _sub("PlanDefinition/rec-first-line-platinum-etoposide.json", "48.1%", "58.1%"),

@@ -52,8 +52,24 @@ def tokens(text: str) -> set[str]:
     return set(_tokens(text))
 
 
+DAY_RE = re.compile(r"\bdays?\s+(\d+(?:\s*(?:,|, and|and|-|to)\s*\d+)*)")
+
+
+def _days(spec: str) -> set[str]:
+    out = set()
+    for part in re.split(r"\s*(?:,|and)\s*", spec):
+        m = re.fullmatch(r"(\d+)\s*(?:-|to)\s*(\d+)", part.strip())
+        if m and int(m.group(2)) - int(m.group(1)) < 40:
+            out |= {f"day {d}" for d in range(int(m.group(1)), int(m.group(2)) + 1)}
+        elif part.strip().isdigit():
+            out.add(f"day {int(part)}")
+    return out
+
+
 def _scan(text: str) -> set[str]:
     out = set()
+    for m in DAY_RE.finditer(norm(text)):
+        out |= _days(m.group(1))
     for m in TOKEN_RE.finditer(norm(text)):
         if m.group("phase"):
             out.add(_canon_phase(m.group("phase")))
@@ -101,6 +117,8 @@ def structured_tokens(res: dict) -> set[str]:
 
     def walk(o):
         if isinstance(o, dict):
+            if o.get("url") == "http://hl7.org/fhir/StructureDefinition/timing-daysOfCycle":
+                out.update(f"day {e['valueInteger']}" for e in o.get("extension", []) if "valueInteger" in e)
             rep = o.get("timingTiming", {}).get("repeat") if "timingTiming" in o else None
             if rep and "period" in rep:
                 unit = {"d": "days", "wk": "weeks", "mo": "months"}.get(rep.get("periodUnit"), rep.get("periodUnit"))
