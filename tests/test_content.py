@@ -97,7 +97,7 @@ HL7_CS_PACKAGES = (CORE_PKG, THO_PKG, EXT_PKG)
 HL7_CS_PREFIXES = ("http://hl7.org/fhir/", "http://terminology.hl7.org/CodeSystem/")
 DOSE_RE = re.compile(r"\b\d+(\.\d+)?\s*(mg/m²|mg/m2|mg/kg|mg\b|Gy\b)|\bAUC\s*\d", re.I)
 DOSE_ATTRIBUTION = ("KEYNOTE-365", "Fizazi", "ASTRO", "Brown 2022", "Corn 2019", "Beltran 2019", "Aggarwal 2025",
-                    "PROfound", "cited", "trial", "NCT0", "dossier", "Abstract excerpt")
+                    "PROfound", "cited", "trial", "NCT0", "dossier", "Source excerpt", "Excerpt of a secondary")
 
 
 # ----------------------------------------------------------------------------------------------------------------
