@@ -166,7 +166,7 @@ def check(folder: Path | None = None, register: dict | None = None, resources: d
         if ex is None:
             problems.append(f"{rec['id']}: unknown excerpt {rec['excerpt']}")
             continue
-        st, ext = norm(rec["statement"]), norm(ex["text"])
+        st = norm(rec["statement"])
         missing = tokens(st) - union[(rec["resource"], st)]
         if missing:
             problems.append(f"{rec['id']}: {sorted(missing)} not in excerpt {rec['excerpt']}")
