@@ -27,8 +27,8 @@ TOKEN_RE = re.compile(
     rf"|(?P<hr>(?:hazard ratio|hr)\s*[=:,]?\s*(?P<hrv>\d\.\d+))"
     rf"|(?P<q>\bq(?P<qv>\d+)(?P<qu>[dw])\b)"
     rf"|(?P<n>\bn\s*=\s*(?P<nv>\d+))"
-    rf"|(?P<pval>\d+)\s+(?:[a-z-]+\s+){{1,2}}(?P<punit>patients|men|cases)\b"
-    rf"|(?P<val>{NUM})\s*[-–]?\s*(?P<unit>{_UNIT_RE})",
+    rf"|(?<![a-z0-9.])(?P<pval>\d+)\s+(?:[a-z-]+\s+){{1,2}}(?P<punit>patients|men|cases)\b"
+    rf"|(?<![a-z0-9.])(?P<val>{NUM})\s*[-–]?\s*(?P<unit>{_UNIT_RE})",
     re.I)
 
 
@@ -91,7 +91,8 @@ def _scan(text: str) -> set[str]:
 
 
 SKIP_KEYS = {"url", "system", "reference", "resource", "definitionCanonical", "version", "date", "code", "id",
-             "linkId", "targetId", "status", "publicationDateText", "pageString", "volume", "issue", "value"}
+             "linkId", "targetId", "status", "publicationDateText", "pageString", "volume", "issue", "value",
+             "data"}  # data: base64 attachments (CQL/ELM), not prose
 
 
 def strings(obj, path=""):
@@ -106,7 +107,7 @@ def strings(obj, path=""):
             yield from strings(v, f"{path}[{i}]")
     elif isinstance(obj, str):
         # publication titles are checked by the Citation identity test, not here
-        if re.search(r"(relatedArtifact|documentation)\[\d+\]\.display$|citedArtifact\.title\[\d+\]\.text$|coding\[\d+\]\.display$|\.summary\[\d+\]\.text$", path):
+        if re.search(r"(relatedArtifact|documentation)\[\d+\]\.display$|citedArtifact\.title\[\d+\]\.text$|coding\[\d+\]\.display$|compose\.include\[\d+\]\.concept\[\d+\]\.display$|\.summary\[\d+\]\.text$", path):
             return
         yield path, obj
 
