@@ -125,3 +125,32 @@ def test_engine_agrees_with_fhirpkg_apply(engine, name):
         if d := _diff(got, ours):
             diffs.append(f"{name} {plan} (cqf-fhir-cr vs fhirpkg apply):\n" + "\n".join(d))
     assert not diffs, "\n".join(diffs)
+
+
+def test_a_changed_condition_shows_as_a_difference():
+    """Negative control: the same machinery (engine, summary, comparison) reports a difference when the
+    content is changed. rec-bone-targeted-agents is gated on 'Has Confirmed NEPC Diagnosis' instead of
+    'Bone Metastases': p01 (confirmed NEPC, no bone metastases) must then get the bone actions that
+    expected.json rightly leaves out."""
+    name, plan = "p01-first-line.json", "rec-bone-targeted-agents"
+    if name not in PANEL:
+        pytest.skip(f"{name} is not in the panel")
+    if reasons := hl7.missing_tools():
+        unavailable("; ".join(reasons))
+    content, _ = cqf.r4_content()
+    changed = 0
+    for entry in content["entry"]:
+        res = entry["resource"]
+        if res["resourceType"] == "PlanDefinition" and res["id"] == plan:
+            for action in res["action"]:
+                for cond in action.get("condition") or ():
+                    if cond["expression"]["expression"] == "Bone Metastases":
+                        cond["expression"]["expression"] = "Has Confirmed NEPC Diagnosis"
+                        changed += 1
+    assert changed == 1
+    patient = cqf.patient_runs([name])[0]
+    doc = cqf.run(content, _runs([patient], [plan]))
+    got = _result(doc, name, plan)
+    assert not got["errors"]
+    diff = _diff(got, patient.expected[plan])
+    assert diff and "extra ['orderset-bone-targeted-agents#bone-agent'" in diff[0], diff

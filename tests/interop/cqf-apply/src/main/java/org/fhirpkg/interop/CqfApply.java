@@ -129,8 +129,8 @@ public final class CqfApply {
         case "-content" -> content = value(args, ++i);
         case "-runs" -> runsFile = value(args, ++i);
         case "-output" -> output = value(args, ++i);
-        case "-warmup" -> warmup = Integer.parseInt(value(args, ++i));
-        case "-repeat" -> repeat = Math.max(1, Integer.parseInt(value(args, ++i)));
+        case "-warmup" -> warmup = count(args, ++i);
+        case "-repeat" -> repeat = Math.max(1, count(args, ++i));
         case "-elm-only" -> elmOnly = true;
         case "-share-caches" -> shareCaches = true;
         default -> throw new UsageException("unknown option " + args[i]);
@@ -154,6 +154,7 @@ public final class CqfApply {
     final ElmInfo elm = elmInfo;
     CrSettings shared = shareCaches ? settings(elm) : null;
     double loadMs = (System.nanoTime() - t0) / 1e6;
+    long loadedAt = System.currentTimeMillis();
 
     for (int w = 0; w < warmup; w++) {
       for (Run r : runs) {
@@ -228,8 +229,7 @@ public final class CqfApply {
       e.set("mismatches", JSON.valueToTree(elm.mismatches()));
     }
     ObjectNode timing = doc.putObject("timing");
-    timing.put("jvmStartToLoadedMs", (System.currentTimeMillis() - jvmStart)
-        - (System.nanoTime() - t0) / 1e6 + loadMs);
+    timing.put("jvmStartToLoadedMs", loadedAt - jvmStart);
     timing.put("loadMs", loadMs);
     timing.put("warmupPasses", warmup);
     timing.put("measuredPasses", repeat);
@@ -256,6 +256,20 @@ public final class CqfApply {
     return 0;
   }
 
+  private static String readProblem(IOException e) {
+    return e instanceof java.nio.file.NoSuchFileException || e instanceof java.io.FileNotFoundException
+        ? "no such file" : e.getMessage();
+  }
+
+  private static int count(String[] args, int i) throws UsageException {
+    String v = value(args, i);
+    try {
+      return Integer.parseInt(v);
+    } catch (NumberFormatException e) {
+      throw new UsageException(args[i - 1] + " needs a whole number, not '" + v + "'");
+    }
+  }
+
   private static String value(String[] args, int i) throws UsageException {
     if (i >= args.length) {
       throw new UsageException(args[i - 1] + " needs a value");
@@ -271,14 +285,19 @@ public final class CqfApply {
       }
       return b;
     } catch (IOException e) {
-      throw new UsageException(file + ": " + e.getMessage());
+      throw new UsageException(file + ": " + readProblem(e));
     } catch (ca.uhn.fhir.parser.DataFormatException e) {
       throw new UsageException(file + ": " + e.getMessage());
     }
   }
 
-  private static List<Run> readRuns(IParser parser, String file) throws UsageException, IOException {
-    JsonNode root = JSON.readTree(Path.of(file).toFile());
+  private static List<Run> readRuns(IParser parser, String file) throws UsageException {
+    JsonNode root;
+    try {
+      root = JSON.readTree(Path.of(file).toFile());
+    } catch (IOException e) {
+      throw new UsageException(file + ": " + readProblem(e));
+    }
     if (!root.isArray()) {
       throw new UsageException(file + ": expected a JSON array of runs");
     }
