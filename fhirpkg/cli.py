@@ -72,11 +72,14 @@ def main(offline: bool) -> None:
               help="Load profiles, extensions and value sets from a package (id#version), folder or file.")
 @click.option("--progress/--no-progress", default=None, help="Show progress on standard error (default: on a terminal).")
 @click.option("--timings", is_flag=True, help="Print the time spent in each validation layer.")
-def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timings):
-    """Validate FHIR R5 JSON: files, folders (recursive), Bundles, NDJSON, or - for stdin."""
-    from . import api, reports
+@click.option("--fhir-version", type=click.Choice(["5.0.0", "4.3.0", "4.0.1"]), default=None,
+              help="Validate every file as this FHIR version (default: R5, or the version a name such as "
+                   "x.r4.json or x.r4b.json states).")
+def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timings, fhir_version):
+    """Validate FHIR JSON (R5, R4B, R4): files, folders (recursive), Bundles, NDJSON, or - for stdin."""
+    from . import api, packages as pk, reports
     from .validation import Options, Validator
-    defs = api.load_definitions()
+    defs = api.load_definitions(pk.DEFAULT_PACKAGES[fhir_version or "5.0.0"])
     if igs:
         n = api.add_conformance_resources(defs, api.read_conformance_inputs(igs))
         _err(f"Loaded {n} conformance resources from {', '.join(igs)}")
@@ -87,7 +90,7 @@ def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timing
     show = progress if progress is not None else sys.stderr.isatty()
     issues, files = [], []
     started = last = time.perf_counter()
-    for name, file_issues in api.iter_validate(list(paths), validator):
+    for name, file_issues in api.iter_validate(list(paths), validator, fhir_version=fhir_version):
         files.append(name)
         issues.extend(file_issues)
         now = time.perf_counter()

@@ -86,6 +86,7 @@ class Validator:
                 member_of=(term.member_of if term is not None else None),
                 conforms_to=self._conforms_to,
                 html_checks=(self._xhtml.html_checks if self._xhtml is not None else None),
+                model="r5" if self.defs.fhir_version.startswith("5.") else "r4",
             )
         return self._engine
 

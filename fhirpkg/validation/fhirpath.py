@@ -1453,6 +1453,15 @@ def _unwrap(item):
 
 
 _QUANTITY_MODEL = TypeModel(FP_MODELS["r5"])
+_TYPE_MODELS: dict[str, TypeModel] = {"r5": _QUANTITY_MODEL}
+
+
+def _type_model(name: str) -> TypeModel:
+    """One TypeModel per fhirpathpy model, shared by the engines (its caches fill once)."""
+    found = _TYPE_MODELS.get(name)
+    if found is None:
+        found = _TYPE_MODELS[name] = TypeModel(FP_MODELS[name])
+    return found
 
 
 def _build_registry() -> dict:
@@ -1515,20 +1524,23 @@ class FhirPathEngine:
     """
 
     def __init__(self, *, resolve=None, member_of=None, conforms_to=None, html_checks=None,
-                 time_budget: float = 2.0, trace: Callable[[str, list], None] | None = None):
+                 time_budget: float = 2.0, trace: Callable[[str, list], None] | None = None,
+                 model: str = "r5"):
         self.resolve = resolve
         self.member_of = member_of
         self.conforms_to = conforms_to
         self.html_checks = html_checks
         self.time_budget = time_budget
         self.trace = trace
-        self.model = TypeModel(FP_MODELS["r5"])
+        #: fhirpathpy's type model: "r5", or "r4" (also used for R4B, which fhirpathpy lacks).
+        self.model_name = model if model in FP_MODELS else "r5"
+        self.model = _type_model(self.model_name)
         self.registry = DEFAULT_REGISTRY  # copy it before adding functions of your own
         self._compiled: dict[str, Compiled] = {}
         #: Free for layers built on the engine to cache per-engine plans in.
         self.memo: dict = {}
         # fhirpathpy's is/as/ofType read the model from this class attribute.
-        TypeInfo.model = FP_MODELS["r5"]
+        TypeInfo.model = FP_MODELS[self.model_name]
 
     def compile(self, expression: str) -> Compiled:
         """Compile once per expression; raises FhirPathError (syntax, unknown function, arity).
@@ -1591,12 +1603,13 @@ class FhirPathEngine:
         ctx = {
             "$this": focus,
             "vars": env,
-            "model": FP_MODELS["r5"],  # fhirpathpy's is/as read the raw model dict from here
+            "model": FP_MODELS[self.model_name],  # fhirpathpy's is/as read the raw model dict from here
             "types": self.model,
             "engine": self,
             "host": context if context is not None else resource,
             "deadline": time.perf_counter() + self.time_budget,
         }
+        TypeInfo.model = ctx["model"]  # engines of two FHIR versions may share a process
         try:
             return compiled.fn(ctx, focus)
         except FhirPathError:

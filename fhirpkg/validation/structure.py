@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Callable, Iterator
 
-from ..definitions import Definitions
+from ..definitions import RELEASE_NAMES, Definitions
 from ..issues import Issue, Severity
 from ..jsonsource import BadConstant, lexeme
 from ..model import ElementDef, Node, ResourceFrame, TypeDef
@@ -128,7 +128,7 @@ class StructureWalker:
             return
         if not isinstance(rt, str) or not self.defs.is_resource_type(rt):
             self.error("structure", "resource-type-unknown",
-                       f"Unknown resource type '{rt}' (not a FHIR R5 resource type)", expr, loc + ("resourceType",))
+                       f"Unknown resource type '{rt}' (not a FHIR {RELEASE_NAMES.get(self.defs.fhir_version, self.defs.fhir_version)} resource type)", expr, loc + ("resourceType",))
             return
         td = profile or self.defs.base_type(rt)
         if td is None:
