@@ -127,8 +127,27 @@ def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timing
               help="Versions to export (repeatable); default: all three (R5, R4B in r4b/, R4 in r4/).")
 @click.option("--force", is_flag=True, help="Write the build even if definitions/ has validation errors.")
 @click.option("--check", is_flag=True, help="Rebuild in memory and fail if the committed build/ differs.")
-def build(project_dir, out_dir, fhir_versions, force, check):
+@click.option("--canonical", metavar="URL",
+              help="Adopt the content: build it under this canonical base (every url, canonical reference and "
+                   "identifier system on the base, and the package name when derived from it).")
+@click.option("--publisher", metavar="TEXT", help="Adopt the content: this publisher on every resource and as author.")
+@click.option("--version", "release_version", metavar="X.Y.Z",
+              help="Adopt the content: this package and artifact version.")
+def build(project_dir, out_dir, fhir_versions, force, check, canonical, publisher, release_version):
     """Validate definitions/ and write build/: transaction and collection Bundles, package.tgz, exports, site."""
+    if canonical is None and publisher is None and release_version is None:
+        return _build(project_dir, out_dir, fhir_versions, force, check)
+    from . import rebase
+    try:
+        with rebase.adopted(project_dir, canonical, publisher, release_version) as (adopted_dir, a):
+            _err(f"adopted {project_dir}: {a.old_base} -> {a.new_base}, package {a.old_name}#{a.old_version} -> "
+                 f"{a.new_name}#{a.new_version}")
+            _build(adopted_dir, out_dir, fhir_versions, force, check)
+    except rebase.AdoptionError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _build(project_dir, out_dir, fhir_versions, force, check):
     from . import build as b
     from .reports import text_line
     versions = tuple(fhir_versions) or b.ALL_VERSIONS
