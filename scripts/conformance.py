@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from fhirpkg import api, packages as pk  # noqa: E402
 from fhirpkg.inputs import Source, read_source  # noqa: E402
 from fhirpkg.validation import Options, Validator  # noqa: E402
+from fhirpkg.validation.references import Resolver  # noqa: E402
 
 
 @dataclass
@@ -131,8 +132,13 @@ def run_case(base_defs, case: dict, suite: Path = SUITE) -> list[Row]:
     domains = tuple(filter(None, [case.get("allowed-extension-domain")]))
     path = suite / case["file"]
 
+    resolver = Resolver()  # supporting resources resolve as the HL7 validator's context has them
+    for r in supp:
+        if isinstance(r, dict):
+            resolver.add(r)
+
     def validate(profiles=()):
-        v = Validator(defs, Options(profiles=tuple(profiles), allowed_extension_domains=domains))
+        v = Validator(defs, Options(profiles=tuple(profiles), allowed_extension_domains=domains), resolver)
         issues = []
         for doc in read_source(Source(str(path), path)):
             issues.extend(v.validate_document(doc))

@@ -18,7 +18,7 @@ from ..definitions import Definitions
 from ..issues import Issue, Severity
 from ..jsonsource import Document
 from ..model import Node, ResourceFrame
-from . import business_rules, json_rules, references
+from . import business_rules, json_rules, questionnaire, references
 from .structure import NATIVE_CONSTRAINTS, StructureWalker
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -211,6 +211,9 @@ class Validator:
             if node.location == node.frame.location and node.definition.path == node.frame.type:
                 for rule in business_rules.RESOURCE_RULES:
                     yield from rule(node)
+                if node.frame.type == "QuestionnaireResponse" and isinstance(node.value, dict):
+                    yield from questionnaire.check(node.value, resolver, node.expression, node.location,
+                                                   defs.canonicals)
 
         def narrative_of(node):
             if node.type == "xhtml" and isinstance(node.value, str):
