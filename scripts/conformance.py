@@ -119,9 +119,8 @@ def run_case(base_defs, case: dict, suite: Path = SUITE) -> list[Row]:
         for r in rows:
             r.status, r.reason = "skipped", "the instance is not JSON"
         return rows
-    support_names = list(case.get("supporting") or []) + list(case.get("profiles") or [])
-    if base_defs.fhir_version.startswith("5."):
-        support_names += list(case.get("supporting5") or [])  # the R5 editions of supporting files
+    support_names = list(case.get("supporting") or []) + list(case.get("profiles") or []) + \
+        list(case.get("supporting5") or [])
     supp, why = supporting_resources(support_names, base_defs, suite)
     if why:
         for r in rows:

@@ -87,4 +87,22 @@ RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
     "ValueSet": (value_set,),
 }
 #: Rules for every resource (applied to resource roots).
-RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup,)
+#: Bundle.link relations that name one page or the Bundle itself (http.html#paging): at most once each.
+UNIQUE_LINKS = ("self", "first", "previous", "prev", "next", "last")
+
+
+def unique_links(node: Node) -> Iterator[Issue]:
+    """A Bundle has at most one link of each paging relation (and one self link)."""
+    if node.frame.type != "Bundle" or not isinstance(node.value, dict):
+        return
+    seen = set()
+    for i, link in enumerate(node.value.get("link") or ()):
+        rel = link.get("relation") if isinstance(link, dict) else None
+        if rel in UNIQUE_LINKS:
+            if rel in seen:
+                yield Issue(Severity.ERROR, "invalid", f"The link relationship type '{rel}' can only occur once",
+                            "bundle-link-unique", f"{node.expression}.link[{i}]", location=node.location + ("link", i))
+            seen.add(rel)
+
+
+RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, unique_links)

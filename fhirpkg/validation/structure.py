@@ -22,6 +22,11 @@ from ..model import ElementDef, Node, ResourceFrame, TypeDef
 
 NodeSink = Callable[[Node], None]
 
+#: Cross-version extensions (FHIR versions.html#extensions): an element of another FHIR version,
+#: e.g. http://hl7.org/fhir/5.0/StructureDefinition/extension-DeviceRequest.doNotPerform.
+CROSS_VERSION_EXTENSION = re.compile(r"^http://hl7\.org/fhir/(1\.0|3\.0|4\.0|4\.3|5\.0|6\.0)/StructureDefinition/"
+                                     r"extension-[A-Z][A-Za-z]*(\.[a-z][A-Za-z0-9]*(\[x\])?)*$")
+
 NUMBER_TYPES = frozenset({"integer", "positiveInt", "unsignedInt", "decimal"})
 INT_TYPES = frozenset({"integer", "positiveInt", "unsignedInt"})
 RESOURCE_TYPE_CODES = frozenset({"Resource", "DomainResource"})
@@ -588,6 +593,10 @@ class StructureWalker:
                 return
             if url in SPECIAL_KNOWN_EXTENSIONS or url.startswith(BUILD_EXTENSION_PREFIX):
                 pass  # defined inside the HL7 tools themselves; nothing to check against
+            elif CROSS_VERSION_EXTENSION.match(url):
+                self.warning("structure", "extension-cross-version",
+                             f"The cross-version extension {url} is not checked: the HL7 tools generate its "
+                             "definition from the other FHIR version's element", expr + ".url", loc + ("url",))
             elif self._unknown_extension_allowed(url):
                 self.info("structure", "extension-unknown", f"Unknown extension {url}", expr + ".url", loc + ("url",))
             else:
