@@ -84,6 +84,22 @@ def supporting_resources(names: list[str], defs, suite: Path = SUITE) -> tuple[l
     return out, None
 
 
+def suite_packages(names: list[str], suite: Path) -> tuple[list[dict], list[str]]:
+    """Resources of the package archives a case names that the suite itself holds (with the
+    dependencies found beside them as ``<id>#<version>.tgz``), and the names it cannot have."""
+    out, missing, todo, seen = [], [], [suite / n for n in names if n.endswith(".tgz")], set()
+    missing = [n for n in names if not n.endswith(".tgz") or not (suite / n).is_file()]
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        out.extend(api.read_conformance_inputs([str(path)]))
+        for dep, ver in (pk.read_tgz_manifest(path).get("dependencies") or {}).items():
+            todo.append(path.parent / f"{dep}#{ver}.tgz")
+    return out, missing
+
+
 def _expected_row(name: str, step: str, java, suite: Path) -> Row:
     """The row for one comparison; a missing recorded outcome makes it a skip with the reason."""
     try:
@@ -111,9 +127,10 @@ def run_case(base_defs, case: dict, suite: Path = SUITE) -> list[Row]:
             if r.status != "unrecorded":
                 r.status, r.reason = "skipped", "the other step of this case has no recorded outcome"
         return rows
-    if case.get("packages"):
+    pkg_resources, missing = suite_packages(case.get("packages") or [], suite)
+    if missing:
         for r in rows:
-            r.status, r.reason = "skipped", f"needs package(s) {', '.join(case['packages'])}, not on the npm registry"
+            r.status, r.reason = "skipped", f"needs package(s) {', '.join(missing)}, not on the npm registry"
         return rows
     if not case["file"].endswith(".json"):
         for r in rows:
@@ -122,6 +139,7 @@ def run_case(base_defs, case: dict, suite: Path = SUITE) -> list[Row]:
     support_names = list(case.get("supporting") or []) + list(case.get("profiles") or []) + \
         list(case.get("supporting5") or [])
     supp, why = supporting_resources(support_names, base_defs, suite)
+    supp = pkg_resources + supp
     if why:
         for r in rows:
             r.status, r.reason = "skipped", why

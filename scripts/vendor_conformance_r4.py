@@ -29,6 +29,9 @@ def files_of(case: dict) -> set[str]:
         out.update(case.get(key) or ())
     if isinstance(case.get("java"), str):
         out.add("outcomes/" + case["java"])
+    for pkg in case.get("packages") or ():
+        if pkg.endswith(".tgz"):  # a package archive inside the suite (its dependencies sit beside it)
+            out.add(pkg)
     prof = case.get("profile") or {}
     if prof:
         out.add(prof["source"])
@@ -48,7 +51,10 @@ def main(argv: list[str]) -> int:
                                 capture_output=True, text=True, check=True).stdout.split("\n"))
     cases = [c for c in manifest["test-cases"] if wanted(c)]
     copied, missing = 0, []
-    for name in sorted(set().union(*(files_of(c) for c in cases))):
+    names = set().union(*(files_of(c) for c in cases))
+    folders = {n.rsplit("/", 1)[0] for n in names if n.endswith(".tgz") and "/" in n}
+    names |= {p[len("validator/"):] for p in listed if p.endswith(".tgz") and p[len("validator/"):].rsplit("/", 1)[0] in folders}
+    for name in sorted(names):
         if f"validator/{name}" not in listed:
             continue  # a URL or a file the suite lacks: the runner reports the case as skipped
         proc = subprocess.run([*git, "show", f"{commit}:validator/{name}"], capture_output=True)
