@@ -1375,6 +1375,24 @@ _UCUM_ATOMS: dict[str, tuple[str, tuple[int, ...]]] = {
 _NO_PREFIX = frozenset({"min", "h", "d", "wk", "mo", "a", "1", "%", "[lb_av]", "[oz_av]", "[in_i]", "[ft_i]", "[iU]", "[IU]"})
 
 
+def ucum_values(q1: dict, q2: dict) -> tuple[float | None, float | None]:
+    """Two FHIR Quantities' values in one unit (same code, or UCUM conversion), or (None, None)
+    when they cannot be compared (no formal UCUM units, or units of different dimensions)."""
+    v1, v2 = q1.get("value"), q2.get("value")
+    if isinstance(v1, bool) or isinstance(v2, bool) or not isinstance(v1, (int, Decimal)) \
+            or not isinstance(v2, (int, Decimal)):
+        return None, None
+    v1, v2 = float(v1), float(v2)
+    if q1.get("system") == q2.get("system") and q1.get("code") == q2.get("code") and q1.get("code"):
+        return v1, v2
+    if q1.get("system") != UCUM or q2.get("system") != UCUM or not q1.get("code") or not q2.get("code"):
+        return None, None
+    d1, d2 = ucum_dimension(q1["code"]), ucum_dimension(q2["code"])
+    if d1 is None or d2 is None or d1[1] != d2[1]:
+        return None, None
+    return v1 * float(d1[0]), v2 * float(d2[0])
+
+
 def ucum_dimension(code: str) -> tuple[Decimal, tuple[int, ...]] | None:
     """(factor, dimension) of a simple UCUM expression (``mg/dL``, ``mmol/L``, ``10*3/uL``).
 
@@ -1654,7 +1672,7 @@ _check_fhirpathpy()
 
 __all__ = [
     "FhirPathEngine", "Compiled", "FhirPathError", "FhirPathSyntaxError", "NotEvaluable", "EvaluationTimeout",
-    "TypeModel", "parse", "member", "children", "count_children", "has_value", "decimal_boundary", "choice_type",
+    "TypeModel", "parse", "member", "ucum_values", "children", "count_children", "has_value", "decimal_boundary", "choice_type",
     "PRIMITIVE_TYPES",
     "date_boundary", "time_boundary", "ucum_dimension", "ADDED_FUNCTIONS", "REPLACED_FUNCTIONS",
     "parse_cached", "save_ast_cache", "ast_cache_path", "DEFAULT_REGISTRY",

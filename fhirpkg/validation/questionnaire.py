@@ -15,6 +15,7 @@ from typing import Iterator
 
 from ..issues import Issue, Severity
 from ..jsonsource import lexeme
+from .fhirpath import ucum_values
 
 SD = "http://hl7.org/fhir/StructureDefinition/"
 EXT_MIN_OCCURS, EXT_MAX_OCCURS = SD + "questionnaire-minOccurs", SD + "questionnaire-maxOccurs"
@@ -247,7 +248,7 @@ def _quantity(value: dict, d: dict, expr: str, loc: tuple) -> Iterator[Issue]:
         bound = _ext(d, url)
         if not isinstance(bound, dict) or bound.get("value") is None or value.get("value") is None:
             continue
-        a, b = _in_common_unit(value, bound)
+        a, b = ucum_values(value, bound)
         if a is None:
             yield _err(f"The quantity {lexeme(value['value'])} {value.get('unit') or value.get('code') or ''} cannot be "
                        f"compared to the allowed {'minimum' if below else 'maximum'} of {lexeme(bound['value'])} "
@@ -257,23 +258,3 @@ def _quantity(value: dict, d: dict, expr: str, loc: tuple) -> Iterator[Issue]:
             word = "less than the allowed minimum" if below else "greater than the allowed maximum"
             yield _err(f"The quantity {lexeme(value['value'])} {value.get('code')} is {word} of "
                        f"{lexeme(bound['value'])} {bound.get('code')}", expr, loc, "qr-range")
-
-
-def _in_common_unit(q1: dict, q2: dict):
-    """Both values in one unit (UCUM conversion), or (None, None) when they cannot be compared."""
-    try:
-        v1, v2 = float(lexeme(q1["value"])), float(lexeme(q2["value"]))
-    except (TypeError, ValueError):
-        return None, None
-    if q1.get("system") != UCUM or q2.get("system") != UCUM or not q1.get("code") or not q2.get("code"):
-        return None, None
-    if q1["code"] == q2["code"]:
-        return v1, v2
-    try:
-        from .fhirpath import ucum_dimension
-    except ImportError:
-        return None, None
-    d1, d2 = ucum_dimension(q1["code"]), ucum_dimension(q2["code"])
-    if d1 is None or d2 is None or d1[1] != d2[1]:
-        return None, None
-    return v1 * float(d1[0]), v2 * float(d2[0])

@@ -554,6 +554,22 @@ class StructureWalker:
             if bound is None:
                 continue
             limit = bound[1]
+            if isinstance(limit, dict) and isinstance(value, str):
+                # a Duration bound on a date: min = not before now - duration, max = not after now + duration
+                edge = _date_edge(limit, -1 if word.startswith("less") else 1)
+                if edge is not None and bad(value[:len(edge)], edge[:len(value)]):
+                    self.error("invalid", "value-range", f"The value '{_clip(value)}' is {word} value of "
+                               f"{_quantity_text(limit)} {'before' if word.startswith('less') else 'after'} today "
+                               f"({edge[:10]})", expr, loc)
+                continue
+            if isinstance(limit, dict) or isinstance(value, dict):
+                # a Quantity bound (minValueQuantity): only against a Quantity in comparable units
+                from .fhirpath import ucum_values  # imported here: fhirpathpy is slow to import
+                a, b = ucum_values(value, limit) if isinstance(value, dict) and isinstance(limit, dict) else (None, None)
+                if a is not None and bad(a, b):
+                    self.error("invalid", "value-range", f"The value in the instance ({_quantity_text(value)}) is "
+                               f"{word} value ({_quantity_text(limit)})", expr, loc)
+                continue
             try:
                 if bad(value if not isinstance(value, str) else value, limit if not isinstance(value, str) else str(limit)):
                     self.error("invalid", "value-range", f"The value '{_clip(str(value))}' is {word} value of '{limit}'", expr, loc)
@@ -1072,3 +1088,24 @@ def _fixed_contexts(ext_def: TypeDef) -> tuple:
     if url == "http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version" and contexts:
         return (("element", "Element"),) + contexts[1:]
     return contexts
+
+
+def _quantity_text(q: dict) -> str:
+    return f"{q.get('value')} {q.get('code') or q.get('unit') or ''}".strip()
+
+
+#: UCUM time units -> days, for Duration bounds on dates (a = Julian year, mo = Julian month).
+_DAYS = {"a": 365.25, "mo": 30.4375, "wk": 7.0, "d": 1.0, "h": 1 / 24, "min": 1 / 1440, "s": 1 / 86400}
+
+
+def _date_edge(duration: dict, sign: int) -> str | None:
+    """Today (UTC) moved by a Duration, as an ISO date-time, or None for a bound that is not a time."""
+    import datetime as dt
+    unit, value = duration.get("code") or duration.get("unit"), duration.get("value")
+    if unit not in _DAYS or isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return None
+    try:
+        when = dt.datetime.now(dt.timezone.utc) + sign * dt.timedelta(days=float(value) * _DAYS[unit])
+    except OverflowError:
+        return None
+    return when.strftime("%Y-%m-%dT%H:%M:%S")
