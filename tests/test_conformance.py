@@ -11,10 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOOR = 0.87  # measured 109/124 = 87.9 % when set; the issue asks for >= 85 %
-#: R4 (the suite's version 4.0 JSON cases): measured 321/450 = 71.3 % when set.  Below the 85 % the
-#: issue asks for: 52 of the disagreements are QuestionnaireResponse-against-Questionnaire checks
-#: fhirpkg does not implement, others need a terminology server (display names) or packages npm lacks.
-FLOOR_R4 = 0.71
+#: R4 (the suite's version 4.0 JSON cases): measured 343/450 = 76.2 % when set, below the 85 % the
+#: issue asks for; docs/cross-version.md lists what the remaining disagreements need (a terminology
+#: server for display names, packages npm lacks, HL7-only rule sets).
+FLOOR_R4 = 0.76
 
 
 def _runner():

@@ -105,4 +105,15 @@ def unique_links(node: Node) -> Iterator[Issue]:
             seen.add(rel)
 
 
-RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, unique_links)
+def supplement_content(node: Node) -> Iterator[Issue]:
+    """A CodeSystem that supplements another says so in its content (codesystem.html#supplements)."""
+    res = node.value
+    if node.frame.type != "CodeSystem" or not isinstance(res, dict) or node.location != node.frame.location:
+        return
+    if res.get("supplements") and res.get("content") not in (None, "supplement"):
+        yield Issue(Severity.ERROR, "business-rule", "CodeSystem Supplements SHALL have a content value of "
+                    f"'supplement' (not '{res.get('content')}')", "codesystem-supplement-content",
+                    f"{node.expression}.content", location=node.location + ("content",))
+
+
+RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, unique_links, supplement_content)
