@@ -5,7 +5,6 @@ import ca.uhn.fhir.context.support.IValidationSupport;
 import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
 import ca.uhn.fhir.jpa.api.dao.IFhirSystemDao;
 import ca.uhn.fhir.jpa.api.IDaoRegistry;
-import ca.uhn.fhir.jpa.config.r5.JpaR5Config;
 import ca.uhn.fhir.jpa.api.config.ThreadPoolFactoryConfig;
 import ca.uhn.fhir.jpa.batch2.JpaBatch2Config;
 import ca.uhn.fhir.batch2.jobs.config.Batch2JobsConfig;
@@ -50,13 +49,15 @@ import org.springframework.orm.jpa.LocalContainerEntityManagerFactoryBean;
 import org.springframework.transaction.annotation.EnableTransactionManagement;
 
 /**
- * The JPA server wiring: HAPI's {@link JpaR5Config} plus the beans the JPA server expects its host
- * application to provide (the same set hapi-fhir-jpaserver-starter's StarterJpaConfig provides).
+ * The JPA server wiring: HAPI's JPA configuration for the FHIR version ({@link FhirVersionConfig}:
+ * JpaR5Config, or JpaR4Config with {@code --fhirpkg.hapi.fhir-version=R4}) plus the beans the JPA
+ * server expects its host application to provide (the same set hapi-fhir-jpaserver-starter's
+ * StarterJpaConfig provides).
  */
 @Configuration
 @EnableTransactionManagement
-@Import({JpaR5Config.class, ThreadPoolFactoryConfig.class, JpaBatch2Config.class, Batch2JobsConfig.class,
-    SubscriptionChannelConfig.class})
+@Import({FhirVersionConfig.R5.class, FhirVersionConfig.R4.class, ThreadPoolFactoryConfig.class,
+    JpaBatch2Config.class, Batch2JobsConfig.class, SubscriptionChannelConfig.class})
 public class FhirServerConfig {
 
   private static final Logger LOG = LoggerFactory.getLogger(FhirServerConfig.class);
