@@ -36,7 +36,12 @@ import java.util.Map;
 import javax.sql.DataSource;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import ca.uhn.fhir.rest.server.interceptor.RequestValidatingInterceptor;
+import ca.uhn.fhir.validation.ResultSeverityEnum;
+import org.hl7.fhir.common.hapi.validation.validator.FhirInstanceValidator;
+import org.springframework.beans.factory.ObjectProvider;
 import org.springframework.beans.factory.annotation.Value;
+import org.springframework.boot.autoconfigure.condition.ConditionalOnProperty;
 import org.springframework.beans.factory.config.ConfigurableListableBeanFactory;
 import org.springframework.boot.ApplicationRunner;
 import org.springframework.boot.web.servlet.ServletRegistrationBean;
@@ -167,12 +172,28 @@ public class FhirServerConfig {
   }
 
   /** The FHIR REST API: one provider per resource type, plus the system provider (transactions). */
+  /**
+   * Request validation ({@code --fhirpkg.hapi.request-validation=true}): every create, update and
+   * transaction is validated by HAPI's FhirInstanceValidator on the server's validation support
+   * chain (core definitions plus what the server stores); an error rejects the request (HTTP 412).
+   */
+  @Bean
+  @ConditionalOnProperty(name = "fhirpkg.hapi.request-validation", havingValue = "true")
+  public RequestValidatingInterceptor requestValidatingInterceptor(IValidationSupport validationSupport) {
+    RequestValidatingInterceptor interceptor = new RequestValidatingInterceptor();
+    interceptor.addValidatorModule(new FhirInstanceValidator(validationSupport));
+    interceptor.setFailOnSeverity(ResultSeverityEnum.ERROR);
+    LOG.info("fhirpkg: request validation on (requests with errors are rejected)");
+    return interceptor;
+  }
+
   @Bean
   public RestfulServer restfulServer(IFhirSystemDao<?, ?> systemDao, ResourceProviderFactory resourceProviderFactory,
       IJpaSystemProvider jpaSystemProvider, JpaStorageSettings storageSettings,
       ISearchParamRegistry searchParamRegistry, IValidationSupport validationSupport,
-      DatabaseBackedPagingProvider pagingProvider) {
+      DatabaseBackedPagingProvider pagingProvider, ObjectProvider<RequestValidatingInterceptor> validation) {
     RestfulServer server = new RestfulServer(systemDao.getContext());
+    validation.ifAvailable(server::registerInterceptor);
     server.registerProviders(resourceProviderFactory.createProviders());
     server.registerProvider(jpaSystemProvider);
     server.setServerConformanceProvider(new JpaCapabilityStatementProvider(
