@@ -21,7 +21,7 @@ setup: $(STAMP)
 	@$(BIN)/python -c "import fhirpkg.validation.fhirpath" >/dev/null 2>&1 || true
 
 packages: setup
-	$(BIN)/fhirpkg packages install --defaults hl7.fhir.r5.examples@5.0.0 hl7.fhir.r4b.core@4.3.0 \
+	$(BIN)/fhirpkg packages install --defaults hl7.fhir.r5.examples@5.0.0 hl7.fhir.r4b.core@4.3.0 hl7.fhir.r4.core@4.0.1 \
 		hl7.terminology.r4@7.0.1 hl7.fhir.uv.extensions.r4@5.3.0-ballot-tc1
 
 package: packages

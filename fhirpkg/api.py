@@ -1,7 +1,7 @@
 """The Python API the CLI calls: load definitions, validate paths or resources."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -124,15 +124,15 @@ def count_resources(value) -> int:
     return 1 + sum(count_resources(e.get("resource")) for e in entries or () if isinstance(e, dict))
 
 
-def iter_validate(paths: list[str], validator: Validator,
-                  other_versions: dict | None = None) -> Iterator[FileResult]:
+def iter_validate(paths: list[str], validator: Validator, other_versions: dict | None = None,
+                  fhir_version: str | None = None) -> Iterator[FileResult]:
     """Validate the documents found under ``paths``, yielding each file's result as it goes.
 
-    Files named ``*.r4b.json`` are validated against R4B (structure, JSON rules and
-    references: the FHIRPath and terminology layers are R5-specific); ``*.r4.json``
-    cannot be validated offline (R4 core is not on the npm registry) and say so.
-    In a folder walk, JSON that is not a FHIR resource (a report, a manifest) is
-    skipped with a note rather than reported as an error.
+    Each file is validated against its FHIR version: ``fhir_version`` when given, else the one
+    its name states (``*.r4b.json`` R4B 4.3.0, ``*.r4.json`` R4 4.0.1), else R5.  Another version
+    than ``validator``'s gets a validator of its own (same options, that version's default
+    packages), kept in ``other_versions``.  In a folder walk, JSON that is not a FHIR resource (a
+    report, a manifest) is skipped with a note rather than reported as an error.
     """
     other_versions = {} if other_versions is None else other_versions
     plain = []
@@ -148,17 +148,7 @@ def iter_validate(paths: list[str], validator: Validator,
             plain.append(path)
     for src in find_sources(plain):
         file_issues: list[Issue] = []
-        version = src.fhir_version
-        if version == "4.0.1":
-            yield FileResult(src.name, [Issue(Severity.INFORMATION, "not-supported", "Not validated: the R4 (4.0.1) "
-                             "definitions are not available offline", "fhir-version-skipped", file=src.name)])
-            continue
-        v = validator
-        if version == "4.3.0":
-            if version not in other_versions:
-                other_versions[version] = Validator(load_definitions(pk.R4B_DEFAULT_PACKAGES),
-                                                    Options(layers=frozenset({"json", "structure", "references"})))
-            v = other_versions[version]
+        v = version_validator(fhir_version or src.fhir_version, validator, other_versions)
         resources = 0
         for doc in read_source(src):
             if src.in_folder and doc.ok and isinstance(doc.value, dict) and "resourceType" not in doc.value:
@@ -171,23 +161,37 @@ def iter_validate(paths: list[str], validator: Validator,
         yield FileResult(src.name, file_issues, resources)
 
 
+def version_validator(version: str, validator: Validator, other_versions: dict) -> Validator:
+    """``validator`` if it is for ``version``, else one for that version (made once, kept in
+    ``other_versions``) with the same options bar the profiles, which belong to one version."""
+    if version == validator.defs.fhir_version:
+        return validator
+    if version not in other_versions:
+        if version not in pk.DEFAULT_PACKAGES:
+            raise pk.PackageError(f"FHIR version {version} is not supported (use one of "
+                                  f"{', '.join(pk.DEFAULT_PACKAGES)})")
+        other_versions[version] = Validator(load_definitions(pk.DEFAULT_PACKAGES[version]),
+                                            replace(validator.options, profiles=()))
+    return other_versions[version]
+
+
 def validate(paths: list[str] | str, *, profiles: Iterable[str] = (), igs: Iterable[str] = (),
              defs: Definitions | None = None, options: Options | None = None,
-             resolver: Resolver | None = None) -> list[Issue]:
-    """Validate FHIR R5 JSON files or folders; return every issue found.
+             resolver: Resolver | None = None, fhir_version: str | None = None) -> list[Issue]:
+    """Validate FHIR JSON files or folders (R5, or ``fhir_version``: 4.3.0, 4.0.1); return every issue.
 
     >>> issues = validate("definitions/")          # doctest: +SKIP
     >>> [i for i in issues if i.is_error]          # doctest: +SKIP
     """
     if isinstance(paths, (str, Path)):
         paths = [str(paths)]
-    defs = defs or load_definitions()
+    defs = defs or load_definitions(pk.DEFAULT_PACKAGES[fhir_version or "5.0.0"])
     if igs:
         add_conformance_resources(defs, read_conformance_inputs(igs))
     opts = options or Options(profiles=tuple(profiles))
     validator = Validator(defs, opts, resolver)
     out: list[Issue] = []
-    for _, issues in iter_validate(list(paths), validator):
+    for _, issues in iter_validate(list(paths), validator, fhir_version=fhir_version):
         out.extend(issues)
     return out
 

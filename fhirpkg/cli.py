@@ -94,15 +94,18 @@ def main(offline: bool) -> None:
               help="Load profiles, extensions and value sets from a package (id#version), folder or file.")
 @click.option("--progress/--no-progress", default=None, help="Show progress on standard error (default: on a terminal).")
 @click.option("--timings", is_flag=True, help="Print the time spent in each validation layer.")
-def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, progress, timings):
-    """Validate FHIR R5 JSON: files, folders (recursive), Bundles, NDJSON, or - for stdin.
+@click.option("--fhir-version", type=click.Choice(["5.0.0", "4.3.0", "4.0.1"]), default=None,
+              help="Validate every file as this FHIR version (default: R5, or the version a name such as "
+                   "x.r4.json or x.r4b.json states).")
+def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, progress, timings, fhir_version):
+    """Validate FHIR JSON (R5, R4B, R4): files, folders (recursive), Bundles, NDJSON, or - for stdin.
 
     The text report gives one line per kind of problem (rule and message, with its count and first
     places); -v lists every issue.
     """
-    from . import api, reports
+    from . import api, packages as pk, reports
     from .validation import Options, Validator
-    defs = api.load_definitions()
+    defs = api.load_definitions(pk.DEFAULT_PACKAGES[fhir_version or "5.0.0"])
     if igs:
         n = api.add_conformance_resources(defs, api.read_conformance_inputs(igs))
         _err(f"Loaded {n} conformance resources from {', '.join(igs)}")
@@ -113,7 +116,7 @@ def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, 
     show = progress if progress is not None else sys.stderr.isatty()
     issues, files, resources = [], [], 0
     started = last = time.perf_counter()
-    for result in api.iter_validate(list(paths), validator):
+    for result in api.iter_validate(list(paths), validator, fhir_version=fhir_version):
         files.append(result.file)
         issues.extend(result.issues)
         resources += result.resources
@@ -152,8 +155,27 @@ def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, 
               help="Versions to export (repeatable); default: all three (R5, R4B in r4b/, R4 in r4/).")
 @click.option("--force", is_flag=True, help="Write the build even if definitions/ has validation errors.")
 @click.option("--check", is_flag=True, help="Rebuild in memory and fail if the committed build/ differs.")
-def build(project_dir, out_dir, fhir_versions, force, check):
+@click.option("--canonical", metavar="URL",
+              help="Adopt the content: build it under this canonical base (every url, canonical reference and "
+                   "identifier system on the base, and the package name when derived from it).")
+@click.option("--publisher", metavar="TEXT", help="Adopt the content: this publisher on every resource and as author.")
+@click.option("--version", "release_version", metavar="X.Y.Z",
+              help="Adopt the content: this package and artifact version.")
+def build(project_dir, out_dir, fhir_versions, force, check, canonical, publisher, release_version):
     """Validate definitions/ and write build/: transaction and collection Bundles, package.tgz, exports, site."""
+    if canonical is None and publisher is None and release_version is None:
+        return _build(project_dir, out_dir, fhir_versions, force, check)
+    from . import rebase
+    try:
+        with rebase.adopted(project_dir, canonical, publisher, release_version) as (adopted_dir, a):
+            _err(f"adopted {project_dir}: {a.old_base} -> {a.new_base}, package {a.old_name}#{a.old_version} -> "
+                 f"{a.new_name}#{a.new_version}")
+            _build(adopted_dir, out_dir, fhir_versions, force, check)
+    except rebase.AdoptionError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _build(project_dir, out_dir, fhir_versions, force, check):
     from . import build as b
     from .reports import text_line
     versions = tuple(fhir_versions) or b.ALL_VERSIONS

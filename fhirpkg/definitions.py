@@ -135,8 +135,24 @@ def compile_constraint(c: dict) -> Constraint:
 VERSION_USE_EXT = "http://hl7.org/fhir/StructureDefinition/version-specific-use"
 
 
-def _applies_to_r5(ctx: dict) -> bool:
-    """A context limited by version-specific-use (startFhirVersion/endFhirVersion) to other versions."""
+#: The FHIR version of each core package: the version the other loaded packages are read for.
+CORE_PACKAGES = {"hl7.fhir.r5.core": "5.0.0", "hl7.fhir.r4b.core": "4.3.0", "hl7.fhir.r4.core": "4.0.1"}
+RELEASE_NAMES = {"5.0.0": "R5", "4.3.0": "R4B", "4.0.1": "R4"}
+
+
+def fhir_version_of(package_names: Iterable[str]) -> str:
+    """The FHIR version of a package set ("id#version" strings): its core package's, else 5.0.0."""
+    for name in package_names:
+        version = CORE_PACKAGES.get(name.partition("#")[0])
+        if version:
+            return version
+    return "5.0.0"
+
+
+def _applies_to(ctx: dict, fhir_version: str = "5.0.0") -> bool:
+    """False for a context limited by version-specific-use (startFhirVersion/endFhirVersion) to
+    other versions than ``fhir_version`` (compared by major.minor)."""
+    target = tuple(int(x) for x in fhir_version.split(".")[:2])
     for ext in ctx.get("extension", ()):
         if ext.get("url") != VERSION_USE_EXT:
             continue
@@ -146,16 +162,16 @@ def _applies_to_r5(ctx: dict) -> bool:
                 major_minor = tuple(int(x) for x in v.split(".")[:2])
             except ValueError:
                 continue
-            if sub.get("url") == "startFhirVersion" and major_minor > (5, 0):
+            if sub.get("url") == "startFhirVersion" and major_minor > target:
                 return False
-            if sub.get("url") == "endFhirVersion" and major_minor < (5, 0):
+            if sub.get("url") == "endFhirVersion" and major_minor < target:
                 return False
     return True
 
 
-def compile_contexts(contexts) -> tuple:
-    """An extension's contexts that apply to R5: (type, expression) pairs."""
-    return tuple((c.get("type", ""), c.get("expression", "")) for c in contexts if _applies_to_r5(c))
+def compile_contexts(contexts, fhir_version: str = "5.0.0") -> tuple:
+    """An extension's contexts that apply to this FHIR version: (type, expression) pairs."""
+    return tuple((c.get("type", ""), c.get("expression", "")) for c in contexts if _applies_to(c, fhir_version))
 
 
 def compile_binding(b: dict) -> Binding:
@@ -201,7 +217,7 @@ def _parent_id(eid: str) -> tuple[str, str | None]:
     return parent, None
 
 
-def compile_structure_definition(sd: dict, package: str = "") -> TypeDef | None:
+def compile_structure_definition(sd: dict, package: str = "", fhir_version: str = "5.0.0") -> TypeDef | None:
     """Compile a StructureDefinition with a snapshot into a TypeDef tree."""
     snapshot = (sd.get("snapshot") or {}).get("element") or []
     if not snapshot:
@@ -230,7 +246,7 @@ def compile_structure_definition(sd: dict, package: str = "") -> TypeDef | None:
     for edef in elements:
         if edef.children:
             edef.json_index = build_json_index(edef.children)
-    contexts = compile_contexts(sd.get("context", ()))
+    contexts = compile_contexts(sd.get("context", ()), fhir_version)
     return TypeDef(
         url=url, version=sd.get("version"), name=sd.get("name", ""), type=sd.get("type", ""),
         kind=sd.get("kind", ""), abstract=bool(sd.get("abstract", False)),
@@ -345,6 +361,11 @@ class Definitions:
         return td is not None and td.kind == "resource" and not td.abstract
 
     @property
+    def fhir_version(self) -> str:
+        """The FHIR version these definitions are for (from the core package loaded)."""
+        return fhir_version_of(self.packages)
+
+    @property
     def resource_types(self) -> list[str]:
         return sorted(n for n in self.type_names if self.is_resource_type(n))
 
@@ -361,7 +382,7 @@ class Definitions:
 
     def add(self, sd: dict, package: str = "") -> TypeDef | None:
         """Add a StructureDefinition from outside the packages (a project's or a CLI profile)."""
-        td = compile_structure_definition(sd, package)
+        td = compile_structure_definition(sd, package, self.fhir_version)
         if td is None and sd.get("derivation") == "constraint" and sd.get("differential"):
             from .snapshot import SnapshotError, compile_profile
             try:
@@ -458,8 +479,9 @@ def build(packages: list[Package]) -> dict:
     sd_by_url = {u: sd for u, (sd, _) in sds.items()}
     blobs: dict[str, bytes] = {}
     type_names: dict[str, str] = {}
+    fhir_version = fhir_version_of(str(p.ref) for p in packages)
     for url, (sd, pkg) in sds.items():
-        td = compile_structure_definition(sd, pkg)
+        td = compile_structure_definition(sd, pkg, fhir_version)
         if td is None:
             continue
         if td.kind in ("resource", "complex-type", "primitive-type") or td.root.path == td.type:

@@ -48,6 +48,16 @@ R4B_DEFAULT_PACKAGES = (
     ("hl7.fhir.uv.extensions.r4", "5.3.0-ballot-tc1"),
 )
 R5_EXAMPLES = ("hl7.fhir.r5.examples", "5.0.0")
+R4_CORE = ("hl7.fhir.r4.core", "4.0.1")
+#: R4 exports are checked against R4 core (built from the examples package, see DERIVED) and the
+#: same R4 editions of the terminology and extension packages as R4B.
+R4_DEFAULT_PACKAGES = (
+    R4_CORE,
+    ("hl7.terminology.r4", "7.0.1"),
+    ("hl7.fhir.uv.extensions.r4", "5.3.0-ballot-tc1"),
+)
+#: The default package set for each FHIR version fhirpkg validates.
+DEFAULT_PACKAGES = {"5.0.0": R5_DEFAULT_PACKAGES, "4.3.0": R4B_DEFAULT_PACKAGES, "4.0.1": R4_DEFAULT_PACKAGES}
 
 # Limits for extracting an untrusted archive.
 MAX_MEMBERS = 60_000
@@ -57,6 +67,29 @@ MAX_RATIO = 200  # uncompressed / compressed: beyond this the archive is a bomb
 
 _NAME_RE = re.compile(r"^[a-z][a-zA-Z0-9\-]*(\.[a-z][a-zA-Z0-9\-]*)+$")
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-+]*$")
+
+
+@dataclass(frozen=True)
+class DerivedPackage:
+    """A package the npm registry does not serve, built from an official one it does.
+
+    ``hl7.fhir.r4.core`` has an empty npm record, but ``hl7.fhir.r4.examples`` (published by HL7
+    with the R4 specification) holds every R4 conformance resource as JSON.  The core package is
+    those resources of the ``types`` below (the resource types a core package holds: the ones in
+    ``hl7.fhir.r4b.core#4.3.0``), under the manifest HL7's core packages carry.
+    """
+
+    source: "PackageRef"
+    types: frozenset
+    manifest: dict
+
+
+CORE_RESOURCE_TYPES = frozenset({
+    "CapabilityStatement", "CodeSystem", "CompartmentDefinition", "ConceptMap", "GraphDefinition",
+    "ImplementationGuide", "MessageDefinition", "OperationDefinition", "SearchParameter",
+    "StructureDefinition", "StructureMap", "TerminologyCapabilities", "ValueSet",
+})
+SOURCE_NOTE = "fhirpkg-source.txt"  # written next to package.json in a derived package
 
 
 def cache_dir() -> Path:
@@ -162,6 +195,61 @@ def index_entry(filename: str, res: dict) -> dict:
     return entry
 
 
+DERIVED: dict[PackageRef, DerivedPackage] = {
+    PackageRef(*R4_CORE): DerivedPackage(
+        PackageRef("hl7.fhir.r4.examples", "4.0.1"), CORE_RESOURCE_TYPES,
+        {"name": "hl7.fhir.r4.core", "version": "4.0.1", "tools-version": 3, "type": "Core",
+         "license": "CC0-1.0", "canonical": "http://hl7.org/fhir", "url": "http://hl7.org/fhir/R4",
+         "homepage": "http://hl7.org/fhir/R4", "title": "FHIR Core package",
+         "description": "FHIR R4 core definitions: the conformance resources of the official "
+                        "hl7.fhir.r4.examples#4.0.1 package (built by fhirpkg)",
+         "author": "HL7 Inc", "fhirVersions": ["4.0.1"], "dependencies": {}}),
+}
+
+
+def derive(spec: DerivedPackage, folder: Path, archive: Path) -> None:
+    """Turn the unpacked source package in ``folder`` into the derived package, in place.
+
+    Keeps the resources of the wanted types, writes the manifest (with ``x-fhirpkg-source``:
+    the source package and the SHA-512 of its archive, in npm's integrity notation) and a
+    plain-text note saying the same, and builds ``.index.json``.
+    """
+    import base64
+    import hashlib
+    kept = 0
+    for path in list(folder.iterdir()):
+        if path.is_dir():
+            shutil.rmtree(path)
+            continue
+        if path.name == "package.json" or path.suffix != ".json":
+            path.unlink()
+            continue
+        try:
+            rt = orjson.loads(path.read_bytes()).get("resourceType")
+        except (orjson.JSONDecodeError, AttributeError):
+            rt = None
+        if rt in spec.types:
+            kept += 1
+        else:
+            path.unlink()
+    digest = hashlib.sha512(archive.read_bytes()).digest()
+    integrity = "sha512-" + base64.b64encode(digest).decode()
+    source = {"package": str(spec.source), "archive": archive.name, "integrity": integrity,
+              "resources": kept, "types": sorted(spec.types),
+              "builder": "fhirpkg packages install (fhirpkg.packages.derive)"}
+    manifest = dict(spec.manifest, **{"x-fhirpkg-source": source})
+    atomic_write_bytes(folder / "package.json", json.dumps(manifest, indent=2).encode())
+    atomic_write_bytes(folder / SOURCE_NOTE, (
+        f"{manifest['name']}#{manifest['version']} was built by fhirpkg, not published by HL7 as such.\n"
+        f"npm serves no {manifest['name']} package; this one holds the {kept} resources of types\n"
+        f"{', '.join(sorted(spec.types))}\n"
+        f"taken unchanged from the official package {spec.source} ({archive.name},\n"
+        f"npm integrity {integrity}).\n"
+        f"Replace it with an official archive where one exists:\n"
+        f"  fhirpkg packages install {manifest['name']}@{manifest['version']} --from FILE.tgz\n").encode())
+    atomic_write_bytes(folder / ".index.json", json.dumps(build_index(folder), indent=1).encode())
+
+
 def installed(ref: PackageRef, cache: Path | None = None) -> Package | None:
     folder = (cache or cache_dir()) / str(ref) / "package"
     return Package(ref, folder) if (folder / "package.json").is_file() else None
@@ -201,9 +289,11 @@ def install(ref: PackageRef, from_file: Path | None = None, cache: Path | None =
                 raise PackageError(
                     f"{ref} is not in the package cache {root} and {OFFLINE_ENV} forbids network "
                     f"access; install it with: fhirpkg packages install {ref.id}@{ref.version} --from FILE.tgz")
+            source = DERIVED[ref].source if ref in DERIVED else ref
             if log:
-                log(f"Installing {ref} from the npm registry into {root} ...")
-            archive = _npm_pack(ref, tmp_path)
+                built = f" (built from {source}, which holds its definitions)" if source != ref else ""
+                log(f"Installing {ref} from the npm registry into {root}{built} ...")
+            archive = _npm_pack(source, tmp_path)
         else:
             archive = Path(from_file)
             if not archive.is_file():
@@ -219,9 +309,12 @@ def install(ref: PackageRef, from_file: Path | None = None, cache: Path | None =
             manifest = json.loads(manifest_path.read_text(encoding="utf-8-sig"))
         except (ValueError, UnicodeDecodeError) as e:
             raise PackageError(f"{archive}: package/package.json is not valid JSON ({e})") from None
-        if (manifest.get("name"), manifest.get("version")) != (ref.id, ref.version):
-            raise PackageError(
-                f"{archive}: holds {manifest.get('name')}#{manifest.get('version')}, not {ref}")
+        held = (manifest.get("name"), manifest.get("version"))
+        if ref in DERIVED and held == (DERIVED[ref].source.id, DERIVED[ref].source.version):
+            derive(DERIVED[ref], folder, archive)
+        elif held != (ref.id, ref.version):
+            also = f" or {DERIVED[ref].source}" if ref in DERIVED else ""
+            raise PackageError(f"{archive}: holds {held[0]}#{held[1]}, not {ref}{also}")
         if not (folder / ".index.json").exists():
             atomic_write_bytes(folder / ".index.json", json.dumps(build_index(folder), indent=1).encode())
         target = root / str(ref)

@@ -55,7 +55,7 @@ def compile_profile(sd: dict, defs) -> TypeDef:
     td.status = sd.get("status")
     td.abstract = bool(sd.get("abstract", False))
     if sd.get("context"):
-        td.contexts = compile_contexts(sd["context"])
+        td.contexts = compile_contexts(sd["context"], defs.fhir_version)
         td.context_declared = True
     applier = _Applier(defs, td)
     for element in (sd.get("differential") or {}).get("element") or ():

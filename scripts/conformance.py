@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run the HL7 validator test-suite cases (R5 JSON) and compare verdicts with the HL7 validator's.
+"""Run the HL7 validator test-suite cases (R5 or R4 JSON) and compare verdicts with the HL7 validator's.
 
 Verdict = the outcome has an issue of severity error or fatal.  Each case is
 compared once for its base validation and, when the case has a profile step,
@@ -7,7 +7,10 @@ once more for that.  Cases that need something unavailable here (an XML
 supporting file, a package that is not on the npm registry) are listed as
 skipped with the reason, and count against the agreement figure.
 
-Usage: python scripts/conformance.py [--json OUT] [--show-agreeing]
+Two suites: ``r5`` (tests/conformance/fhir-test-cases/validator, validated against R5) and ``r4``
+(…/validator-r4, the cases for version 4.0, validated against R4 4.0.1).
+
+Usage: python scripts/conformance.py [--suite r5|r4] [--json OUT] [--show-agreeing]
 """
 from __future__ import annotations
 
@@ -20,9 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "tests" / "conformance" / "fhir-test-cases" / "validator"
+#: suite name -> (folder, FHIR version its cases are validated as)
+SUITES = {"r5": (SUITE, "5.0.0"), "r4": (SUITE.parent / "validator-r4", "4.0.1")}
 sys.path.insert(0, str(ROOT))
 
-from fhirpkg import api  # noqa: E402
+from fhirpkg import api, packages as pk  # noqa: E402
 from fhirpkg.inputs import Source, read_source  # noqa: E402
 from fhirpkg.validation import Options, Validator  # noqa: E402
 from fhirpkg.validation.references import Resolver  # noqa: E402
@@ -34,7 +39,7 @@ class Row:
     step: str  # base | profile
     expected_invalid: bool | None
     got_invalid: bool | None = None
-    status: str = "ok"  # ok | skipped | crash
+    status: str = "ok"  # ok | skipped | crash | unrecorded (the suite has no HL7 verdict: not a comparison)
     reason: str = ""
     expected_errors: list[str] = field(default_factory=list)
     got_errors: list[str] = field(default_factory=list)
@@ -44,24 +49,29 @@ class Row:
         return self.status == "ok" and self.expected_invalid == self.got_invalid
 
 
-def expected(java) -> tuple[bool, list[str]]:
+def expected(java, suite: Path = SUITE) -> tuple[bool, list[str]]:
     if isinstance(java, dict) and "errorCount" in java:
         return java["errorCount"] > 0, [o.get("message", "") if isinstance(o, dict) else str(o)
                                        for o in java.get("output", [])]
-    if isinstance(java, str):
-        oo = json.loads((SUITE / "outcomes" / java).read_text(encoding="utf-8"))
+    if isinstance(java, (str, dict)):
+        if isinstance(java, dict) and isinstance(java.get("outcome"), dict):
+            oo = java["outcome"]  # recorded inline
+        elif isinstance(java, str):
+            oo = json.loads((suite / "outcomes" / java).read_text(encoding="utf-8"))
+        else:
+            raise ValueError(f"unexpected expectation {java!r}")
         errs = [f"{(i.get('expression') or [''])[0]}: {i['details']['text']}" for i in oo.get("issue", [])
                 if i.get("severity") in ("error", "fatal")]
         return bool(errs), errs
     raise ValueError(f"unexpected expectation {java!r}")
 
 
-def supporting_resources(names: list[str], defs) -> tuple[list[dict], str | None]:
+def supporting_resources(names: list[str], defs, suite: Path = SUITE) -> tuple[list[dict], str | None]:
     """The supporting definitions; XML ones are read with fhirpkg's FHIR XML reader."""
     from fhirpkg import xmlformat
     out = []
     for name in names:
-        path = SUITE / name
+        path = suite / name
         if not path.exists():
             return [], f"supporting file {name} is missing from the suite copy"
         if name.endswith(".xml"):
@@ -74,21 +84,53 @@ def supporting_resources(names: list[str], defs) -> tuple[list[dict], str | None
     return out, None
 
 
-def run_case(base_defs, case: dict) -> list[Row]:
+def suite_packages(names: list[str], suite: Path) -> tuple[list[dict], list[str]]:
+    """Resources of the package archives a case names that the suite itself holds (with the
+    dependencies found beside them as ``<id>#<version>.tgz``), and the names it cannot have."""
+    out, missing, todo, seen = [], [], [suite / n for n in names if n.endswith(".tgz")], set()
+    missing = [n for n in names if not n.endswith(".tgz") or not (suite / n).is_file()]
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        out.extend(api.read_conformance_inputs([str(path)]))
+        for dep, ver in (pk.read_tgz_manifest(path).get("dependencies") or {}).items():
+            todo.append(path.parent / f"{dep}#{ver}.tgz")
+    return out, missing
+
+
+def _expected_row(name: str, step: str, java, suite: Path) -> Row:
+    """The row for one comparison; a missing recorded outcome makes it a skip with the reason."""
+    try:
+        invalid, errs = expected(java, suite)
+    except FileNotFoundError as e:
+        return Row(name, step, None, status="unrecorded",
+                   reason=f"the manifest names the outcome {Path(e.filename).name}, which the suite lacks")
+    except ValueError:
+        return Row(name, step, None, status="unrecorded", reason="the manifest records no HL7 validator outcome")
+    return Row(name, step, invalid, expected_errors=errs)
+
+
+def run_case(base_defs, case: dict, suite: Path = SUITE) -> list[Row]:
     rows = []
     name = case["name"]
-    exp_invalid, exp_errs = expected(case["java"])
-    base = Row(name, "base", exp_invalid, expected_errors=exp_errs)
+    base = _expected_row(name, "base", case.get("java"), suite)
     rows.append(base)
     prof = case.get("profile")
     prof_row = None
     if prof:
-        p_invalid, p_errs = expected(prof["java"])
-        prof_row = Row(name, "profile", p_invalid, expected_errors=p_errs)
+        prof_row = _expected_row(name, "profile", prof.get("java"), suite)
         rows.append(prof_row)
-    if case.get("packages"):
+    if any(r.status == "unrecorded" for r in rows):
+        for r in rows:  # the other step is still a comparison, but the case is not run half-way
+            if r.status != "unrecorded":
+                r.status, r.reason = "skipped", "the other step of this case has no recorded outcome"
+        return rows
+    pkg_resources, missing = suite_packages(case.get("packages") or [], suite)
+    if missing:
         for r in rows:
-            r.status, r.reason = "skipped", f"needs package(s) {', '.join(case['packages'])}, not on the npm registry"
+            r.status, r.reason = "skipped", f"needs package(s) {', '.join(missing)}, not on the npm registry"
         return rows
     if not case["file"].endswith(".json"):
         for r in rows:
@@ -96,7 +138,8 @@ def run_case(base_defs, case: dict) -> list[Row]:
         return rows
     support_names = list(case.get("supporting") or []) + list(case.get("profiles") or []) + \
         list(case.get("supporting5") or [])
-    supp, why = supporting_resources(support_names, base_defs)
+    supp, why = supporting_resources(support_names, base_defs, suite)
+    supp = pkg_resources + supp
     if why:
         for r in rows:
             r.status, r.reason = "skipped", why
@@ -104,7 +147,12 @@ def run_case(base_defs, case: dict) -> list[Row]:
     defs = base_defs.derive()
     api.add_conformance_resources(defs, supp)
     domains = tuple(filter(None, [case.get("allowed-extension-domain")]))
-    path = SUITE / case["file"]
+    path = suite / case["file"]
+
+    resolver = Resolver()  # supporting resources resolve as the HL7 validator's context has them
+    for r in supp:
+        if isinstance(r, dict):
+            resolver.add(r)
 
     resolver = Resolver()  # supporting resources other rules look up by canonical (e.g. a base Questionnaire)
     for r in supp:
@@ -125,7 +173,7 @@ def run_case(base_defs, case: dict) -> list[Row]:
     except Exception as e:  # a crash is a result, recorded
         base.status, base.reason = "crash", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}"
     if prof_row is not None:
-        psupp, why = supporting_resources([prof["source"]] + list(prof.get("supporting") or []), base_defs)
+        psupp, why = supporting_resources([prof["source"]] + list(prof.get("supporting") or []), base_defs, suite)
         if why:
             prof_row.status, prof_row.reason = "skipped", why
         else:
@@ -139,16 +187,21 @@ def run_case(base_defs, case: dict) -> list[Row]:
     return rows
 
 
-def run() -> list[Row]:
-    manifest = json.loads((SUITE / "manifest.json").read_text(encoding="utf-8"))
-    defs = api.load_definitions()
+def run(suite: str = "r5") -> list[Row]:
+    folder, version = SUITES[suite]
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    defs = api.load_definitions(pk.DEFAULT_PACKAGES[version])
     rows: list[Row] = []
     for case in manifest["test-cases"]:
-        rows.extend(run_case(defs, case))
+        rows.extend(run_case(defs, case, folder))
     return rows
 
 
 def table(rows: list[Row]) -> dict:
+    """Agreement over the comparisons: every row with a recorded HL7 verdict (skips and crashes
+    count against it; rows without a verdict are counted apart)."""
+    unrecorded = sum(1 for r in rows if r.status == "unrecorded")
+    rows = [r for r in rows if r.status != "unrecorded"]
     n = len(rows)
     ok = [r for r in rows if r.status == "ok"]
     agree = sum(r.agrees for r in rows)
@@ -160,19 +213,22 @@ def table(rows: list[Row]) -> dict:
         "only_fhirpkg_invalid": sum(1 for r in ok if not r.expected_invalid and r.got_invalid),
         "skipped": sum(1 for r in rows if r.status == "skipped"),
         "crashes": sum(1 for r in rows if r.status == "crash"),
+        "unrecorded": unrecorded,
     }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", choices=sorted(SUITES), default="r5", help="which cases (default r5)")
     ap.add_argument("--json", type=Path, help="write every row to this JSON file")
     ap.add_argument("--show-agreeing", action="store_true")
     args = ap.parse_args(argv)
-    rows = run()
+    rows = run(args.suite)
     t = table(rows)
-    print(f"HL7 validator test-suite (R5 JSON): {t['rows']} comparisons")
+    print(f"HL7 validator test-suite ({args.suite.upper()} JSON): {t['rows']} comparisons")
     print(f"  agreement            {t['agree']}/{t['rows']} = {t['agreement']:.1%}")
-    for k in ("both_valid", "both_invalid", "only_hl7_invalid", "only_fhirpkg_invalid", "skipped", "crashes"):
+    for k in ("both_valid", "both_invalid", "only_hl7_invalid", "only_fhirpkg_invalid", "skipped", "crashes",
+              "unrecorded"):
         print(f"  {k:20s} {t[k]}")
     print("\nDisagreements, skips and crashes:")
     for r in rows:

@@ -18,7 +18,7 @@ from ..definitions import Definitions
 from ..issues import Issue, Severity
 from ..jsonsource import Document
 from ..model import Node, ResourceFrame
-from . import business_rules, json_rules, references
+from . import business_rules, json_rules, questionnaire_response, references
 from .structure import NATIVE_CONSTRAINTS, StructureWalker
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -87,6 +87,7 @@ class Validator:
                 conforms_to=self._conforms_to,
                 slice_matches=self._slice_matches,
                 html_checks=(self._xhtml.html_checks if self._xhtml is not None else None),
+                model="r5" if self.defs.fhir_version.startswith("5.") else "r4",
             )
         return self._engine
 
@@ -218,6 +219,9 @@ class Validator:
             if node.location == node.frame.location and node.definition.path == node.frame.type:
                 for rule in business_rules.RESOURCE_RULES:
                     yield from rule(node)
+                if node.frame.type == "QuestionnaireResponse" and isinstance(node.value, dict):
+                    yield from questionnaire_response.check(node.value, resolver, node.expression,
+                                                            node.location, defs.canonicals)
 
         def narrative_of(node):
             if node.type == "xhtml" and isinstance(node.value, str):

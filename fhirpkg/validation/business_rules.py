@@ -324,5 +324,34 @@ CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
     "Questionnaire": (questionnaire.derivation,),
 }
 #: Rules for every resource (applied to resource roots).
+#: Bundle.link relations that name one page or the Bundle itself (http.html#paging): at most once each.
+UNIQUE_LINKS = ("self", "first", "previous", "prev", "next", "last")
+
+
+def unique_links(node: Node) -> Iterator[Issue]:
+    """A Bundle has at most one link of each paging relation (and one self link)."""
+    if node.frame.type != "Bundle" or not isinstance(node.value, dict):
+        return
+    seen = set()
+    for i, link in enumerate(node.value.get("link") or ()):
+        rel = link.get("relation") if isinstance(link, dict) else None
+        if rel in UNIQUE_LINKS:
+            if rel in seen:
+                yield Issue(Severity.ERROR, "invalid", f"The link relationship type '{rel}' can only occur once",
+                            "bundle-link-unique", f"{node.expression}.link[{i}]", location=node.location + ("link", i))
+            seen.add(rel)
+
+
+def supplement_content(node: Node) -> Iterator[Issue]:
+    """A CodeSystem that supplements another says so in its content (codesystem.html#supplements)."""
+    res = node.value
+    if node.frame.type != "CodeSystem" or not isinstance(res, dict) or node.location != node.frame.location:
+        return
+    if res.get("supplements") and res.get("content") not in (None, "supplement"):
+        yield Issue(Severity.ERROR, "business-rule", "CodeSystem Supplements SHALL have a content value of "
+                    f"'supplement' (not '{res.get('content')}')", "codesystem-supplement-content",
+                    f"{node.expression}.content", location=node.location + ("content",))
+
+
 RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, standards_status, narrative_language,
-                                                                  contained_ids)
+                                                                  contained_ids, unique_links, supplement_content)

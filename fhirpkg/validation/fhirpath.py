@@ -1385,6 +1385,24 @@ _UCUM_ATOMS: dict[str, tuple[str, tuple[int, ...]]] = {
 _NO_PREFIX = frozenset({"min", "h", "d", "wk", "mo", "a", "1", "%", "[lb_av]", "[oz_av]", "[in_i]", "[ft_i]", "[iU]", "[IU]"})
 
 
+def ucum_values(q1: dict, q2: dict) -> tuple[float | None, float | None]:
+    """Two FHIR Quantities' values in one unit (same code, or UCUM conversion), or (None, None)
+    when they cannot be compared (no formal UCUM units, or units of different dimensions)."""
+    v1, v2 = q1.get("value"), q2.get("value")
+    if isinstance(v1, bool) or isinstance(v2, bool) or not isinstance(v1, (int, Decimal)) \
+            or not isinstance(v2, (int, Decimal)):
+        return None, None
+    v1, v2 = float(v1), float(v2)
+    if q1.get("system") == q2.get("system") and q1.get("code") == q2.get("code") and q1.get("code"):
+        return v1, v2
+    if q1.get("system") != UCUM or q2.get("system") != UCUM or not q1.get("code") or not q2.get("code"):
+        return None, None
+    d1, d2 = ucum_dimension(q1["code"]), ucum_dimension(q2["code"])
+    if d1 is None or d2 is None or d1[1] != d2[1]:
+        return None, None
+    return v1 * float(d1[0]), v2 * float(d2[0])
+
+
 def ucum_dimension(code: str) -> tuple[Decimal, tuple[int, ...]] | None:
     """(factor, dimension) of a simple UCUM expression (``mg/dL``, ``mmol/L``, ``10*3/uL``).
 
@@ -1463,6 +1481,15 @@ def _unwrap(item):
 
 
 _QUANTITY_MODEL = TypeModel(FP_MODELS["r5"])
+_TYPE_MODELS: dict[str, TypeModel] = {"r5": _QUANTITY_MODEL}
+
+
+def _type_model(name: str) -> TypeModel:
+    """One TypeModel per fhirpathpy model, shared by the engines (its caches fill once)."""
+    found = _TYPE_MODELS.get(name)
+    if found is None:
+        found = _TYPE_MODELS[name] = TypeModel(FP_MODELS[name])
+    return found
 
 
 def _build_registry() -> dict:
@@ -1528,7 +1555,7 @@ class FhirPathEngine:
 
     def __init__(self, *, resolve=None, member_of=None, conforms_to=None, html_checks=None,
                  time_budget: float = 2.0, trace: Callable[[str, list], None] | None = None,
-                 slice_matches=None):
+                 slice_matches=None, model: str = "r5"):
         self.resolve = resolve
         self.member_of = member_of
         self.conforms_to = conforms_to
@@ -1536,13 +1563,15 @@ class FhirPathEngine:
         self.html_checks = html_checks
         self.time_budget = time_budget
         self.trace = trace
-        self.model = TypeModel(FP_MODELS["r5"])
+        #: fhirpathpy's type model: "r5", or "r4" (also used for R4B, which fhirpathpy lacks).
+        self.model_name = model if model in FP_MODELS else "r5"
+        self.model = _type_model(self.model_name)
         self.registry = DEFAULT_REGISTRY  # copy it before adding functions of your own
         self._compiled: dict[str, Compiled] = {}
         #: Free for layers built on the engine to cache per-engine plans in.
         self.memo: dict = {}
         # fhirpathpy's is/as/ofType read the model from this class attribute.
-        TypeInfo.model = FP_MODELS["r5"]
+        TypeInfo.model = FP_MODELS[self.model_name]
 
     def compile(self, expression: str) -> Compiled:
         """Compile once per expression; raises FhirPathError (syntax, unknown function, arity).
@@ -1605,12 +1634,13 @@ class FhirPathEngine:
         ctx = {
             "$this": focus,
             "vars": env,
-            "model": FP_MODELS["r5"],  # fhirpathpy's is/as read the raw model dict from here
+            "model": FP_MODELS[self.model_name],  # fhirpathpy's is/as read the raw model dict from here
             "types": self.model,
             "engine": self,
             "host": context if context is not None else resource,
             "deadline": time.perf_counter() + self.time_budget,
         }
+        TypeInfo.model = ctx["model"]  # engines of two FHIR versions may share a process
         try:
             return compiled.fn(ctx, focus)
         except FhirPathError:
@@ -1655,7 +1685,7 @@ _check_fhirpathpy()
 
 __all__ = [
     "FhirPathEngine", "Compiled", "FhirPathError", "FhirPathSyntaxError", "NotEvaluable", "EvaluationTimeout",
-    "TypeModel", "parse", "member", "children", "count_children", "has_value", "decimal_boundary", "choice_type",
+    "TypeModel", "parse", "member", "ucum_values", "children", "count_children", "has_value", "decimal_boundary", "choice_type",
     "PRIMITIVE_TYPES",
     "date_boundary", "time_boundary", "ucum_dimension", "ADDED_FUNCTIONS", "REPLACED_FUNCTIONS",
     "parse_cached", "save_ast_cache", "ast_cache_path", "DEFAULT_REGISTRY",

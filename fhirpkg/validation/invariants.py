@@ -43,8 +43,8 @@ from fhirpkg.validation import xhtml
 
 # --------------------------------------------------------------------------- the validator's fixes
 
-#: Whole-expression rewrites from the HL7 validator's FHIRPathExpressionFixer that
-#: can apply to R5 content (the R4/STU3-only ones never match R5 expressions).
+#: Whole-expression rewrites from the HL7 validator's FHIRPathExpressionFixer that can apply to
+#: R5, R4B and R4 content (an R4 expression never matches an R5 one; STU3-only ones are left out).
 EXPRESSION_FIXES: dict[str, str] = {
     # eld-11: double-quoted string is not FHIRPath
     "binding.empty() or type.code.empty() or type.code.contains(\":\") or type.select((code = 'code') or "
@@ -58,6 +58,11 @@ EXPRESSION_FIXES: dict[str, str] = {
     ".trace('ids')) or (reference='#' and %rootResource!=%resource)":
     "reference.exists() implies (reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
     "%rootResource.contained.id.trace('ids')) or (reference='#' and %rootResource!=%resource))",
+    # ref-1 (R4/R4B text): an absent reference, or '#' (the container), is fine
+    "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id"
+    ".trace('ids'))":
+    "reference.exists() implies (reference = '#' or (reference.startsWith('#').not() or "
+    "(reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))))",
     "probability is decimal implies (probability as decimal) <= 100":
     "(probability.exists() and (probability is decimal)) implies ((probability as decimal) <= 100)",
     "enableWhen.count() > 2 implies enableBehavior.exists()": "enableWhen.count() >= 2 implies enableBehavior.exists()",

@@ -16,12 +16,17 @@ from datetime import date
 from decimal import Decimal
 from typing import Callable, Iterator
 
-from ..definitions import Definitions
+from ..definitions import RELEASE_NAMES, Definitions
 from ..issues import Issue, Severity
 from ..jsonsource import BadConstant, lexeme
 from ..model import ElementDef, Node, ResourceFrame, TypeDef
 
 NodeSink = Callable[[Node], None]
+
+#: Cross-version extensions (FHIR versions.html#extensions): an element of another FHIR version,
+#: e.g. http://hl7.org/fhir/5.0/StructureDefinition/extension-DeviceRequest.doNotPerform.
+CROSS_VERSION_EXTENSION = re.compile(r"^http://hl7\.org/fhir/(1\.0|3\.0|4\.0|4\.3|5\.0|6\.0)/StructureDefinition/"
+                                     r"extension-[A-Z][A-Za-z]*(\.[a-z][A-Za-z0-9]*(\[x\])?)*$")
 
 NUMBER_TYPES = frozenset({"integer", "positiveInt", "unsignedInt", "decimal"})
 INT_TYPES = frozenset({"integer", "positiveInt", "unsignedInt"})
@@ -129,7 +134,7 @@ class StructureWalker:
             return
         if not isinstance(rt, str) or not self.defs.is_resource_type(rt):
             self.error("structure", "resource-type-unknown",
-                       f"Unknown resource type '{rt}' (not a FHIR R5 resource type)", expr, loc + ("resourceType",))
+                       f"Unknown resource type '{rt}' (not a FHIR {RELEASE_NAMES.get(self.defs.fhir_version, self.defs.fhir_version)} resource type)", expr, loc + ("resourceType",))
             return
         td = profile or self.defs.base_type(rt)
         if td is None:
@@ -558,6 +563,22 @@ class StructureWalker:
             if bound is None:
                 continue
             limit = bound[1]
+            if isinstance(limit, dict) and isinstance(value, str):
+                # a Duration bound on a date: min = not before now - duration, max = not after now + duration
+                edge = _date_edge(limit, -1 if word.startswith("less") else 1)
+                if edge is not None and bad(value[:len(edge)], edge[:len(value)]):
+                    self.error("invalid", "value-range", f"The value '{_clip(value)}' is {word} value of "
+                               f"{_quantity_text(limit)} {'before' if word.startswith('less') else 'after'} today "
+                               f"({edge[:10]})", expr, loc)
+                continue
+            if isinstance(limit, dict) or isinstance(value, dict):
+                # a Quantity bound (minValueQuantity): only against a Quantity in comparable units
+                from .fhirpath import ucum_values  # imported here: fhirpathpy is slow to import
+                a, b = ucum_values(value, limit) if isinstance(value, dict) and isinstance(limit, dict) else (None, None)
+                if a is not None and bad(a, b):
+                    self.error("invalid", "value-range", f"The value in the instance ({_quantity_text(value)}) is "
+                               f"{word} value ({_quantity_text(limit)})", expr, loc)
+                continue
             try:
                 if bad(value if not isinstance(value, str) else value, limit if not isinstance(value, str) else str(limit)):
                     self.error("invalid", "value-range", f"The value '{_clip(str(value))}' is {word} value of '{limit}'", expr, loc)
@@ -597,6 +618,10 @@ class StructureWalker:
                 return
             if url in SPECIAL_KNOWN_EXTENSIONS or url.startswith(BUILD_EXTENSION_PREFIX):
                 pass  # defined inside the HL7 tools themselves; nothing to check against
+            elif CROSS_VERSION_EXTENSION.match(url):
+                self.warning("structure", "extension-cross-version",
+                             f"The cross-version extension {url} is not checked: the HL7 tools generate its "
+                             "definition from the other FHIR version's element", expr + ".url", loc + ("url",))
             elif self._unknown_extension_allowed(url):
                 self.info("structure", "extension-unknown", f"Unknown extension {url}", expr + ".url", loc + ("url",))
             else:
@@ -1107,3 +1132,24 @@ def _fixed_contexts(ext_def: TypeDef) -> tuple:
     if url == "http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version" and contexts:
         return (("element", "Element"),) + contexts[1:]
     return contexts
+
+
+def _quantity_text(q: dict) -> str:
+    return f"{q.get('value')} {q.get('code') or q.get('unit') or ''}".strip()
+
+
+#: UCUM time units -> days, for Duration bounds on dates (a = Julian year, mo = Julian month).
+_DAYS = {"a": 365.25, "mo": 30.4375, "wk": 7.0, "d": 1.0, "h": 1 / 24, "min": 1 / 1440, "s": 1 / 86400}
+
+
+def _date_edge(duration: dict, sign: int) -> str | None:
+    """Today (UTC) moved by a Duration, as an ISO date-time, or None for a bound that is not a time."""
+    import datetime as dt
+    unit, value = duration.get("code") or duration.get("unit"), duration.get("value")
+    if unit not in _DAYS or isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return None
+    try:
+        when = dt.datetime.now(dt.timezone.utc) + sign * dt.timedelta(days=float(value) * _DAYS[unit])
+    except OverflowError:
+        return None
+    return when.strftime("%Y-%m-%dT%H:%M:%S")

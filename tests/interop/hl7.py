@@ -18,10 +18,14 @@ Public API::
 
     jar_path(build=True) -> Path
     prepare_home(igs=()) -> Path
-    validate_files(paths, igs=[], extra_args=[], *, timeout=None, batch_size=500) -> dict[Path, list[dict]]
+    validate_files(paths, igs=[], extra_args=[], *, fhir_version="5.0.0", timeout=None,
+                   batch_size=500) -> dict[Path, list[dict]]
     validate_file(path, igs=[], extra_args=[], **kw) -> list[dict]
     errors(issues) -> list[dict]
-    Hl7Session(igs=[], extra_args=[])   # one resident JVM, many validate_files() calls
+    Hl7Session(igs=[], extra_args=[], *, fhir_version="5.0.0")   # one resident JVM, many calls
+
+``fhir_version`` 4.0.1 (R4) or 4.3.0 (R4B) loads that core package and the R4 editions of the
+terminology and extension packages instead of the R5 ones (:data:`PACKAGES_BY_VERSION`).
 
 Each issue is a plain dict: ``{severity, code, message, expression, line, col, message_id}``.
 """
@@ -61,6 +65,22 @@ BASE_PACKAGES: dict[tuple[str, str], dict | None] = {
     ("hl7.terminology.r5", "7.0.1"): {},  # was {hl7.fhir.uv.extensions.r5: 5.2.0}: not on npm
     ("hl7.fhir.uv.extensions.r5", "5.3.0-ballot-tc1"): {"hl7.terminology.r5": "7.0.1"},  # was 6.5.0
 }
+
+#: The same for R4 (``hl7.fhir.r4.core`` is the one fhirpkg builds from ``hl7.fhir.r4.examples``)
+#: and R4B.  The R4 terminology and extension packages name versions npm does not serve
+#: (``hl7.fhir.uv.extensions.r4#5.2.0``, ``hl7.terminology.r4#6.5.0``): rewritten as for R5.
+R4_PACKAGES: dict[tuple[str, str], dict | None] = {
+    ("hl7.fhir.r4.core", "4.0.1"): None,
+    ("hl7.fhir.xver-extensions", "0.1.0"): None,
+    ("hl7.terminology.r4", "7.0.1"): {"hl7.fhir.r4.core": "4.0.1"},  # was + extensions.r4 5.2.0
+    ("hl7.fhir.uv.extensions.r4", "5.3.0-ballot-tc1"): {"hl7.fhir.r4.core": "4.0.1",
+                                                        "hl7.terminology.r4": "7.0.1"},  # was 6.5.0
+}
+R4B_PACKAGES: dict[tuple[str, str], dict | None] = {
+    ("hl7.fhir.r4b.core", "4.3.0"): None,
+    **{k: v for k, v in R4_PACKAGES.items() if k[0] != "hl7.fhir.r4.core"},
+}
+PACKAGES_BY_VERSION = {"5.0.0": BASE_PACKAGES, "4.0.1": R4_PACKAGES, "4.3.0": R4B_PACKAGES}
 
 FHIR_SETTINGS = {"prohibitNetworkAccess": True, "ignoreDefaultPackageServers": True}
 
@@ -150,10 +170,10 @@ def _package_deps(folder: Path) -> dict[str, str]:
     return dict(manifest.get("dependencies") or {})
 
 
-def prepare_home(igs: Iterable[str] = ()) -> Path:
+def prepare_home(igs: Iterable[str] = (), fhir_version: str = "5.0.0") -> Path:
     """Create/refresh the private ``user.home`` and return it.
 
-    Copies :data:`BASE_PACKAGES` (installing them into the shared cache from npm first if needed;
+    Copies the packages of ``fhir_version`` (:data:`PACKAGES_BY_VERSION`; installing them into the shared cache from npm first if needed;
     with ``FHIRPKG_OFFLINE=1`` they must already be there) and every ``-ig`` given as
     ``id#version``, with the dependencies it names, into ``<home>/.fhir/packages``.
     """
@@ -164,7 +184,9 @@ def prepare_home(igs: Iterable[str] = ()) -> Path:
         settings = home / "fhir-settings.json"
         if not settings.is_file() or json.loads(settings.read_text()) != FHIR_SETTINGS:
             settings.write_text(json.dumps(FHIR_SETTINGS, indent=2))
-        for (pid, ver), deps in BASE_PACKAGES.items():
+        if fhir_version not in PACKAGES_BY_VERSION:
+            raise ValueError(f"FHIR version {fhir_version}: use one of {', '.join(PACKAGES_BY_VERSION)}")
+        for (pid, ver), deps in PACKAGES_BY_VERSION[fhir_version].items():
             if not (cache / f"{pid}#{ver}" / "package" / "package.json").is_file():
                 _copy_package(_ensure_shared(pid, ver), cache, deps)
         todo = [ig for ig in igs if "#" in ig and not Path(ig).exists()]
@@ -193,15 +215,15 @@ def java_opts() -> list[str]:
     return env.split() if env else list(DEFAULT_JAVA_OPTS)
 
 
-def base_command(igs: Sequence[str] = (), extra_args: Sequence[str] = ()) -> list[str]:
+def base_command(igs: Sequence[str] = (), extra_args: Sequence[str] = (), fhir_version: str = "5.0.0") -> list[str]:
     """The java command line up to (not including) the sources/output options."""
     java = java_exe()
     if not java:
         raise InteropUnavailable("; ".join(missing_tools()))
     jar = jar_path()
-    home = prepare_home(igs)
+    home = prepare_home(igs, fhir_version)
     cmd = [java, *java_opts(), f"-Duser.home={home}", "-Djava.awt.headless=true", "-jar", str(jar),
-           "-version", "5.0.0", "-tx", "n/a", "-no-http-access",
+           "-version", fhir_version, "-tx", "n/a", "-no-http-access",
            "-fhir-settings", str(home / "fhir-settings.json")]
     for ig in igs:
         cmd += ["-ig", str(ig)]
@@ -287,7 +309,7 @@ def _tail(path: Path, n: int = 40) -> str:
 
 
 def validate_files(paths: Sequence[Path | str], igs: Sequence[str] = (), extra_args: Sequence[str] = (),
-                   *, timeout: float | None = None, batch_size: int = 500,
+                   *, fhir_version: str = "5.0.0", timeout: float | None = None, batch_size: int = 500,
                    log_dir: Path | None = None) -> dict[Path, list[dict]]:
     """Validate many files with as few JVMs as possible (one per ``batch_size`` files).
 
@@ -299,7 +321,7 @@ def validate_files(paths: Sequence[Path | str], igs: Sequence[str] = (), extra_a
     order, key_to_path = _unique_paths(paths)
     if not order:
         return {}
-    cmd = base_command(igs, extra_args)
+    cmd = base_command(igs, extra_args, fhir_version)
     result: dict[Path, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="hl7v-", dir=log_dir) as tmp:
         tmpd = Path(tmp)
@@ -348,15 +370,16 @@ class Hl7Session:
     """
 
     def __init__(self, igs: Sequence[str] = (), extra_args: Sequence[str] = (), *,
-                 load_timeout: float = LOAD_TIMEOUT, workdir: Path | None = None):
+                 load_timeout: float = LOAD_TIMEOUT, workdir: Path | None = None, fhir_version: str = "5.0.0"):
         self.igs = tuple(igs)
+        self.fhir_version = fhir_version
         self.extra_args = tuple(extra_args)
         self._tmp = tempfile.TemporaryDirectory(prefix="hl7s-", dir=workdir)
         self.dir = Path(self._tmp.name)
         self.log_path = self.dir / "validator.log"
         self._lock = threading.Lock()
         self._n = 0
-        cmd = [*base_command(self.igs, self.extra_args), "-stdin"]
+        cmd = [*base_command(self.igs, self.extra_args, fhir_version), "-stdin"]
         self._log = open(self.log_path, "wb")
         started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,

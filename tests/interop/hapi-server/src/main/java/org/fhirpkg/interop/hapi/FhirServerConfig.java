@@ -5,7 +5,6 @@ import ca.uhn.fhir.context.support.IValidationSupport;
 import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
 import ca.uhn.fhir.jpa.api.dao.IFhirSystemDao;
 import ca.uhn.fhir.jpa.api.IDaoRegistry;
-import ca.uhn.fhir.jpa.config.r5.JpaR5Config;
 import ca.uhn.fhir.jpa.api.config.ThreadPoolFactoryConfig;
 import ca.uhn.fhir.jpa.batch2.JpaBatch2Config;
 import ca.uhn.fhir.batch2.jobs.config.Batch2JobsConfig;
@@ -37,7 +36,12 @@ import java.util.Map;
 import javax.sql.DataSource;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import ca.uhn.fhir.rest.server.interceptor.RequestValidatingInterceptor;
+import ca.uhn.fhir.validation.ResultSeverityEnum;
+import org.hl7.fhir.common.hapi.validation.validator.FhirInstanceValidator;
+import org.springframework.beans.factory.ObjectProvider;
 import org.springframework.beans.factory.annotation.Value;
+import org.springframework.boot.autoconfigure.condition.ConditionalOnProperty;
 import org.springframework.beans.factory.config.ConfigurableListableBeanFactory;
 import org.springframework.boot.ApplicationRunner;
 import org.springframework.boot.web.servlet.ServletRegistrationBean;
@@ -50,13 +54,15 @@ import org.springframework.orm.jpa.LocalContainerEntityManagerFactoryBean;
 import org.springframework.transaction.annotation.EnableTransactionManagement;
 
 /**
- * The JPA server wiring: HAPI's {@link JpaR5Config} plus the beans the JPA server expects its host
- * application to provide (the same set hapi-fhir-jpaserver-starter's StarterJpaConfig provides).
+ * The JPA server wiring: HAPI's JPA configuration for the FHIR version ({@link FhirVersionConfig}:
+ * JpaR5Config, or JpaR4Config with {@code --fhirpkg.hapi.fhir-version=R4}) plus the beans the JPA
+ * server expects its host application to provide (the same set hapi-fhir-jpaserver-starter's
+ * StarterJpaConfig provides).
  */
 @Configuration
 @EnableTransactionManagement
-@Import({JpaR5Config.class, ThreadPoolFactoryConfig.class, JpaBatch2Config.class, Batch2JobsConfig.class,
-    SubscriptionChannelConfig.class})
+@Import({FhirVersionConfig.R5.class, FhirVersionConfig.R4.class, ThreadPoolFactoryConfig.class,
+    JpaBatch2Config.class, Batch2JobsConfig.class, SubscriptionChannelConfig.class})
 public class FhirServerConfig {
 
   private static final Logger LOG = LoggerFactory.getLogger(FhirServerConfig.class);
@@ -166,12 +172,28 @@ public class FhirServerConfig {
   }
 
   /** The FHIR REST API: one provider per resource type, plus the system provider (transactions). */
+  /**
+   * Request validation ({@code --fhirpkg.hapi.request-validation=true}): every create, update and
+   * transaction is validated by HAPI's FhirInstanceValidator on the server's validation support
+   * chain (core definitions plus what the server stores); an error rejects the request (HTTP 412).
+   */
+  @Bean
+  @ConditionalOnProperty(name = "fhirpkg.hapi.request-validation", havingValue = "true")
+  public RequestValidatingInterceptor requestValidatingInterceptor(IValidationSupport validationSupport) {
+    RequestValidatingInterceptor interceptor = new RequestValidatingInterceptor();
+    interceptor.addValidatorModule(new FhirInstanceValidator(validationSupport));
+    interceptor.setFailOnSeverity(ResultSeverityEnum.ERROR);
+    LOG.info("fhirpkg: request validation on (requests with errors are rejected)");
+    return interceptor;
+  }
+
   @Bean
   public RestfulServer restfulServer(IFhirSystemDao<?, ?> systemDao, ResourceProviderFactory resourceProviderFactory,
       IJpaSystemProvider jpaSystemProvider, JpaStorageSettings storageSettings,
       ISearchParamRegistry searchParamRegistry, IValidationSupport validationSupport,
-      DatabaseBackedPagingProvider pagingProvider) {
+      DatabaseBackedPagingProvider pagingProvider, ObjectProvider<RequestValidatingInterceptor> validation) {
     RestfulServer server = new RestfulServer(systemDao.getContext());
+    validation.ifAvailable(server::registerInterceptor);
     server.registerProviders(resourceProviderFactory.createProviders());
     server.registerProvider(jpaSystemProvider);
     server.setServerConformanceProvider(new JpaCapabilityStatementProvider(
