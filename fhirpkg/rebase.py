@@ -12,6 +12,7 @@ Numbers are kept as written (the project's own JSON reader and writer), nothing 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Iterator
 
 from .errors import PackageError
 from .fsutil import atomic_write_text
+from .logic import translate
 from .project import MANIFEST, PACKAGE_NAME, SEMVER, load
 from .serialize import dumps
 
@@ -43,6 +45,9 @@ class Adoption:
     old_version: str
     new_version: str
     publisher: str | None = None
+    #: canonicals (new base, no version) of Libraries that carry CQL: their version is the CQL
+    #: library's own (``library X version '…'``), which adoption does not change, nor pins to them
+    logic_libraries: frozenset[str] = frozenset()
 
     def text(self, s: str) -> str:
         """A string with the package's base, name and ``name#version`` replaced."""
@@ -53,7 +58,7 @@ class Adoption:
         if self.old_name != self.new_name:
             s = _bounded(self.old_name).sub(lambda m: self.new_name, s)
         if self.old_version != self.new_version and s.startswith(self.new_base + "/") \
-                and s.endswith("|" + self.old_version):
+                and s.endswith("|" + self.old_version) and s[: -len(self.old_version) - 1] not in self.logic_libraries:
             s = s[: -len(self.old_version)] + self.new_version  # a canonical pinned to the package version
         return s
 
@@ -108,7 +113,7 @@ def adopt_value(value, a: Adoption, top: bool = True):
         return value  # numbers (exact lexemes), booleans, null
     out = {k: adopt_value(v, a, False) for k, v in value.items()}
     if "resourceType" in value:  # a resource (top level or contained): its own metadata
-        if value.get("version") == a.old_version:
+        if value.get("version") == a.old_version and out.get("url") not in a.logic_libraries:
             out["version"] = a.new_version
         if a.publisher is not None and isinstance(value.get("publisher"), str):
             out["publisher"] = a.publisher
@@ -141,7 +146,16 @@ def adopt(project_root: str | Path, dest: str | Path, canonical: str | None = No
     if bad:
         raise AdoptionError(f"{bad[0].file}: {bad[0].message} (fix the project before adopting it)")
     a = plan(project.manifest.data, canonical, publisher, version)
+    logic = [r for r in project.resources if r.type == "Library" and isinstance(r.url, str)
+             and translate.attachment(r.json, translate.CQL_TYPE) is not None]
+    a = dataclasses.replace(a, logic_libraries=frozenset(a.text(r.url) for r in logic))
     dest.mkdir(parents=True, exist_ok=True)
+    # CQL sources under the new base: the build then finds each Library's text/cql stale and has the
+    # official translator make the ELM again (value set urls live in the CQL and its ELM)
+    for src in translate.cql_sources(root):
+        target = dest / src.resolve().relative_to(root.resolve())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, a.text(src.read_text(encoding="utf-8")))
     atomic_write_text(dest / MANIFEST, dumps(adopt_manifest(project.manifest.data, a)) + "\n")
     for r in project.resources:
         target = dest / r.path.resolve().relative_to(root.resolve())

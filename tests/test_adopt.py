@@ -1,5 +1,6 @@
 """Adoption: `fhirpkg build --canonical/--publisher/--version` puts every output under the
 adopter's canonical base, with no trace of the placeholder base, and the outputs stay valid."""
+import base64
 import json
 import tarfile
 from pathlib import Path
@@ -96,8 +97,19 @@ def test_package_identity_and_urls(adopted):
     urls = [e["resource"]["url"] for e in bundle["entry"] if "url" in e["resource"]]
     assert len(urls) > 50 and all(u.startswith(NEW_BASE + "/") for u in urls)
     assert all(e["fullUrl"].startswith(NEW_BASE + "/") for e in bundle["entry"])
-    versions = {e["resource"].get("version") for e in bundle["entry"]} - {None}
+    logic = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]
+             if e["resource"]["resourceType"] == "Library" and e["resource"]["id"] in ("NEPCLogic", "FHIRHelpers")}
+    versions = {e["resource"].get("version") for e in bundle["entry"]
+                if e["resource"].get("id") not in logic} - {None}
     assert versions == {"1.0.0"}
+    # a Library that carries CQL keeps the CQL library's own version, and so do the pins to it
+    assert (logic["NEPCLogic"]["version"], logic["FHIRHelpers"]["version"]) == ("0.1.0", "4.0.1")
+    pins = {lib for e in bundle["entry"] for lib in e["resource"].get("library") or ()}
+    assert pins == {f"{NEW_BASE}/Library/NEPCLogic|0.1.0"}
+    # the CQL and its ELM (made again by the translator) name the value sets under the new base
+    for content in logic["NEPCLogic"]["content"]:
+        text = base64.b64decode(content["data"]).decode()
+        assert OLD_BASE not in text and f"{NEW_BASE}/ValueSet/nepc-diagnosis" in text, content["contentType"]
     assert {e["resource"].get("publisher") for e in bundle["entry"]} - {None} == {PUBLISHER}
 
 
