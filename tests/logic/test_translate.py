@@ -50,8 +50,10 @@ SPEC_WIRING = {
 for _pd in INV:
     SPEC_WIRING[(_pd, "consider-trial")] = (["PARP Trial Consideration Applies"] if _pd == "inv-parp-inhibitors"
                                             else ["Has Confirmed NEPC Diagnosis"])
-    SPEC_WIRING[(_pd, "consideration-biopsy")] = ["Biopsy Confirmation Not Found"]
-    SPEC_WIRING[(_pd, "consideration-genomic-testing")] = ["Tumour Genomic Testing Not Found"]
+    # PARP: a consideration is shown only beside its trial option (docs/logic.md)
+    _beside = ["PARP Trial Consideration Applies"] if _pd == "inv-parp-inhibitors" else []
+    SPEC_WIRING[(_pd, "consideration-biopsy")] = ["Biopsy Confirmation Not Found"] + _beside
+    SPEC_WIRING[(_pd, "consideration-genomic-testing")] = ["Tumour Genomic Testing Not Found"] + _beside
 BIOPSY_SENTENCE = "Patients typically need to have tissue confirmation of the neuroendocrine histology through biopsy."
 GENOMIC_SENTENCE = ("Many trials also require information about specific genetic alterations in the tumor, which can "
                     "be obtained through genomic testing.")
