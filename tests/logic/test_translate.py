@@ -292,6 +292,16 @@ def _translator():
 
 
 @pytest.mark.interop
+def test_evaluator_fixture_is_what_the_translator_makes_now():
+    """tests/logic/elm/ContractSample.json (the ELM evaluator's fixture) is this translator's output
+    for ContractSample.cql: regenerate it with ``translate.translate`` when the CQL changes."""
+    _translator()
+    folder = Path(__file__).parent / "elm"
+    fresh = translate.translate(folder, ["ContractSample"])["ContractSample"]
+    assert fresh.elm == (folder / "ContractSample.json").read_bytes()
+
+
+@pytest.mark.interop
 def test_committed_elm_is_what_the_translator_makes_now():
     _translator()
     fresh = translate.translate(DEFS / "cql", ["NEPCLogic", "FHIRHelpers@4.0.1"])
