@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from .jsonsource import copy_json
+
 R4B = "4.3.0"
 R4 = "4.0.1"
 
@@ -153,14 +155,6 @@ class _Cx:
             self.losses.append(Loss(*loss))
 
 
-def _copy(value):
-    """Deep copy of parsed JSON that keeps number objects (FhirDecimal) as they are."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
 
 def _convert(resources: list[dict], target: str) -> Conversion:
     batch = _Batch.of(resources, target)
@@ -187,7 +181,7 @@ def _convert(resources: list[dict], target: str) -> Conversion:
                     "recruitment state) is required, its value set has no 'unknown', and the package records "
                     "no state for this study: the resource is not exported rather than given a guessed state")
             continue
-        out.resources.append(_resource(_copy(res), cx))
+        out.resources.append(_resource(copy_json(res), cx))
     return out
 
 

@@ -102,3 +102,18 @@ def maven_build(project: Path, artifact: Path, timeout: float = BUILD_TIMEOUT,
             raise JavaUnavailable(f"{' '.join(cmd)} in {project} failed (exit {proc.returncode}):\n{tail}")
         os.utime(artifact)  # Maven may leave an up-to-date jar untouched: mark it as built now
         return artifact
+
+
+def built_jar(project: Path, jar: Path, env_var: str | None = None, build: bool = True) -> Path:
+    """``jar`` from the Maven ``project`` (built by :func:`maven_build` when missing or stale), or the
+    prebuilt jar that the environment variable ``env_var`` names (its ``lib/`` folder beside it)."""
+    if env_var and (env := os.environ.get(env_var)):
+        prebuilt = Path(env)
+        if not prebuilt.is_file():
+            raise JavaUnavailable(f"{env_var}={env}: no such file")
+        return prebuilt
+    if not build:
+        if not jar.is_file():
+            raise JavaUnavailable(f"{jar} is not built (cd {project} && mvn -q -B package)")
+        return jar
+    return maven_build(project, jar)

@@ -23,6 +23,7 @@ import orjson
 from .. import project as proj
 from ..errors import ApplyError
 from ..inputs import Source, find_sources, read_source
+from ..jsonsource import copy_json
 from . import elm
 from .r4data import convert_bundle
 
@@ -227,15 +228,15 @@ class _Run:
         ro = {"linkId": a["id"]} if a.get("id") else {}
         for k in ("prefix", "title", "description", "textEquivalent", "priority", "documentation"):
             if k in a:
-                ro[k] = _copy(a[k])
+                ro[k] = copy_json(a[k])
         if a.get("code"):  # PlanDefinition.action.code is 0..1, RequestOrchestration.action.code 0..*
-            ro["code"] = _copy(a["code"] if isinstance(a["code"], list) else [a["code"]])
+            ro["code"] = copy_json(a["code"] if isinstance(a["code"], list) else [a["code"]])
         if why:
             ro["condition"] = [self._because(c, v) for c, v in why]
         for k in ("type", "groupingBehavior", "selectionBehavior", "requiredBehavior", "precheckBehavior",
                   "cardinalityBehavior"):
             if k in a:
-                ro[k] = _copy(a[k])
+                ro[k] = copy_json(a[k])
         nested: list[dict] = []
         target = a.get("definitionCanonical")
         if target:
@@ -290,7 +291,7 @@ class _Run:
         return url
 
     def _because(self, cond: dict, value) -> dict:
-        out = _copy(cond)
+        out = copy_json(cond)
         expr = out.setdefault("expression", {})
         expr["description"] = (f"Applies: {expr.get('expression')!r} evaluated to "
                                f"{'true' if value is True else value} for {self.subject}")
@@ -306,14 +307,6 @@ class _Run:
         self.requests.append((url, req))
         return url
 
-
-def _copy(value):
-    """A copy of JSON content (dicts, lists, scalars): ten times faster than copy.deepcopy."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def _narrative(text: str) -> dict:
@@ -340,26 +333,26 @@ def create_request(ad: dict, subject: str) -> dict:
         if ad.get("doNotPerform") is not None:
             out["doNotPerform"] = ad["doNotPerform"]
         if "productCodeableConcept" in ad:
-            out["medication"] = {"concept": _copy(ad["productCodeableConcept"])}
+            out["medication"] = {"concept": copy_json(ad["productCodeableConcept"])}
         elif "productReference" in ad:
-            out["medication"] = {"reference": _copy(ad["productReference"])}
+            out["medication"] = {"reference": copy_json(ad["productReference"])}
         else:
             raise ApplyError(f"ActivityDefinition/{ad.get('id')}: a MedicationRequest needs a product[x]")
         out["subject"] = {"reference": subject}
         if ad.get("dosage"):
-            out["dosageInstruction"] = _copy(ad["dosage"])
+            out["dosageInstruction"] = copy_json(ad["dosage"])
         if ad.get("quantity"):
-            out["dispenseRequest"] = {"quantity": _copy(ad["quantity"])}
+            out["dispenseRequest"] = {"quantity": copy_json(ad["quantity"])}
         return out
     if kind == "ServiceRequest":
         out = {"resourceType": kind, "instantiatesCanonical": [_canonical(ad)], **common}
         if ad.get("doNotPerform") is not None:
             out["doNotPerform"] = ad["doNotPerform"]
         if ad.get("code"):
-            out["code"] = {"concept": _copy(ad["code"])}
+            out["code"] = {"concept": copy_json(ad["code"])}
         out["subject"] = {"reference": subject}
         if ad.get("bodySite"):
-            out["bodySite"] = _copy(ad["bodySite"])
+            out["bodySite"] = copy_json(ad["bodySite"])
         return out
     if kind == "CommunicationRequest":
         out = {"resourceType": kind, **common, "subject": {"reference": subject}}
@@ -372,7 +365,7 @@ def create_request(ad: dict, subject: str) -> dict:
     if kind == "Task":
         out = {"resourceType": kind, "instantiatesCanonical": _canonical(ad), **common}
         if ad.get("code"):
-            out["code"] = _copy(ad["code"])
+            out["code"] = copy_json(ad["code"])
         if ad.get("description"):
             out["description"] = ad["description"]
         out["for"] = {"reference": subject}

@@ -73,7 +73,7 @@ class CqlResult:
 
 def translator_dir() -> Path:
     """Where the front end is built: ``$FHIRPKG_CQL_TRANSLATOR_DIR`` or ``<fhirpkg cache>/cql-translator``."""
-    from ..definitions import cache_root
+    from ..fsutil import cache_root
 
     env = os.environ.get("FHIRPKG_CQL_TRANSLATOR_DIR")
     return Path(env).expanduser() if env else cache_root() / f"cql-translator-{CQFRAMEWORK_VERSION}"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from fhirpkg import jvm
 from . import hl7
 
 HERE = Path(__file__).resolve().parent
@@ -48,16 +49,7 @@ def jar_path(build: bool = True) -> Path:
 
     ``FHIRPKG_HAPI_JAR`` names a prebuilt jar instead.
     """
-    if env := os.environ.get("FHIRPKG_HAPI_JAR"):
-        jar = Path(env)
-        if not jar.is_file():
-            raise hl7.InteropUnavailable(f"FHIRPKG_HAPI_JAR={env}: no such file")
-        return jar
-    if not build:
-        if not JAR.is_file():
-            raise hl7.InteropUnavailable(f"{JAR} is not built (cd {PROJECT_DIR} && mvn -q -B package)")
-        return JAR
-    return hl7.maven_build(PROJECT_DIR, JAR)
+    return jvm.built_jar(PROJECT_DIR, JAR, "FHIRPKG_HAPI_JAR", build)
 
 
 def free_port() -> int:

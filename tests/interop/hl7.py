@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from fhirpkg import jvm
 from fhirpkg.jvm import (  # noqa: F401  (re-exported: hapi.py, cqf.py and the tests use hl7.<name>)
     BUILD_TIMEOUT, JavaUnavailable, file_lock, java_exe, java_version, maven_build, missing_tools, mvn_exe,
 )
@@ -107,16 +108,7 @@ def jar_path(build: bool = True) -> Path:
 
     ``FHIRPKG_HL7_JAR`` names a prebuilt jar instead (its ``lib/`` folder must sit beside it).
     """
-    if env := os.environ.get("FHIRPKG_HL7_JAR"):
-        jar = Path(env)
-        if not jar.is_file():
-            raise InteropUnavailable(f"FHIRPKG_HL7_JAR={env}: no such file")
-        return jar
-    if not build:
-        if not JAR.is_file():
-            raise InteropUnavailable(f"{JAR} is not built (cd {PROJECT_DIR} && mvn -q -B package)")
-        return JAR
-    return maven_build(PROJECT_DIR, JAR)
+    return jvm.built_jar(PROJECT_DIR, JAR, "FHIRPKG_HL7_JAR", build)
 
 
 # ---------------------------------------------------------------- private package cache
