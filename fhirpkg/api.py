@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from . import inputs, packages as pk
+from . import inputs, packages as pk, parallel
 from .definitions import Definitions, load as load_compiled
 from .inputs import find_sources, read_source
 from .issues import Issue, Severity
@@ -109,7 +109,7 @@ class Result:
 
 
 def iter_validate(paths: list[str], validator: Validator,
-                  other_versions: dict | None = None) -> Iterator[tuple[str, list[Issue]]]:
+                  other_versions: dict | None = None, jobs: int = 1) -> Iterator[tuple[str, list[Issue]]]:
     """Validate the documents found under ``paths``, yielding (file, issues) as it goes.
 
     Files named ``*.r4b.json`` are validated against R4B (structure, JSON rules and
@@ -117,6 +117,10 @@ def iter_validate(paths: list[str], validator: Validator,
     cannot be validated offline (R4 core is not on the npm registry) and say so.
     In a folder walk, JSON that is not a FHIR resource (a report, a manifest) is
     skipped with a note rather than reported as an error.
+
+    With ``jobs`` > 1 the files (and NDJSON files in chunks of lines) are validated by
+    that many worker processes forked from this one (``fhirpkg.parallel``); the results
+    come back in input order and are the same as with one job.
     """
     other_versions = {} if other_versions is None else other_versions
     plain = []
@@ -130,27 +134,75 @@ def iter_validate(paths: list[str], validator: Validator,
             yield from by_file.items()
         else:
             plain.append(path)
-    for src in find_sources(plain):
-        file_issues: list[Issue] = []
-        version = src.fhir_version
-        if version == "4.0.1":
-            yield src.name, [Issue(Severity.INFORMATION, "not-supported", "Not validated: the R4 (4.0.1) "
-                                   "definitions are not available offline", "fhir-version-skipped", file=src.name)]
+    if jobs <= 1:
+        for src in find_sources(plain):
+            yield src.name, source_issues(src, validator, other_versions)
+        return
+
+    def work(task: tuple) -> list[Issue]:
+        src, lines, prefix = task
+        docs = None if lines is None else inputs.ndjson_documents(lines, src.name, prefix)
+        return source_issues(src, validator, other_versions, docs)
+
+    current, merged = None, []
+    for (src, _, _), issues in parallel.ordered_map(work, _tasks(find_sources(plain)), jobs, validator.warm):
+        if src is not current:
+            if current is not None:
+                yield current.name, merged
+            current, merged = src, []
+        merged.extend(issues)
+    if current is not None:
+        yield current.name, merged
+
+
+NDJSON_CHUNK = 200  # lines per task: large enough to make the hand-over cheap, small enough to balance
+
+
+def _tasks(sources: Iterable[inputs.Source]) -> Iterator[tuple]:
+    """(source, lines or None for the whole source, reading issues of the first chunk), in input
+    order; the chunks of one NDJSON file follow each other and keep its line numbers."""
+    for src in sources:
+        f = inputs.open_regular(src) if src.ndjson and src.fhir_version != "4.0.1" else None
+        stream = inputs.ndjson_stream(f, src.name) if f is not None else None
+        if stream is None:
+            if f is not None:
+                f.close()
+            yield src, None, []
             continue
-        v = validator
-        if version == "4.3.0":
-            if version not in other_versions:
-                other_versions[version] = Validator(load_definitions(pk.R4B_DEFAULT_PACKAGES),
-                                                    Options(layers=frozenset({"json", "structure", "references"})))
-            v = other_versions[version]
-        for doc in read_source(src):
-            if src.in_folder and doc.ok and isinstance(doc.value, dict) and "resourceType" not in doc.value:
-                file_issues.append(Issue(Severity.INFORMATION, "informational",
-                                         "Not a FHIR resource (no resourceType): skipped", "not-a-resource",
-                                         file=doc.file, line=1, column=1))
-                continue
-            file_issues.extend(v.validate_document(doc))
-        yield src.name, file_issues
+        prefix, lines = stream
+        with f:
+            chunk: list = []
+            for item in lines:
+                chunk.append(item)
+                if len(chunk) == NDJSON_CHUNK:
+                    yield src, chunk, prefix
+                    chunk, prefix = [], []
+            if chunk:
+                yield src, chunk, prefix
+
+
+def source_issues(src: inputs.Source, validator: Validator, other_versions: dict,
+                  docs: Iterable | None = None) -> list[Issue]:
+    """The issues of one source: its documents (``docs``, or all it holds) validated."""
+    file_issues: list[Issue] = []
+    version = src.fhir_version
+    if version == "4.0.1":
+        return [Issue(Severity.INFORMATION, "not-supported", "Not validated: the R4 (4.0.1) "
+                      "definitions are not available offline", "fhir-version-skipped", file=src.name)]
+    v = validator
+    if version == "4.3.0":
+        if version not in other_versions:
+            other_versions[version] = Validator(load_definitions(pk.R4B_DEFAULT_PACKAGES),
+                                                Options(layers=frozenset({"json", "structure", "references"})))
+        v = other_versions[version]
+    for doc in (read_source(src) if docs is None else docs):
+        if src.in_folder and doc.ok and isinstance(doc.value, dict) and "resourceType" not in doc.value:
+            file_issues.append(Issue(Severity.INFORMATION, "informational",
+                                     "Not a FHIR resource (no resourceType): skipped", "not-a-resource",
+                                     file=doc.file, line=1, column=1))
+            continue
+        file_issues.extend(v.validate_document(doc))
+    return file_issues
 
 
 def validate(paths: list[str] | str, *, profiles: Iterable[str] = (), igs: Iterable[str] = (),

@@ -71,8 +71,10 @@ def main(offline: bool) -> None:
 @click.option("--ig", "igs", multiple=True, metavar="PKG|DIR|FILE",
               help="Load profiles, extensions and value sets from a package (id#version), folder or file.")
 @click.option("--progress/--no-progress", default=None, help="Show progress on standard error (default: on a terminal).")
-@click.option("--timings", is_flag=True, help="Print the time spent in each validation layer.")
-def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timings):
+@click.option("--timings", is_flag=True, help="Print the time spent in each validation layer (with -j 1).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: the machine's cores; 1 = validate in this process).")
+def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timings, jobs):
     """Validate FHIR R5 JSON: files, folders (recursive), Bundles, NDJSON, or - for stdin."""
     from . import api, reports
     from .validation import Options, Validator
@@ -87,7 +89,10 @@ def validate(paths, fmt, output, fail_on, level, profiles, igs, progress, timing
     show = progress if progress is not None else sys.stderr.isatty()
     issues, files = [], []
     started = last = time.perf_counter()
-    for name, file_issues in api.iter_validate(list(paths), validator):
+    if jobs is None:
+        from .parallel import cores
+        jobs = 1 if timings else cores()
+    for name, file_issues in api.iter_validate(list(paths), validator, jobs=jobs):
         files.append(name)
         issues.extend(file_issues)
         now = time.perf_counter()

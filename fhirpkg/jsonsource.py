@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .issues import Issue, Severity
 
@@ -93,6 +93,11 @@ class Document:
             loc = loc[:-1]
 
 
+BOM_WARNING = Issue(Severity.WARNING, "invalid",
+                    "The file starts with a UTF-8 byte order mark (JSON must not have one; it was ignored)",
+                    "json-bom", line=1, column=1)
+
+
 def decode(data: bytes) -> tuple[str | None, list[Issue]]:
     """Bytes to text: UTF-8 only; a BOM is tolerated with a warning."""
     issues: list[Issue] = []
@@ -104,9 +109,7 @@ def decode(data: bytes) -> tuple[str | None, list[Issue]]:
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (len(data) >= 2 and (data[0] == 0 or data[1] == 0)):
         return None, [_fatal("json-encoding", "The file is UTF-16 encoded; FHIR JSON must be UTF-8")]
     if data.startswith(codecs.BOM_UTF8):
-        issues.append(Issue(Severity.WARNING, "invalid",
-                            "The file starts with a UTF-8 byte order mark (JSON must not have one; it was ignored)",
-                            "json-bom", line=1, column=1))
+        issues.append(BOM_WARNING)
         data = data[3:]
     try:
         text = data.decode("utf-8")
@@ -308,14 +311,20 @@ def read_documents(data: bytes, file: str, ndjson: bool = False) -> Iterator[Doc
         doc.issues[:0] = issues
         yield doc
         return
+    yield from ndjson_documents(((n, line) for n, line in enumerate(text.split("\n")) if line.strip()),
+                                file, issues)
+
+
+def ndjson_documents(lines: Iterable[tuple[int, str]], file: str, issues: list[Issue]) -> Iterator[Document]:
+    """One Document per (0-based line number, non-blank line); ``issues`` (the file's reading
+    problems) go to the first.  Shared by whole-file and streamed NDJSON reading."""
     offset = 0
-    for n, line in enumerate(text.split("\n")):
-        if line.strip():
-            doc = parse(line, file, line_offset=n)
-            if offset == 0:
-                doc.issues[:0] = issues
-            offset += 1
-            yield doc
+    for n, line in lines:
+        doc = parse(line, file, line_offset=n)
+        if offset == 0:
+            doc.issues[:0] = issues
+        offset += 1
+        yield doc
     if offset == 0:
         yield Document(file=file, text="", issues=issues + [Issue(
             Severity.FATAL, "invalid", "The NDJSON file has no resources", "json-empty-file", file=file, line=1,

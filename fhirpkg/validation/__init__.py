@@ -89,6 +89,11 @@ class Validator:
             )
         return self._engine
 
+    def warm(self) -> None:
+        """Load what every document may need (terminology, the FHIRPath engine) now: called
+        before forking workers, so that they share it instead of each loading it."""
+        _ = self.defs.terminology, self.engine
+
     def _conforms_to(self, resource: dict, profile_url: str):
         prof = self.defs.get(profile_url)
         if prof is None:
