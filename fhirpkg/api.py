@@ -249,11 +249,12 @@ def project_packages(project) -> list:
 
 
 def validate_project(root: str | Path = "definitions", defs: Definitions | None = None,
-                     options: Options | None = None):
+                     options: Options | None = None, jobs: int = 1):
     """Load and validate a content project: every resource, plus the package rules.
 
     Returns (project, issues, defs): the definitions include the project's own
-    profiles and value sets, for the build steps that follow.
+    profiles and value sets, for the build steps that follow.  With ``jobs`` > 1 the
+    resources are validated by forked worker processes (same issues, same order).
     """
     from . import project as proj
     from .validation import package_rules
@@ -270,8 +271,11 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
         resolver.add(r.json)
     opts = options or Options(package_mode=True)
     validator = Validator(defs, opts, resolver)
-    for r in project.resources:
-        for i in validator.validate_document(r.doc):
+    resources = project.resources
+    found = parallel.ordered_map(lambda n: validator.validate_document(resources[n].doc), range(len(resources)),
+                                 jobs, validator.warm)
+    for _, resource_issues in found:
+        for i in resource_issues:
             if i.rule == "dom-6":  # the build writes a narrative for every resource without one
                 i = i.at(severity=Severity.INFORMATION,
                          message="No narrative in the source: `fhirpkg build` generates one (dom-6)")

@@ -336,6 +336,7 @@ def ndjson_documents(lines: Iterable[tuple[int, str]], file: str, issues: list[I
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def _string_end(text: str, pos: int) -> int:
@@ -432,7 +433,9 @@ class PositionMap:
             seen = set()
             while True:
                 end = _string_end(text, pos)
-                key = json.loads(text[pos:end])
+                key = text[pos + 1:end - 1]
+                if "\\" in key or _CONTROL.search(key):  # escapes (or a control character json refuses)
+                    key = json.loads(text[pos:end])
                 key_pos = pos
                 if key in seen:
                     self.duplicates.append((loc, key, key_pos))

@@ -123,3 +123,15 @@ def test_streamed_ndjson_reads_as_whole_file(tmp_path, data, monkeypatch):
     whole = list(read_documents(data, str(path), ndjson=True))
     assert [(d.text, d.value, d.line_offset, d.issues) for d in streamed] == \
         [(d.text, d.value, d.line_offset, d.issues) for d in whole]
+
+
+def test_build_with_two_jobs_gives_the_same_bytes(defs):
+    from pathlib import Path
+
+    from fhirpkg import build as b
+    definitions = Path(__file__).resolve().parent.parent / "definitions"
+    one = b.build(definitions, defs=defs, jobs=1, site=False)
+    two = b.build(definitions, defs=defs, jobs=2, site=False)
+    assert sorted(two.files) == sorted(one.files) and len(one.files) > 5
+    assert [p for p in one.files if one.files[p] != two.files[p]] == []
+    assert two.issues == one.issues
