@@ -81,8 +81,15 @@ class Document:
 
     def locate(self, location: tuple) -> tuple[int | None, int | None]:
         """Line and column (1-based) of a JSON location, or of its nearest ancestor."""
-        pm = self.positions()
         loc = tuple(location)
+        if self._positions is None and self.value is not None and not self.has_duplicates and self.text:
+            # a well-formed text: walk to the location alone instead of scanning the whole text
+            pos = seek(self.text, loc)
+            if pos is not None:
+                text = self.text
+                line = text.count("\n", 0, pos) + 1
+                return line + self.line_offset, pos - (text.rfind("\n", 0, pos) + 1) + 1
+        pm = self.positions()
         while True:
             pos = pm.offsets.get(loc)
             if pos is not None:
@@ -359,6 +366,63 @@ def _string_end(text: str, pos: int) -> int:
         if (j - k) % 2 == 0:
             return j + 1
         i = j + 1
+
+
+_SKIP = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
+
+
+def seek(text: str, loc: tuple) -> int | None:
+    """The offset ``PositionMap.scan`` gives the location (or its nearest existing ancestor) in a
+    well-formed JSON text without duplicate keys, found by walking only along the location:
+    the values beside it are skipped by the C decoder.  None if the walk cannot be trusted
+    (a syntax or nesting problem, lone surrogate escapes): the caller scans instead."""
+    if _SURROGATE_ESCAPE.search(text):
+        return None
+    try:
+        pos = _WS.match(text, 0).end()
+        found = pos
+        for step in loc:
+            ch = text[pos]
+            if ch == "{" and isinstance(step, str):
+                pos = _WS.match(text, pos + 1).end()
+                if text[pos] == "}":
+                    return found
+                while True:
+                    end = _string_end(text, pos)
+                    key = text[pos + 1:end - 1]
+                    if "\\" in key or _CONTROL.search(key):
+                        key = json.loads(text[pos:end])
+                    key_pos = pos
+                    pos = _WS.match(text, end).end()
+                    if text[pos] != ":":
+                        return None
+                    pos = _WS.match(text, pos + 1).end()
+                    if key == step:
+                        found = key_pos
+                        break
+                    pos = _WS.match(text, _SKIP.raw_decode(text, pos)[1]).end()
+                    if text[pos] == "}":
+                        return found
+                    if text[pos] != ",":
+                        return None
+                    pos = _WS.match(text, pos + 1).end()
+            elif ch == "[" and isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+                pos = _WS.match(text, pos + 1).end()
+                if text[pos] == "]":
+                    return found
+                for _ in range(step):
+                    pos = _WS.match(text, _SKIP.raw_decode(text, pos)[1]).end()
+                    if text[pos] == "]":
+                        return found
+                    if text[pos] != ",":
+                        return None
+                    pos = _WS.match(text, pos + 1).end()
+                found = pos
+            else:
+                return found
+        return found
+    except (IndexError, ValueError, RecursionError):
+        return None
 
 
 class LineIndex:
