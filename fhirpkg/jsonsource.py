@@ -192,7 +192,8 @@ def _parse(text: str, file: str, line_offset: int) -> Document:
                                 "a JSON object with a resourceType", "json-not-resource",
                                 line=1 + line_offset, column=1))
         return doc
-    depth = _depth(value)
+    # a value nests no deeper than the text has opening brackets: most texts need no walk
+    depth = _depth(value) if text.count("{") + text.count("[") > MAX_DEPTH else 0
     if depth > MAX_DEPTH:
         doc.issues.append(Issue(Severity.FATAL, "invalid",
                                 f"The JSON is nested {depth} levels deep; the limit is {MAX_DEPTH}",

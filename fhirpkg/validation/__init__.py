@@ -266,10 +266,10 @@ def locate(doc: Document, issues: list[Issue]) -> list[Issue]:
     """Fill in file, line and column; the position scan runs only if something needs it."""
     out = []
     for i in issues:
+        changes = {}
         if i.line is None:
-            line, col = doc.locate(i.location)
-            i = i.at(line=line, column=col)
+            changes["line"], changes["column"] = doc.locate(i.location)
         if not i.file:
-            i = i.at(file=doc.file)
-        out.append(i)
+            changes["file"] = doc.file
+        out.append(i.at(**changes) if changes else i)
     return out
