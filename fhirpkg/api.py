@@ -127,7 +127,7 @@ def iter_validate(paths: list[str], validator: Validator,
     for path in paths:
         if path != "-" and Path(path, "package.json").is_file() and Path(path).is_dir():
             # a content project: its resources, plus the package rules
-            project, issues, _ = validate_project(path, defs=validator.defs)
+            project, issues, _ = validate_project(path, defs=validator.defs, jobs=jobs)
             by_file: dict[str, list[Issue]] = {str(r.path): [] for r in project.resources}
             for i in issues:
                 by_file.setdefault(i.file, []).append(i)
@@ -145,7 +145,9 @@ def iter_validate(paths: list[str], validator: Validator,
         return source_issues(src, validator, other_versions, docs)
 
     current, merged = None, []
-    for (src, _, _), issues in parallel.ordered_map(work, _tasks(find_sources(plain)), jobs, validator.warm):
+    tasks = _tasks(find_sources(plain))
+    stdin = lambda task: task[0].name == "-"  # noqa: E731 - workers have no standard input
+    for (src, _, _), issues in parallel.ordered_map(work, tasks, jobs, validator.warm, in_parent=stdin):
         if src is not current:
             if current is not None:
                 yield current.name, merged

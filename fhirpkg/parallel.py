@@ -48,12 +48,28 @@ def _run(task):
     return _work(task)
 
 
+class _Done:
+    """A result computed in the parent, standing in the queue beside the workers' futures."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+    def cancel(self) -> bool:
+        return False
+
+
 def ordered_map(fn: Callable[[T], R], tasks: Iterable[T], jobs: int,
-                before_fork: Callable[[], object] | None = None) -> Iterator[tuple[T, R]]:
+                before_fork: Callable[[], object] | None = None,
+                in_parent: Callable[[T], bool] | None = None) -> Iterator[tuple[T, R]]:
     """(task, fn(task)) for every task, in task order, computed by ``jobs`` forked workers.
 
     With one job, one task or no fork on this platform, everything runs in this process.
-    ``before_fork`` loads what the workers should share (run once, in the parent).
+    ``before_fork`` loads what the workers should share (run once, in the parent);
+    tasks for which ``in_parent`` is true run in the parent (e.g. reading standard input,
+    which workers do not have).
     """
     global _work
     it = iter(tasks)
@@ -78,7 +94,8 @@ def ordered_map(fn: Callable[[T], R], tasks: Iterable[T], jobs: int,
     done = False
     try:
         for task in _chain(head, it):
-            pending.append((task, pool.submit(_run, task)))
+            local = in_parent is not None and in_parent(task)
+            pending.append((task, _Done(fn(task)) if local else pool.submit(_run, task)))
             if len(pending) >= jobs * IN_FLIGHT:
                 task0, fut = pending.popleft()
                 yield task0, fut.result()

@@ -104,6 +104,19 @@ def test_cli_jobs_option(tmp_path):
     assert CliRunner().invoke(main, ["validate", "-j", "0", str(tmp_path)]).exit_code == 2
 
 
+def test_standard_input_among_other_files(tmp_path):
+    """Workers have no standard input: '-' is read and validated by the parent, in its place."""
+    for n in range(2):
+        (tmp_path / f"o{n}.json").write_text(json.dumps(GOOD_OBS))
+    args = ["validate", "--format", "json", str(tmp_path / "o0.json"), "-", str(tmp_path / "o1.json")]
+    outs = [CliRunner().invoke(main, [*args[:1], "-j", j, *args[1:]], input=json.dumps(BAD_STATUS))
+            for j in ("1", "2")]
+    assert outs[0].output == outs[1].output
+    report = json.loads(outs[1].output)
+    assert report["files"] == 3
+    assert any(i["file"] == "-" and i["expression"] == "Observation.status" for i in report["issues"])
+
+
 @pytest.mark.parametrize("data", [
     b'{"resourceType": "Patient"}\n\n{"resourceType": "Basic"}\n',
     b'{"resourceType": "Patient"}\r\n  \r\n{"a": 1}',                     # CRLF, no final newline
