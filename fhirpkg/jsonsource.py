@@ -68,6 +68,7 @@ class Document:
     issues: list[Issue] = field(default_factory=list)  # reading problems (JSON rules)
     has_duplicates: bool = False
     _positions: "PositionMap | None" = None
+    _seeks: int = 0
 
     @property
     def ok(self) -> bool:
@@ -82,8 +83,11 @@ class Document:
     def locate(self, location: tuple) -> tuple[int | None, int | None]:
         """Line and column (1-based) of a JSON location, or of its nearest ancestor."""
         loc = tuple(location)
-        if self._positions is None and self.value is not None and not self.has_duplicates and self.text:
+        if (self._positions is None and self.value is not None and not self.has_duplicates and self.text
+                and self._seeks < MAX_SEEKS):
             # a well-formed text: walk to the location alone instead of scanning the whole text
+            # (each walk may cross the whole text: past a few, one full scan serves the rest)
+            self._seeks += 1
             pos = seek(self.text, loc)
             if pos is not None:
                 text = self.text
@@ -369,6 +373,8 @@ def _string_end(text: str, pos: int) -> int:
         i = j + 1
 
 
+#: Locations of one document found by walking to them before the full scan is cheaper.
+MAX_SEEKS = 8
 _SKIP = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
 
 
