@@ -7,7 +7,7 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from . import evidence, inputs, packages as pk
+from . import evidence, inputs, packages as pk, parallel
 from .definitions import Definitions, load as load_compiled
 from .inputs import find_sources, read_source
 from .issues import Issue, Severity
@@ -125,7 +125,7 @@ def count_resources(value) -> int:
 
 
 def iter_validate(paths: list[str], validator: Validator, other_versions: dict | None = None,
-                  fhir_version: str | None = None) -> Iterator[FileResult]:
+                  fhir_version: str | None = None, jobs: int = 1) -> Iterator[FileResult]:
     """Validate the documents found under ``paths``, yielding each file's result as it goes.
 
     Each file is validated against its FHIR version: ``fhir_version`` when given, else the one
@@ -133,32 +133,90 @@ def iter_validate(paths: list[str], validator: Validator, other_versions: dict |
     than ``validator``'s gets a validator of its own (same options, that version's default
     packages), kept in ``other_versions``.  In a folder walk, JSON that is not a FHIR resource (a
     report, a manifest) is skipped with a note rather than reported as an error.
+
+    With ``jobs`` > 1 the files (and NDJSON files in chunks of lines) are validated by
+    that many worker processes forked from this one (``fhirpkg.parallel``); the results
+    come back in input order and are the same as with one job.
     """
     other_versions = {} if other_versions is None else other_versions
     plain = []
     for path in paths:
         if path != "-" and Path(path, "package.json").is_file() and Path(path).is_dir():
             # a content project: its resources, plus the package rules
-            project, issues, _ = validate_project(path, defs=validator.defs)
+            project, issues, _ = validate_project(path, defs=validator.defs, jobs=jobs)
             by_file = {str(r.path): FileResult(str(r.path), [], 1) for r in project.resources}
             for i in issues:
                 by_file.setdefault(i.file, FileResult(i.file, [])).issues.append(i)
             yield from by_file.values()
         else:
             plain.append(path)
-    for src in find_sources(plain):
-        file_issues: list[Issue] = []
-        v = version_validator(fhir_version or src.fhir_version, validator, other_versions)
-        resources = 0
-        for doc in read_source(src):
-            if src.in_folder and doc.ok and isinstance(doc.value, dict) and "resourceType" not in doc.value:
-                file_issues.append(Issue(Severity.INFORMATION, "informational",
-                                         "Not a FHIR resource (no resourceType): skipped", "not-a-resource",
-                                         file=doc.file, line=1, column=1))
-                continue
-            file_issues.extend(v.validate_document(doc))
-            resources += count_resources(doc.value) if doc.ok else 0
-        yield FileResult(src.name, file_issues, resources)
+    if jobs <= 1:
+        for src in find_sources(plain):
+            issues, resources = source_issues(src, validator, other_versions, fhir_version=fhir_version)
+            yield FileResult(src.name, issues, resources)
+        return
+
+    def work(task: tuple) -> tuple[list[Issue], int]:
+        src, lines, prefix = task
+        docs = None if lines is None else inputs.ndjson_documents(lines, src.name, prefix)
+        return source_issues(src, validator, other_versions, docs, fhir_version)
+
+    current, merged, count = None, [], 0
+    tasks = _tasks(find_sources(plain))
+    stdin = lambda task: task[0].name == "-"  # noqa: E731 - workers have no standard input
+    for (src, _, _), (issues, resources) in parallel.ordered_map(work, tasks, jobs, validator.warm, in_parent=stdin):
+        if src is not current:
+            if current is not None:
+                yield FileResult(current.name, merged, count)
+            current, merged, count = src, [], 0
+        merged.extend(issues)
+        count += resources
+    if current is not None:
+        yield FileResult(current.name, merged, count)
+
+
+NDJSON_CHUNK = 200  # lines per task: large enough to make the hand-over cheap, small enough to balance
+
+
+def _tasks(sources: Iterable[inputs.Source]) -> Iterator[tuple]:
+    """(source, lines or None for the whole source, reading issues of the first chunk), in input
+    order; the chunks of one NDJSON file follow each other and keep its line numbers."""
+    for src in sources:
+        f = inputs.open_regular(src) if src.ndjson else None
+        stream = inputs.ndjson_stream(f, src.name) if f is not None else None
+        if stream is None:
+            if f is not None:
+                f.close()
+            yield src, None, []
+            continue
+        prefix, lines = stream
+        with f:
+            chunk: list = []
+            for item in lines:
+                chunk.append(item)
+                if len(chunk) == NDJSON_CHUNK:
+                    yield src, chunk, prefix
+                    chunk, prefix = [], []
+            if chunk:
+                yield src, chunk, prefix
+
+
+def source_issues(src: inputs.Source, validator: Validator, other_versions: dict,
+                  docs: Iterable | None = None, fhir_version: str | None = None) -> tuple[list[Issue], int]:
+    """The issues of one source, and how many resources it held: its documents (``docs``, or all
+    it holds) validated against ``fhir_version``, else the version its name states."""
+    file_issues: list[Issue] = []
+    v = version_validator(fhir_version or src.fhir_version, validator, other_versions)
+    resources = 0
+    for doc in (read_source(src) if docs is None else docs):
+        if src.in_folder and doc.ok and isinstance(doc.value, dict) and "resourceType" not in doc.value:
+            file_issues.append(Issue(Severity.INFORMATION, "informational",
+                                     "Not a FHIR resource (no resourceType): skipped", "not-a-resource",
+                                     file=doc.file, line=1, column=1))
+            continue
+        file_issues.extend(v.validate_document(doc))
+        resources += count_resources(doc.value) if doc.ok else 0
+    return file_issues, resources
 
 
 def version_validator(version: str, validator: Validator, other_versions: dict) -> Validator:
@@ -219,12 +277,14 @@ def project_packages(project) -> list:
 
 
 def validate_project(root: str | Path = "definitions", defs: Definitions | None = None,
-                     options: Options | None = None):
+                     options: Options | None = None, jobs: int = 1):
     """Load and validate a content project: every resource, plus the package rules.
 
     Returns (project, issues, defs): the definitions include the project's own
     profiles and value sets, for the build steps that follow.  Warnings the project has
     answered (codes its evidence register verified, an ignoreWarnings.txt) are information.
+    With ``jobs`` > 1 the resources are validated by forked worker processes (same issues,
+    same order).
     """
     from . import project as proj
     from .validation import package_rules
@@ -241,8 +301,11 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
         resolver.add(r.json)
     opts = options or Options(package_mode=True)
     validator = Validator(defs, opts, resolver)
-    for r in project.resources:
-        for i in validator.validate_document(r.doc):
+    resources = project.resources
+    found = parallel.ordered_map(lambda n: validator.validate_document(resources[n].doc), range(len(resources)),
+                                 jobs, validator.warm)
+    for _, resource_issues in found:
+        for i in resource_issues:
             if i.rule == "dom-6":  # the build writes a narrative for every resource without one
                 i = i.at(severity=Severity.INFORMATION,
                          message="No narrative in the source: `fhirpkg build` generates one (dom-6)")

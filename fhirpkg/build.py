@@ -79,13 +79,17 @@ def _summary(issues: list[Issue]) -> dict:
 
 
 def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSIONS, force: bool = False,
-          log: Callable[[str], None] = lambda m: None, defs=None, site: bool = True) -> BuildResult:
-    """Validate and lay out every output in memory (nothing is written here)."""
-    from . import api
+          log: Callable[[str], None] = lambda m: None, defs=None, site: bool = True,
+          jobs: int | None = None) -> BuildResult:
+    """Validate and lay out every output in memory (nothing is written here).
+
+    ``jobs``: processes validating the resources (default: the machine's cores).
+    """
+    from . import api, parallel
 
     root = Path(project_root)
     t0 = time.perf_counter()
-    project, issues, defs = api.validate_project(root, defs=defs)
+    project, issues, defs = api.validate_project(root, defs=defs, jobs=parallel.cores() if jobs is None else jobs)
     issues = [_rel(i, root) for i in issues]
     if project.manifest is None:
         raise BuildError("; ".join(i.message for i in issues if i.is_error) or f"{root} is not a content project")

@@ -93,11 +93,14 @@ def main(offline: bool) -> None:
 @click.option("--ig", "igs", multiple=True, metavar="PKG|DIR|FILE",
               help="Load profiles, extensions and value sets from a package (id#version), folder or file.")
 @click.option("--progress/--no-progress", default=None, help="Show progress on standard error (default: on a terminal).")
-@click.option("--timings", is_flag=True, help="Print the time spent in each validation layer.")
+@click.option("--timings", is_flag=True, help="Print the time spent in each validation layer (with -j 1).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: the machine's cores; 1 = validate in this process).")
 @click.option("--fhir-version", type=click.Choice(["5.0.0", "4.3.0", "4.0.1"]), default=None,
               help="Validate every file as this FHIR version (default: R5, or the version a name such as "
                    "x.r4.json or x.r4b.json states).")
-def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, progress, timings, fhir_version):
+def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, progress, timings, jobs,
+             fhir_version):
     """Validate FHIR JSON (R5, R4B, R4): files, folders (recursive), Bundles, NDJSON, or - for stdin.
 
     The text report gives one line per kind of problem (rule and message, with its count and first
@@ -116,7 +119,10 @@ def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, 
     show = progress if progress is not None else sys.stderr.isatty()
     issues, files, resources = [], [], 0
     started = last = time.perf_counter()
-    for result in api.iter_validate(list(paths), validator, fhir_version=fhir_version):
+    if jobs is None:
+        from .parallel import cores
+        jobs = 1 if timings else cores()
+    for result in api.iter_validate(list(paths), validator, fhir_version=fhir_version, jobs=jobs):
         files.append(result.file)
         issues.extend(result.issues)
         resources += result.resources

@@ -7,6 +7,7 @@ issues instead of hangs or tracebacks.  A folder with nothing to validate in it
 """
 from __future__ import annotations
 
+import codecs
 import os
 import stat
 import sys
@@ -16,7 +17,7 @@ from typing import Iterator
 
 from .errors import InputError
 from .issues import Issue, Severity
-from .jsonsource import Document, read_documents
+from .jsonsource import BOM_WARNING, Document, ndjson_documents, read_documents
 
 JSON_SUFFIXES = (".json",)
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
@@ -24,7 +25,8 @@ PACKAGE_SUFFIXES = (".tgz",)
 #: A file name can state an older FHIR version: "x.r4b.json" is R4B (4.3.0), "x.r4.json" R4 (4.0.1).
 VERSION_SUFFIXES = {".r4b.json": "4.3.0", ".r4b.ndjson": "4.3.0", ".r4.json": "4.0.1", ".r4.ndjson": "4.0.1"}
 MAX_MEMBER_BYTES = 64 * 2**20
-MAX_FILE_BYTES = 512 * 2**20  # refuse to read more than this into memory
+MAX_FILE_BYTES = 512 * 2**20  # refuse to read more than this into memory (NDJSON is streamed instead)
+STREAM_BLOCK = 2**20
 
 
 @dataclass
@@ -142,6 +144,11 @@ def read_source(src: Source) -> Iterator[Document]:
                     yield Document(file=src.name, text="", issues=[_problem(
                         src.name, "Not a regular file (a FIFO, device or socket): skipped")])
                     return
+                if src.ndjson:
+                    stream = ndjson_stream(f, src.name)
+                    if stream is not None:  # a clean UTF-8 NDJSON file: read line by line, any size
+                        yield from ndjson_documents(stream[1], src.name, stream[0])
+                        return
                 # a regular file states its size: a huge one is refused without being read into memory
                 data = None if st.st_size > MAX_FILE_BYTES else f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
@@ -213,3 +220,62 @@ def read_package(src: Source) -> Iterator[Document]:
     if count == 0:
         yield Document(file=src.name, text="", issues=[_problem(src.name, "The package holds no resources",
                                                                  Severity.WARNING)])
+
+
+def open_regular(src: Source):
+    """The source's file opened for reading, or None if it is not a readable regular file
+    (the whole-file reader then reports why)."""
+    if src.path is None or src.problem is not None or src.name == "-":
+        return None
+    try:
+        fd = os.open(src.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    f = open(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        return None
+    return f
+
+
+def ndjson_stream(f, name: str) -> tuple[list[Issue], Iterator[tuple[int, str]]] | None:
+    """An NDJSON file read line by line, so memory stays flat whatever its size:
+    (the file's reading issues, an iterator of (0-based line number, non-blank line)).
+
+    A first pass checks the whole file as ``jsonsource.decode`` would (UTF-8, no NUL,
+    not empty); a file that fails any check gives None and is read whole, so that it
+    is reported exactly as before.
+    """
+    head = f.read(4)
+    if (head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+            or (len(head) >= 2 and (head[0] == 0 or head[1] == 0)) or (len(head) >= 4 and head[1:4] == b"\0\0\0")):
+        f.seek(0)
+        return None
+    bom = head.startswith(codecs.BOM_UTF8)
+    f.seek(3 if bom else 0)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    content = False
+    try:
+        while block := f.read(STREAM_BLOCK):
+            if b"\0" in block:
+                raise ValueError("NUL")
+            decoder.decode(block)
+            content = content or bool(block.strip())
+        decoder.decode(b"", final=True)
+    except (UnicodeDecodeError, ValueError):
+        content = False
+    f.seek(0)
+    if not content:
+        return None
+    issues = [BOM_WARNING.at(file=name) if name else BOM_WARNING] if bom else []
+
+    def lines() -> Iterator[tuple[int, str]]:
+        f.seek(3 if bom else 0)
+        for n, raw in enumerate(f):  # binary lines end at b"\n" only, as str.split("\n") does
+            line = raw.decode("utf-8")
+            if line.endswith("\n"):
+                line = line[:-1]
+            if line.strip():
+                yield n, line
+
+    return issues, lines()

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .issues import Issue, Severity
 
@@ -78,6 +78,7 @@ class Document:
     issues: list[Issue] = field(default_factory=list)  # reading problems (JSON rules)
     has_duplicates: bool = False
     _positions: "PositionMap | None" = None
+    _seeks: int = 0
 
     @property
     def ok(self) -> bool:
@@ -91,8 +92,18 @@ class Document:
 
     def locate(self, location: tuple) -> tuple[int | None, int | None]:
         """Line and column (1-based) of a JSON location, or of its nearest ancestor."""
-        pm = self.positions()
         loc = tuple(location)
+        if (self._positions is None and self.value is not None and not self.has_duplicates and self.text
+                and self._seeks < MAX_SEEKS):
+            # a well-formed text: walk to the location alone instead of scanning the whole text
+            # (each walk may cross the whole text: past a few, one full scan serves the rest)
+            self._seeks += 1
+            pos = seek(self.text, loc)
+            if pos is not None:
+                text = self.text
+                line = text.count("\n", 0, pos) + 1
+                return line + self.line_offset, pos - (text.rfind("\n", 0, pos) + 1) + 1
+        pm = self.positions()
         while True:
             pos = pm.offsets.get(loc)
             if pos is not None:
@@ -101,6 +112,11 @@ class Document:
             if not loc:
                 return (1 + self.line_offset, 1) if self.text else (None, None)
             loc = loc[:-1]
+
+
+BOM_WARNING = Issue(Severity.WARNING, "invalid",
+                    "The file starts with a UTF-8 byte order mark (JSON must not have one; it was ignored)",
+                    "json-bom", line=1, column=1)
 
 
 def decode(data: bytes) -> tuple[str | None, list[Issue]]:
@@ -114,9 +130,7 @@ def decode(data: bytes) -> tuple[str | None, list[Issue]]:
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (len(data) >= 2 and (data[0] == 0 or data[1] == 0)):
         return None, [_fatal("json-encoding", "The file is UTF-16 encoded; FHIR JSON must be UTF-8")]
     if data.startswith(codecs.BOM_UTF8):
-        issues.append(Issue(Severity.WARNING, "invalid",
-                            "The file starts with a UTF-8 byte order mark (JSON must not have one; it was ignored)",
-                            "json-bom", line=1, column=1))
+        issues.append(BOM_WARNING)
         data = data[3:]
     try:
         text = data.decode("utf-8")
@@ -192,7 +206,8 @@ def _parse(text: str, file: str, line_offset: int) -> Document:
                                 "a JSON object with a resourceType", "json-not-resource",
                                 line=1 + line_offset, column=1))
         return doc
-    depth = _depth(value)
+    # a value nests no deeper than the text has opening brackets: most texts need no walk
+    depth = _depth(value) if text.count("{") + text.count("[") > MAX_DEPTH else 0
     if depth > MAX_DEPTH:
         doc.issues.append(Issue(Severity.FATAL, "invalid",
                                 f"The JSON is nested {depth} levels deep; the limit is {MAX_DEPTH}",
@@ -318,14 +333,20 @@ def read_documents(data: bytes, file: str, ndjson: bool = False) -> Iterator[Doc
         doc.issues[:0] = issues
         yield doc
         return
+    yield from ndjson_documents(((n, line) for n, line in enumerate(text.split("\n")) if line.strip()),
+                                file, issues)
+
+
+def ndjson_documents(lines: Iterable[tuple[int, str]], file: str, issues: list[Issue]) -> Iterator[Document]:
+    """One Document per (0-based line number, non-blank line); ``issues`` (the file's reading
+    problems) go to the first.  Shared by whole-file and streamed NDJSON reading."""
     offset = 0
-    for n, line in enumerate(text.split("\n")):
-        if line.strip():
-            doc = parse(line, file, line_offset=n)
-            if offset == 0:
-                doc.issues[:0] = issues
-            offset += 1
-            yield doc
+    for n, line in lines:
+        doc = parse(line, file, line_offset=n)
+        if offset == 0:
+            doc.issues[:0] = issues
+        offset += 1
+        yield doc
     if offset == 0:
         yield Document(file=file, text="", issues=issues + [Issue(
             Severity.FATAL, "invalid", "The NDJSON file has no resources", "json-empty-file", file=file, line=1,
@@ -337,6 +358,7 @@ def read_documents(data: bytes, file: str, ndjson: bool = False) -> Iterator[Doc
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def _string_end(text: str, pos: int) -> int:
@@ -359,6 +381,65 @@ def _string_end(text: str, pos: int) -> int:
         if (j - k) % 2 == 0:
             return j + 1
         i = j + 1
+
+
+#: Locations of one document found by walking to them before the full scan is cheaper.
+MAX_SEEKS = 8
+_SKIP = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
+
+
+def seek(text: str, loc: tuple) -> int | None:
+    """The offset ``PositionMap.scan`` gives the location (or its nearest existing ancestor) in a
+    well-formed JSON text without duplicate keys, found by walking only along the location:
+    the values beside it are skipped by the C decoder.  None if the walk cannot be trusted
+    (a syntax or nesting problem, lone surrogate escapes): the caller scans instead."""
+    if _SURROGATE_ESCAPE.search(text):
+        return None
+    try:
+        pos = _WS.match(text, 0).end()
+        found = pos
+        for step in loc:
+            ch = text[pos]
+            if ch == "{" and isinstance(step, str):
+                pos = _WS.match(text, pos + 1).end()
+                if text[pos] == "}":
+                    return found
+                while True:
+                    end = _string_end(text, pos)
+                    key = text[pos + 1:end - 1]
+                    if "\\" in key or _CONTROL.search(key):
+                        key = json.loads(text[pos:end])
+                    key_pos = pos
+                    pos = _WS.match(text, end).end()
+                    if text[pos] != ":":
+                        return None
+                    pos = _WS.match(text, pos + 1).end()
+                    if key == step:
+                        found = key_pos
+                        break
+                    pos = _WS.match(text, _SKIP.raw_decode(text, pos)[1]).end()
+                    if text[pos] == "}":
+                        return found
+                    if text[pos] != ",":
+                        return None
+                    pos = _WS.match(text, pos + 1).end()
+            elif ch == "[" and isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+                pos = _WS.match(text, pos + 1).end()
+                if text[pos] == "]":
+                    return found
+                for _ in range(step):
+                    pos = _WS.match(text, _SKIP.raw_decode(text, pos)[1]).end()
+                    if text[pos] == "]":
+                        return found
+                    if text[pos] != ",":
+                        return None
+                    pos = _WS.match(text, pos + 1).end()
+                found = pos
+            else:
+                return found
+        return found
+    except (IndexError, ValueError, RecursionError):
+        return None
 
 
 class LineIndex:
@@ -433,7 +514,9 @@ class PositionMap:
             seen = set()
             while True:
                 end = _string_end(text, pos)
-                key = json.loads(text[pos:end])
+                key = text[pos + 1:end - 1]
+                if "\\" in key or _CONTROL.search(key):  # escapes (or a control character json refuses)
+                    key = json.loads(text[pos:end])
                 key_pos = pos
                 if key in seen:
                     self.duplicates.append((loc, key, key_pos))

@@ -39,6 +39,7 @@ import re
 import tempfile
 import time
 from calendar import monthrange
+from datetime import datetime
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
@@ -1130,15 +1131,44 @@ def fn_comparable(ctx, focus, other):
 # comparisons that also understand FHIR Quantity elements
 def _compare(op_name):
     base = FP_REGISTRY[op_name]["fn"]
+    verdict = _VERDICTS[op_name]
 
     def compare(ctx, a, b):
         if len(a) == 1 and len(b) == 1:
             qa, qb = _quantity(a[0]), _quantity(b[0])
             if qa is not None and qb is not None:
                 return _compare_quantities(op_name, qa, qb)
+            order = _instant_order(a[0], b[0])
+            if order is not None:
+                return verdict(order)
         return base(ctx, a, b)
 
     return compare
+
+
+_VERDICTS = {"<": lambda c: c < 0, "<=": lambda c: c <= 0, ">": lambda c: c > 0, ">=": lambda c: c >= 0}
+#: A dateTime to the second (or finer, to the microsecond) with a time zone: one instant.
+_FULL_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+
+
+def _instant_order(a, b) -> int | None:
+    """-1, 0 or 1 for two dateTimes that are both full instants (what lowBoundary() and
+    highBoundary() give, as in per-1), else None.  fhirpathpy orders these by their
+    timestamps, read by dateutil's general parser (about 0.1 ms each, twice per comparison);
+    ``datetime.fromisoformat`` reads this one format to the same instant."""
+    if type(a) is not FP_DateTime or type(b) is not FP_DateTime:
+        return None
+    sa, sb = a.asStr, b.asStr
+    if not (_FULL_INSTANT.fullmatch(sa) and _FULL_INSTANT.fullmatch(sb)):
+        return None
+    if not (getattr(a, "_dateTimeMatchData", None) and getattr(b, "_dateTimeMatchData", None)
+            and getattr(a, "_precision", None) == getattr(b, "_precision", None)):
+        return None  # fhirpathpy reads them otherwise: leave it to fhirpathpy
+    try:
+        ta, tb = datetime.fromisoformat(sa).timestamp(), datetime.fromisoformat(sb).timestamp()
+    except ValueError:
+        return None
+    return (ta > tb) - (ta < tb)
 
 
 # --------------------------------------------------------------------------- boundaries

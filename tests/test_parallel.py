@@ -1,0 +1,150 @@
+"""`fhirpkg validate -j N`: worker processes give the same reports as one process, and NDJSON
+read line by line gives the same documents as NDJSON read whole."""
+from __future__ import annotations
+
+import codecs
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from fhirpkg import api, inputs, parallel, reports
+from fhirpkg.cli import main
+from fhirpkg.jsonsource import read_documents
+from fhirpkg.validation import Validator
+
+from conftest import examples_dir
+
+pytestmark = pytest.mark.skipif(not parallel.available(), reason="worker processes need fork (not on this platform)")
+
+GOOD_OBS = {"resourceType": "Observation", "status": "final", "code": {"text": "Weight"}}
+# Observation.status is bound (required) to observation-status: 'bogus' is not one of its codes
+BAD_STATUS = {"resourceType": "Observation", "status": "bogus", "code": {"text": "Weight"}}
+# Patient.gender is a code: a number is not a string
+BAD_GENDER = {"resourceType": "Patient", "gender": 42}
+
+
+def run(paths, jobs):
+    """(file names, issues) as the CLI collects them."""
+    validator = Validator(api.load_definitions(log=None))
+    names, issues = [], []
+    for name, file_issues in api.iter_validate([str(p) for p in paths], validator, jobs=jobs):
+        names.append(name)
+        issues.extend(file_issues)
+    return names, issues
+
+
+def same_in_every_format(paths):
+    n1, i1 = run(paths, 1)
+    n2, i2 = run(paths, 2)
+    assert n2 == n1
+    for fmt in reports.FORMATS:
+        assert reports.render(fmt, i2, n2) == reports.render(fmt, i1, n1), fmt
+    return n1, i1
+
+
+def test_examples_subset_same_with_two_jobs(tmp_path):
+    files = [p for p in sorted(examples_dir().glob("*.json")) if not p.name.startswith(".")
+             and p.name != "package.json"][:120:3]
+    for p in files:
+        shutil.copy(p, tmp_path / p.name)
+    names, issues = same_in_every_format([tmp_path])
+    assert len(names) == len(files) and issues  # the R5 examples do have issues (warnings at least)
+
+
+def ndjson_lines(count):
+    out = []
+    for n in range(count):
+        res = dict(BAD_STATUS if n % 97 == 5 else BAD_GENDER if n % 131 == 7 else GOOD_OBS)
+        res["id"] = f"r{n}"
+        out.append(json.dumps(res))
+    return out
+
+
+def test_ndjson_in_chunks_same_as_one_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(api, "NDJSON_CHUNK", 17)  # many chunks, one ending mid-way through the file
+    lines = ndjson_lines(300)
+    lines.insert(40, "")  # a blank line: skipped, and the line numbers after it still count it
+    lines.insert(80, "{not json")
+    path = tmp_path / "bulk.ndjson"
+    path.write_bytes(codecs.BOM_UTF8 + ("\r\n".join(lines)).encode())
+    names, issues = same_in_every_format([path])
+    assert names == [str(path)]
+    status = sorted(i.line for i in issues if i.expression == "Observation.status" and i.is_error)
+    # 'bogus' is on resources n = 5, 102, 199, 296: on file line n + 1, plus 2 after the two lines
+    # inserted before them (the blank line 41 and the broken line 81)
+    assert status == [6, 105, 202, 299]
+    assert [i.line for i in issues if i.rule == "json-bom"] == [1]
+    assert any(i.line == 81 and i.severity.code == "fatal" for i in issues)
+
+
+def test_folder_with_errors_same_with_two_jobs(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "good.json").write_text(json.dumps(GOOD_OBS))
+    (tmp_path / "a" / "bad.json").write_text(json.dumps(BAD_STATUS, indent=2))
+    (tmp_path / "broken.json").write_text('{"resourceType": "Patient",')
+    (tmp_path / "manifest.json").write_text('{"name": "not a resource"}')
+    (tmp_path / "lines.ndjson").write_text("\n".join(ndjson_lines(30)) + "\n")
+    (tmp_path / "latin1.ndjson").write_bytes(b'{"resourceType": "Patient", "name": [{"text": "Jos\xe9"}]}\n')
+    (tmp_path / "empty.ndjson").write_text("\n\n")
+    (tmp_path / "old.r4.json").write_text(json.dumps(GOOD_OBS))
+    names, issues = same_in_every_format([tmp_path])
+    assert len(names) == 8
+    by_rule = {i.rule for i in issues}
+    assert {"json-encoding", "json-empty-file", "not-a-resource", "fhir-version-skipped"} <= by_rule
+
+
+def test_cli_jobs_option(tmp_path):
+    for n in range(3):
+        (tmp_path / f"o{n}.json").write_text(json.dumps(BAD_STATUS if n == 1 else GOOD_OBS))
+    outs = [CliRunner().invoke(main, ["validate", "-j", j, "--format", "sarif", str(tmp_path)]) for j in ("1", "2")]
+    assert outs[0].exit_code == outs[1].exit_code == 1
+    assert outs[0].output == outs[1].output
+    assert CliRunner().invoke(main, ["validate", "-j", "0", str(tmp_path)]).exit_code == 2
+
+
+def test_standard_input_among_other_files(tmp_path):
+    """Workers have no standard input: '-' is read and validated by the parent, in its place."""
+    for n in range(2):
+        (tmp_path / f"o{n}.json").write_text(json.dumps(GOOD_OBS))
+    args = ["validate", "--format", "json", str(tmp_path / "o0.json"), "-", str(tmp_path / "o1.json")]
+    outs = [CliRunner().invoke(main, [*args[:1], "-j", j, *args[1:]], input=json.dumps(BAD_STATUS))
+            for j in ("1", "2")]
+    assert outs[0].output == outs[1].output
+    report = json.loads(outs[1].output)
+    assert report["files"] == 3
+    assert any(i["file"] == "-" and i["expression"] == "Observation.status" for i in report["issues"])
+
+
+@pytest.mark.parametrize("data", [
+    b'{"resourceType": "Patient"}\n\n{"resourceType": "Basic"}\n',
+    b'{"resourceType": "Patient"}\r\n  \r\n{"a": 1}',                     # CRLF, no final newline
+    codecs.BOM_UTF8 + b'{"resourceType": "Patient"}\n',                  # BOM: a warning on line 1
+    b'\xc2\xa0\n{"resourceType": "Patient"}\n',                          # a no-break space line is blank
+    b'{"resourceType": "Patient", "x": "\xff"}\n',                       # invalid UTF-8: the file is refused
+    b'{"resourceType": "Patient"}\n\x00\n',                              # NUL: binary
+    b'\n \n',                                                            # empty
+    codecs.BOM_UTF8,                                                     # only a BOM
+    b'{"resourceType": "Patient", "name": [{"text": "\xe2\x82\xac"}]}',  # multi-byte character
+], ids=["plain", "crlf", "bom", "nbsp", "latin1", "nul", "empty", "bom-only", "utf8"])
+def test_streamed_ndjson_reads_as_whole_file(tmp_path, data, monkeypatch):
+    monkeypatch.setattr(inputs, "STREAM_BLOCK", 3)  # blocks that split characters and lines
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(data)
+    streamed = list(inputs.read_source(inputs.Source(str(path), path)))
+    whole = list(read_documents(data, str(path), ndjson=True))
+    assert [(d.text, d.value, d.line_offset, d.issues) for d in streamed] == \
+        [(d.text, d.value, d.line_offset, d.issues) for d in whole]
+
+
+def test_build_with_two_jobs_gives_the_same_bytes(defs):
+    from pathlib import Path
+
+    from fhirpkg import build as b
+    definitions = Path(__file__).resolve().parent.parent / "definitions"
+    one = b.build(definitions, defs=defs, jobs=1, site=False)
+    two = b.build(definitions, defs=defs, jobs=2, site=False)
+    assert sorted(two.files) == sorted(one.files) and len(one.files) > 5
+    assert [p for p in one.files if one.files[p] != two.files[p]] == []
+    assert two.issues == one.issues
