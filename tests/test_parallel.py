@@ -88,11 +88,13 @@ def test_folder_with_errors_same_with_two_jobs(tmp_path):
     (tmp_path / "lines.ndjson").write_text("\n".join(ndjson_lines(30)) + "\n")
     (tmp_path / "latin1.ndjson").write_bytes(b'{"resourceType": "Patient", "name": [{"text": "Jos\xe9"}]}\n')
     (tmp_path / "empty.ndjson").write_text("\n\n")
-    (tmp_path / "old.r4.json").write_text(json.dumps(GOOD_OBS))
+    (tmp_path / "old.r4.json").write_text(json.dumps({**GOOD_OBS, "versionAlgorithmString": "x"}))
     names, issues = same_in_every_format([tmp_path])
     assert len(names) == 8
     by_rule = {i.rule for i in issues}
-    assert {"json-encoding", "json-empty-file", "not-a-resource", "fhir-version-skipped"} <= by_rule
+    assert {"json-encoding", "json-empty-file", "not-a-resource"} <= by_rule
+    # the R4 file is validated against R4 (in a worker too): an element R4 lacks is an error
+    assert any(i.is_error and i.file.endswith("old.r4.json") for i in issues)
 
 
 def test_cli_jobs_option(tmp_path):

@@ -102,7 +102,7 @@ def test_an_r5_only_element_is_an_r4_error(r4, tmp_path):
     pd = {"resourceType": "PlanDefinition", "status": "draft", "versionAlgorithmString": "semver",
           "action": [{"linkId": "a1", "title": "x"}]}
     assert run(write(tmp_path, "pd.json", pd)).exit_code == 0  # valid R5
-    r = run("--level", "error", write(tmp_path, "pd.r4.json", pd))  # the name says R4
+    r = run("-v", "--level", "error", write(tmp_path, "pd.r4.json", pd))  # the name says R4
     assert r.exit_code == 1
     assert "Unrecognized property 'versionAlgorithmString'" in r.output
     assert "Unrecognized property 'linkId' (PlanDefinition.action[0].linkId)" in r.output
