@@ -22,13 +22,7 @@ from . import package_build
 
 pytestmark = pytest.mark.interop
 
-MIMETYPE_ARTEFACT = "could not be determined for the code"
-MIMETYPES = "http://hl7.org/fhir/ValueSet/mimetypes"
-
-
-def _mimetype_artefact(issue: dict) -> bool:
-    return (str(issue["expression"] or "").endswith(".contentType") and MIMETYPES in issue["message"]
-            and (MIMETYPE_ARTEFACT in issue["message"] or "was not found in the value set" in issue["message"]))
+_mimetype_artefact = package_build.mimetype_artefact
 
 
 def test_hl7_validator_reports_no_errors_on_the_build(hl7_validator, tmp_path):
