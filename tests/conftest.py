@@ -37,8 +37,3 @@ def check(validator, tmp_path):
 
     return run
 
-
-def examples_dir() -> Path:
-    from fhirpkg import packages as pk
-    pkg = pk.ensure([pk.R5_EXAMPLES])[0]
-    return pkg.folder

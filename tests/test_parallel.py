@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -14,7 +15,12 @@ from fhirpkg.cli import main
 from fhirpkg.jsonsource import read_documents
 from fhirpkg.validation import Validator
 
-from conftest import examples_dir
+
+def examples_dir() -> Path:
+    """The R5 examples package folder (installed on first use, like the other example tests)."""
+    from fhirpkg import packages as pk
+    return pk.ensure([pk.R5_EXAMPLES])[0].folder
+
 
 pytestmark = pytest.mark.skipif(not parallel.available(), reason="worker processes need fork (not on this platform)")
 
