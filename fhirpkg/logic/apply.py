@@ -11,7 +11,6 @@ kept in the RequestOrchestration: its conditions are copied with the value each 
 """
 from __future__ import annotations
 
-import base64
 import html
 import os
 import uuid
@@ -24,12 +23,12 @@ from .. import project as proj
 from ..errors import ApplyError
 from ..inputs import Source, find_sources, read_source
 from ..jsonsource import copy_json
-from . import elm
+from . import elm, translate
 from .r4data import convert_bundle
 
 #: Expression languages a condition may use: the name of a definition in the PlanDefinition's library.
 CQL_IDENTIFIER = frozenset({"text/cql-identifier", "text/cql.identifier"})
-ELM_JSON = "application/elm+json"
+ELM_JSON = translate.ELM_TYPE
 _NS = uuid.UUID("9d7d3f0e-4a59-5a4e-9a8e-6e6570632d61")  # fixed: the same input gives the same fullUrls
 
 
@@ -77,12 +76,12 @@ class Package:
         if lib is None or lib.get("resourceType") != "Library":
             raise ApplyError(f"library {url} is not in the package ({self.root})")
         if id(lib) not in self.libraries:
-            content = next((c for c in lib.get("content") or [] if c.get("contentType") == ELM_JSON), None)
-            if content is None or not content.get("data"):
+            data = translate.attachment(lib, ELM_JSON)
+            if not data:
                 raise ApplyError(f"Library/{lib.get('id')} has no {ELM_JSON} content (run: fhirpkg cql)")
             try:
-                tree = orjson.loads(base64.b64decode(content["data"]))
-            except (ValueError, orjson.JSONDecodeError) as e:
+                tree = orjson.loads(data)
+            except orjson.JSONDecodeError as e:
                 raise ApplyError(f"Library/{lib.get('id')}: the {ELM_JSON} content is not JSON ({e})") from None
             self.libraries[id(lib)] = elm.load(tree)
         return self.libraries[id(lib)]
