@@ -13,7 +13,7 @@ every recommendation, information and investigational PlanDefinition):
 * cold one-shot: a fresh process applying one patient (``fhirpkg apply`` command; ``java -jar
   cqf_apply.jar`` with one run), wall time, median of --cold-runs; plus the first apply inside each.
 
-Nothing is asserted.  The engine gets the R4 form of the package (fhirpkg.convert.to_r4) and of the patient
+Nothing is asserted.  The engine gets the R4 form of the package (fhirpkg.publish.convert.to_r4) and of the patient
 records (fhirpkg.logic.r4data.to_r4_bundle); converting is not timed for either side.
 
 Usage: python benchmarks/apply_vs_cqf.py [--runs 5] [--warmup 3] [--cold-runs 3] [--plan nepc-pathway]

@@ -84,7 +84,8 @@ def generate_project(size: int, dest: Path) -> Path:
 
 
 def in_process(size: int, site: bool) -> dict:
-    from fhirpkg import api, build as b
+    from fhirpkg import api
+    from fhirpkg.publish import build as b
     defs = api.load_definitions(log=None)
     tmp = Path(tempfile.mkdtemp(prefix="fhirpkg-bench-gen-"))
     proj = generate_project(size, tmp)

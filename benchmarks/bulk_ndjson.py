@@ -21,7 +21,7 @@ CLINICAL = ("Observation", "Condition", "Patient", "Encounter", "MedicationReque
 
 def clinical_examples() -> list[dict]:
     """The R5 examples of the clinical types, as parsed JSON (each a single resource)."""
-    from fhirpkg import packages as pk
+    from fhirpkg.fhir import packages as pk
     folder = pk.ensure([pk.R5_EXAMPLES])[0].folder
     out = []
     for p in pk.resource_files(folder):

@@ -33,7 +33,7 @@ import orjson
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
-from fhirpkg.packages import cache_dir
+from fhirpkg.fhir.packages import cache_dir
 from fhirpkg.validation import fhirpath
 from fhirpkg.validation.fhirpath import FhirPathEngine, FhirPathError
 from fhirpkg.validation.invariants import (

@@ -86,7 +86,7 @@ def main() -> int:
         print(f"2. streaming: peak RSS {one['rss']:.0f} MB for {bulk.stat().st_size / 2**20:.0f} MB, "
               f"{r4['rss']:.0f} MB for {big.stat().st_size / 2**20:.0f} MB  (flat = streamed)")
         if args.examples:
-            from fhirpkg import packages as pk
+            from fhirpkg.fhir import packages as pk
             folder = pk.ensure([pk.R5_EXAMPLES])[0].folder
             count = len(pk.resource_files(folder))
             print(f"3. all R5 examples ({count} files, every layer):")
@@ -104,7 +104,8 @@ def main() -> int:
 
 def build_figures(args, tmp: Path) -> None:
     import build as build_bench
-    from fhirpkg import api, build as b
+    from fhirpkg import api
+    from fhirpkg.publish import build as b
     defs = api.load_definitions(log=None)
     proj = build_bench.generate_project(args.build_size, tmp / "gen")
     print(f"4. build of a generated project of {args.build_size} resources (in-process, validate + lay out):")

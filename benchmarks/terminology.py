@@ -16,8 +16,8 @@ import statistics
 import sys
 import time
 
-from fhirpkg.packages import R5_DEFAULT_PACKAGES, PackageRef, installed
-from fhirpkg.terminology import BCP47, LOINC, SNOMED, UCUM, Terminology, check_bcp47
+from fhirpkg.fhir.packages import R5_DEFAULT_PACKAGES, PackageRef, installed
+from fhirpkg.validation.terminology.codes import BCP47, LOINC, SNOMED, UCUM, Terminology, check_bcp47
 
 VS = "http://hl7.org/fhir/ValueSet/"
 THO_VS = "http://terminology.hl7.org/ValueSet/"

@@ -31,12 +31,12 @@ FHIRPKG = shutil.which("fhirpkg", path=str(ROOT / ".venv" / "bin")) or shutil.wh
 
 
 def examples() -> Path:
-    from fhirpkg import packages as pk
+    from fhirpkg.fhir import packages as pk
     return pk.ensure([pk.R5_EXAMPLES])[0].folder
 
 
 def example_files(types=None) -> list[Path]:
-    from fhirpkg.packages import resource_files
+    from fhirpkg.fhir.packages import resource_files
     return [p for p in resource_files(examples()) if types is None or p.name.split("-", 1)[0] in types]
 
 
@@ -58,7 +58,7 @@ def cold_cli(runs: int) -> list[float]:
 
 def in_process(files: list[Path], runs: int) -> dict:
     from fhirpkg import api
-    from fhirpkg.inputs import Source, read_source
+    from fhirpkg.fhir.inputs import Source, read_source
     from fhirpkg.validation import Options, Validator
 
     defs = api.load_definitions(log=None)
@@ -83,7 +83,7 @@ def child(args) -> int:
     """
     import resource
     from fhirpkg import api
-    from fhirpkg.inputs import Source, read_source
+    from fhirpkg.fhir.inputs import Source, read_source
     from fhirpkg.validation import Options, Validator
 
     files = example_files()

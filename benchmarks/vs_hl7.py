@@ -45,7 +45,7 @@ def measure(cmd: list[str]) -> dict:
 
 
 def sample(n: int) -> list[Path]:
-    from fhirpkg import packages as pk
+    from fhirpkg.fhir import packages as pk
     folder = pk.ensure([pk.R5_EXAMPLES])[0].folder
     files = sorted(p for p in folder.glob("*.json") if p.name not in ("package.json", ".index.json"))
     focus = [p for p in files if p.name.split("-", 1)[0] in FOCUS]
@@ -62,7 +62,7 @@ def hl7_cmd(files: list[Path], listing: Path, igs=(), extra=()) -> list[str]:
 def fhirpkg_inprocess(files: list[Path]) -> float:
     """Validation alone, in-process (definitions already loaded): resources per second."""
     from fhirpkg import api
-    from fhirpkg.inputs import Source, read_source
+    from fhirpkg.fhir.inputs import Source, read_source
     from fhirpkg.validation import Validator
     defs = api.load_definitions(log=None)
     docs = [d for f in files for d in read_source(Source(str(f), f))]

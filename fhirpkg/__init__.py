@@ -12,13 +12,13 @@ _LOADER = ("load", "Package", "Resource", "to_model")
 
 def __getattr__(name: str):
     if name in _API:
-        from . import api
+        from fhirpkg import api
         return getattr(api, name)
     if name in _LOADER:
-        from . import loader
+        from fhirpkg import loader
         return getattr(loader, name)
     if name == "Issue":
-        from .issues import Issue
+        from fhirpkg.issues import Issue
         return Issue
     raise AttributeError(f"module 'fhirpkg' has no attribute {name!r}")
 

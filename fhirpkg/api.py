@@ -7,12 +7,14 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from . import evidence, inputs, packages as pk, parallel
-from .definitions import Definitions, load as load_compiled
-from .inputs import find_sources, read_source
-from .issues import Issue, Severity
-from .validation import Options, Validator
-from .validation.references import Resolver
+from fhirpkg.content import evidence
+from fhirpkg.fhir import inputs, packages as pk
+from fhirpkg import parallel
+from fhirpkg.fhir.definitions import Definitions, load as load_compiled
+from fhirpkg.fhir.inputs import find_sources, read_source
+from fhirpkg.issues import Issue, Severity
+from fhirpkg.validation import Options, Validator
+from fhirpkg.validation.references import Resolver
 
 
 def load_definitions(package_refs: Iterable = pk.R5_DEFAULT_PACKAGES,
@@ -36,7 +38,7 @@ def add_conformance_resources(defs: Definitions, resources: Iterable[dict], sour
                 continue
         elif rt in ("ValueSet", "CodeSystem"):
             extra_terms.append(res)
-    if extra_terms and defs.terminology is not None and hasattr(defs.terminology, "add"):
+    if extra_terms and defs.terminology is not None:
         for r in extra_terms:
             try:
                 defs.terminology.add(r)
@@ -286,8 +288,8 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
     With ``jobs`` > 1 the resources are validated by forked worker processes (same issues,
     same order).
     """
-    from . import project as proj
-    from .validation import package_rules
+    from fhirpkg.content import project as proj
+    from fhirpkg.content import package_rules
 
     project = proj.load(root)
     issues = list(project.issues)
@@ -321,8 +323,8 @@ def cql(project_root: str | Path = "definitions", *, force: bool = False, log: C
     """Translate the project's changed CQL (``<project>/cql/*.cql``) with the official translator and
     rewrite its Library resources; no Java runs when nothing changed.  Returns
     :class:`fhirpkg.logic.translate.CqlResult`; raises ``translate.CqlError`` (errors in the CQL) or
-    :class:`fhirpkg.jvm.JavaUnavailable`."""
-    from .logic import translate
+    :class:`fhirpkg.logic.jvm.JavaUnavailable`."""
+    from fhirpkg.logic import translate
     return translate.update(project_root, force=force, log=log or (lambda m: None))
 
 
@@ -335,5 +337,5 @@ def apply(plan_definition, data, subject: str, *, package=None):
     (``bundle``, ``actions``, ``activities``, ``conditions``); bad input raises
     :class:`fhirpkg.errors.ApplyError`.
     """
-    from .logic.apply import apply as run
+    from fhirpkg.logic.apply import apply as run
     return run(plan_definition, data, subject, package=package)

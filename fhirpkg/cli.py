@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import FhirpkgError, describe
-from .issues import Severity
+from fhirpkg import __version__
+from fhirpkg.errors import FhirpkgError, describe
+from fhirpkg.issues import Severity
 
 EXIT_INTERNAL = 3
 
@@ -49,7 +49,7 @@ def _show_version(ctx, _param, value) -> None:
     if not value or ctx.resilient_parsing:
         return
     from importlib.metadata import PackageNotFoundError, version
-    from . import packages as pk
+    from fhirpkg.fhir import packages as pk
     try:
         models = f", fhir.resources {version('fhir.resources')}"
     except PackageNotFoundError:
@@ -106,8 +106,9 @@ def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, 
     The text report gives one line per kind of problem (rule and message, with its count and first
     places); -v lists every issue.
     """
-    from . import api, packages as pk, reports
-    from .validation import Options, Validator
+    from fhirpkg import api, reports
+    from fhirpkg.fhir import packages as pk
+    from fhirpkg.validation import Options, Validator
     defs = api.load_definitions(pk.DEFAULT_PACKAGES[fhir_version or "5.0.0"])
     if igs:
         n = api.add_conformance_resources(defs, api.read_conformance_inputs(igs))
@@ -120,7 +121,7 @@ def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, 
     issues, files, resources = [], [], 0
     started = last = time.perf_counter()
     if jobs is None:
-        from .parallel import cores
+        from fhirpkg.parallel import cores
         jobs = 1 if timings else cores()
     for result in api.iter_validate(list(paths), validator, fhir_version=fhir_version, jobs=jobs):
         files.append(result.file)
@@ -136,7 +137,7 @@ def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, 
     report = reports.render(fmt, issues, files, Severity.parse("error" if quiet else level),
                             resources=resources, verbose=verbose)
     if output:
-        from .fsutil import atomic_write_text
+        from fhirpkg.fsutil import atomic_write_text
         atomic_write_text(output, report)
         if fmt != "text":
             _err(reports.summary(issues, len(files), resources))
@@ -171,7 +172,7 @@ def build(project_dir, out_dir, fhir_versions, force, check, canonical, publishe
     """Validate definitions/ and write build/: transaction and collection Bundles, package.tgz, exports, site."""
     if canonical is None and publisher is None and release_version is None:
         return _build(project_dir, out_dir, fhir_versions, force, check)
-    from . import rebase
+    from fhirpkg.content import rebase
     try:
         with rebase.adopted(project_dir, canonical, publisher, release_version) as (adopted_dir, a):
             _err(f"adopted {project_dir}: {a.old_base} -> {a.new_base}, package {a.old_name}#{a.old_version} -> "
@@ -182,8 +183,8 @@ def build(project_dir, out_dir, fhir_versions, force, check, canonical, publishe
 
 
 def _build(project_dir, out_dir, fhir_versions, force, check):
-    from . import build as b
-    from .reports import text_line
+    from fhirpkg.publish import build as b
+    from fhirpkg.reports import text_line
     versions = tuple(fhir_versions) or b.ALL_VERSIONS
     if b.R5 not in versions:
         versions = (b.R5,) + versions
@@ -192,7 +193,7 @@ def _build(project_dir, out_dir, fhir_versions, force, check):
     try:
         result = b.build(project_dir, fhir_versions=versions, force=force, log=_err)
     except b.BuildError as e:
-        from . import api
+        from fhirpkg import api
         _, issues, _ = api.validate_project(project_dir)
         for i in sorted(issues, key=lambda i: i.sort_key()):
             if i.is_error:
@@ -222,9 +223,9 @@ def _build(project_dir, out_dir, fhir_versions, force, check):
 
 def _cql_update(project_dir, force: bool = False):
     """Run ``api.cql``; CQL errors exit 1 (one located line each), a missing JVM exits 2."""
-    from . import api
-    from .jvm import JavaUnavailable
-    from .logic.translate import CqlError
+    from fhirpkg import api
+    from fhirpkg.logic.jvm import JavaUnavailable
+    from fhirpkg.logic.translate import CqlError
     try:
         return api.cql(project_dir, force=force, log=_err)
     except CqlError as e:
@@ -271,7 +272,7 @@ def cql(project_dir, force):
 @click.option("--verbose", "-v", is_flag=True, help="One line per artifact, not only the problems.")
 def push(bundle, server, headers, timeout, max_attempts, backoff, max_wait, ca_file, insecure, fmt, verbose):
     """Load a transaction Bundle into a FHIR server and verify what it holds afterwards."""
-    from . import push as p
+    from fhirpkg.publish import push as p
     try:
         data = p.load_bundle(bundle)
         hdrs = p.parse_headers(list(headers))
@@ -295,14 +296,14 @@ def push(bundle, server, headers, timeout, max_attempts, backoff, max_wait, ca_f
 @click.option("--exit-code", is_flag=True, help="Exit 1 when there are differences (like git diff).")
 def diff(old, new, fmt, output, exit_code):
     """What changed between two releases: folders, Bundles or package.tgz files."""
-    from . import diff as d
+    from fhirpkg.publish import diff as d
     try:
         report = d.diff(d.load_side(old), d.load_side(new))
     except d.DiffError as e:
         raise click.UsageError(str(e)) from None
     text = d.render_json(report) if fmt == "json" else d.render_text(report)
     if output:
-        from .fsutil import atomic_write_text
+        from fhirpkg.fsutil import atomic_write_text
         atomic_write_text(output, text)
     else:
         click.echo(text, nl=not text.endswith("\n"))
@@ -326,9 +327,9 @@ def apply(plan_definition, data, subject, output, explain, package):
     """PlanDefinition/$apply for one patient: the CarePlan, RequestOrchestration and requests that apply.
 
     PLANDEF is a file, an id (nepc-pathway) or a canonical url."""
-    from . import api
-    from .errors import ApplyError
-    from .serialize import dumps
+    from fhirpkg import api
+    from fhirpkg.errors import ApplyError
+    from fhirpkg.fhir.serialize import dumps
     try:
         result = api.apply(plan_definition, data, subject, package=package)
     except ApplyError as e:
@@ -343,7 +344,7 @@ def apply(plan_definition, data, subject, output, explain, package):
                    if e["resource"]["resourceType"] not in ("CarePlan", "RequestOrchestration"))
     summary = f"{len(result.actions)} action(s) apply for {subject}, {requests} request(s) created"
     if output:
-        from .fsutil import atomic_write_text
+        from fhirpkg.fsutil import atomic_write_text
         atomic_write_text(output, text)
         click.echo(f"{summary}: {output}")
         for a in result.actions:
@@ -367,7 +368,7 @@ def packages():
 @click.option("--defaults", is_flag=True, help="Install the packages the validator needs (R5 core, THO, extensions).")
 def packages_install(specs, from_file, defaults):
     """Install packages given as id@version (or id#version)."""
-    from . import packages as pk
+    from fhirpkg.fhir import packages as pk
     try:
         refs = [pk.PackageRef.parse(s) for s in specs]
     except pk.PackageError as e:
@@ -389,7 +390,7 @@ def packages_install(specs, from_file, defaults):
 @packages.command("list")
 def packages_list():
     """List the installed packages."""
-    from . import packages as pk
+    from fhirpkg.fhir import packages as pk
     for ref in pk.list_installed():
         click.echo(str(ref))
 

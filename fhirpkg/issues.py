@@ -54,14 +54,3 @@ class Issue:
     def sort_key(self):
         return (self.file, self.line or 0, self.column or 0, -self.severity, self.rule, self.message)
 
-
-def error(code: str, rule: str, message: str, expression: str = "", location: tuple = ()) -> Issue:
-    return Issue(Severity.ERROR, code, message, rule, expression, location=location)
-
-
-def warning(code: str, rule: str, message: str, expression: str = "", location: tuple = ()) -> Issue:
-    return Issue(Severity.WARNING, code, message, rule, expression, location=location)
-
-
-def information(code: str, rule: str, message: str, expression: str = "", location: tuple = ()) -> Issue:
-    return Issue(Severity.INFORMATION, code, message, rule, expression, location=location)

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .inputs import Source, find_sources, read_source
-from .issues import Issue
-from .jsonsource import Document
+from fhirpkg.errors import InputError
+from fhirpkg.fhir.inputs import Source, find_sources, read_source
+from fhirpkg.issues import Issue
+from fhirpkg.fhir.jsonsource import Document
 
 R5, R4B, R4 = "5.0.0", "4.3.0", "4.0.1"
 BUILD_REPORT = "build-report.json"

@@ -11,8 +11,8 @@ from collections import Counter, defaultdict
 from typing import Iterable
 from xml.sax.saxutils import escape, quoteattr
 
-from . import __version__
-from .issues import Issue, Severity
+from fhirpkg import __version__
+from fhirpkg.issues import Issue, Severity
 
 EXT_LINE = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line"
 EXT_COL = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-col"

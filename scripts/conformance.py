@@ -27,8 +27,9 @@ SUITE = ROOT / "tests" / "conformance" / "fhir-test-cases" / "validator"
 SUITES = {"r5": (SUITE, "5.0.0"), "r4": (SUITE.parent / "validator-r4", "4.0.1")}
 sys.path.insert(0, str(ROOT))
 
-from fhirpkg import api, packages as pk  # noqa: E402
-from fhirpkg.inputs import Source, read_source  # noqa: E402
+from fhirpkg import api
+from fhirpkg.fhir import packages as pk  # noqa: E402
+from fhirpkg.fhir.inputs import Source, read_source  # noqa: E402
 from fhirpkg.validation import Options, Validator  # noqa: E402
 from fhirpkg.validation.references import Resolver  # noqa: E402
 
@@ -68,7 +69,7 @@ def expected(java, suite: Path = SUITE) -> tuple[bool, list[str]]:
 
 def supporting_resources(names: list[str], defs, suite: Path = SUITE) -> tuple[list[dict], str | None]:
     """The supporting definitions; XML ones are read with fhirpkg's FHIR XML reader."""
-    from fhirpkg import xmlformat
+    from fhirpkg.fhir import xmlformat
     out = []
     for name in names:
         path = suite / name

@@ -214,8 +214,8 @@ def hl7_path(expression: str | None) -> str:
 
 def issue_agreement(hl7_run: Path) -> dict:
     from fhirpkg import api
-    from fhirpkg import packages as pk
-    from fhirpkg.inputs import Source, read_source
+    from fhirpkg.fhir import packages as pk
+    from fhirpkg.fhir.inputs import Source, read_source
     from fhirpkg.validation import Validator
 
     runs = json.loads(hl7_run.read_text(encoding="utf-8"))

@@ -24,7 +24,7 @@ def validator(defs):
 @pytest.fixture
 def check(validator, tmp_path):
     """Validate a resource written as JSON text; returns the located issues."""
-    from fhirpkg.inputs import Source, read_source
+    from fhirpkg.fhir.inputs import Source, read_source
 
     def run(resource, name="input.json"):
         text = resource if isinstance(resource, str) else json.dumps(resource, indent=2)

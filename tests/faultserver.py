@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from fhirpkg.diff import dumps, same
+from fhirpkg.publish.diff import dumps, same
 
 NOISE = ("versionId", "lastUpdated", "source")
 

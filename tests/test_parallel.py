@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fhirpkg import api, inputs, parallel, reports
+from fhirpkg import api, parallel, reports
+from fhirpkg.fhir import inputs
 from fhirpkg.cli import main
-from fhirpkg.jsonsource import read_documents
+from fhirpkg.fhir.jsonsource import read_documents
 from fhirpkg.validation import Validator
 
 
 def examples_dir() -> Path:
     """The R5 examples package folder (installed on first use, like the other example tests)."""
-    from fhirpkg import packages as pk
+    from fhirpkg.fhir import packages as pk
     return pk.ensure([pk.R5_EXAMPLES])[0].folder
 
 
@@ -149,7 +150,7 @@ def test_streamed_ndjson_reads_as_whole_file(tmp_path, data, monkeypatch):
 def test_build_with_two_jobs_gives_the_same_bytes(defs):
     from pathlib import Path
 
-    from fhirpkg import build as b
+    from fhirpkg.publish import build as b
     definitions = Path(__file__).resolve().parent.parent / "definitions"
     one = b.build(definitions, defs=defs, jobs=1, site=False)
     two = b.build(definitions, defs=defs, jobs=2, site=False)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fhirpkg.jsonsource import PositionMap, parse, seek
+from fhirpkg.fhir.jsonsource import PositionMap, parse, seek
 
 TEXT = """{
   "resourceType": "Observation",

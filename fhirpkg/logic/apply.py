@@ -19,12 +19,12 @@ from pathlib import Path
 
 import orjson
 
-from .. import project as proj
-from ..errors import ApplyError
-from ..inputs import Source, find_sources, read_source
-from ..jsonsource import copy_json
-from . import elm, translate
-from .r4data import convert_bundle
+from fhirpkg.content import project as proj
+from fhirpkg.errors import ApplyError
+from fhirpkg.fhir.inputs import Source, find_sources, read_source
+from fhirpkg.fhir.jsonsource import copy_json
+from fhirpkg.logic import elm, translate
+from fhirpkg.logic.r4data import convert_bundle
 
 #: Expression languages a condition may use: the name of a definition in the PlanDefinition's library.
 CQL_IDENTIFIER = frozenset({"text/cql-identifier", "text/cql.identifier"})

@@ -10,11 +10,11 @@ naming it and where it is (``locator`` line:col, else ``localId``, and the defin
 """
 from __future__ import annotations
 
-from ..errors import UnsupportedElm
-from . import cqltypes as t
-from . import runtime as rt
-from .cqltypes import Code, Concept, DateTime, Interval, Quantity
-from .runtime import Choice, Context, Data, ValueSets, equal, equivalent, compare, distinct, unwrap
+from fhirpkg.errors import UnsupportedElm
+from fhirpkg.logic import cqltypes as t
+from fhirpkg.logic import runtime as rt
+from fhirpkg.logic.cqltypes import Code, Concept, DateTime, Interval, Quantity
+from fhirpkg.logic.runtime import Choice, Context, Data, ValueSets, equal, equivalent, compare, distinct, unwrap
 
 __all__ = ["Library", "load", "Context", "Data", "ValueSets", "UnsupportedElm", "SUPPORTED", "Choice", "Code", "Concept",
            "DateTime", "Interval", "Quantity"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import UnsupportedElm
-from . import cqltypes as t
-from .cqltypes import Code, Concept, DateTime, Interval, Quantity
+from fhirpkg.errors import UnsupportedElm
+from fhirpkg.logic import cqltypes as t
+from fhirpkg.logic.cqltypes import Code, Concept, DateTime, Interval, Quantity
 
 FHIR = "{http://hl7.org/fhir}"
 SYSTEM = "{urn:hl7-org:elm-types:r1}"

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .. import jvm
-from ..fsutil import FileLock, atomic_write_text
+from fhirpkg.logic import jvm
+from fhirpkg.fsutil import FileLock, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 TRANSLATOR_PROJECT = HERE / "translator"
@@ -73,7 +73,7 @@ class CqlResult:
 
 def translator_dir() -> Path:
     """Where the front end is built: ``$FHIRPKG_CQL_TRANSLATOR_DIR`` or ``<fhirpkg cache>/cql-translator``."""
-    from ..fsutil import cache_root
+    from fhirpkg.fsutil import cache_root
 
     env = os.environ.get("FHIRPKG_CQL_TRANSLATOR_DIR")
     return Path(env).expanduser() if env else cache_root() / f"cql-translator-{CQFRAMEWORK_VERSION}"
@@ -93,7 +93,7 @@ def jar_path(build: bool = True) -> Path:
 def translate(cql_dir: Path | str, libraries: Sequence[str]) -> dict[str, Translation]:
     """Translate ``libraries`` (``Name`` from ``cql_dir/Name.cql``, or ``Name@version`` from the
     translator's distribution) in one JVM.  Raises :class:`CqlError` on any translation error and
-    :class:`fhirpkg.jvm.JavaUnavailable` when Java or Maven is missing."""
+    :class:`fhirpkg.logic.jvm.JavaUnavailable` when Java or Maven is missing."""
     java = jvm.java_exe()
     if not java:
         raise jvm.JavaUnavailable("; ".join(jvm.missing_tools()))

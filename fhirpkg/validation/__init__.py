@@ -14,12 +14,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from ..definitions import Definitions
-from ..issues import Issue, Severity
-from ..jsonsource import Document
-from ..model import Node, ResourceFrame
-from . import business_rules, json_rules, questionnaire_response, references
-from .structure import NATIVE_CONSTRAINTS, StructureWalker
+from fhirpkg.fhir.definitions import Definitions
+from fhirpkg.issues import Issue, Severity
+from fhirpkg.fhir.jsonsource import Document
+from fhirpkg.fhir.model import Node, ResourceFrame
+from fhirpkg.validation import business_rules, json_rules, questionnaire_response, references
+from fhirpkg.validation.structure import NATIVE_CONSTRAINTS, StructureWalker
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 LAYERS = ("json", "structure", "terminology", "invariants", "references", "narrative", "rules")
@@ -56,26 +56,15 @@ class Validator:
     def _setup_layers(self) -> None:
         layers = self.options.layers
         if "invariants" in layers:
-            try:
-                from . import fhirpath, invariants
-            except ImportError:
-                self._invariants = None
-            else:
-                if hasattr(invariants, "check_node") and hasattr(fhirpath, "FhirPathEngine"):
-                    self._invariants = invariants
-                    self._engine_factory = fhirpath.FhirPathEngine
+            from fhirpkg.validation import fhirpath, invariants
+            self._invariants = invariants
+            self._engine_factory = fhirpath.FhirPathEngine
         if "terminology" in layers:
-            try:
-                from . import terminology as term_layer
-            except ImportError:
-                term_layer = None
-            self._terminology_layer = term_layer if hasattr(term_layer, "check_node") else None
+            from fhirpkg.validation.terminology import layer as term_layer
+            self._terminology_layer = term_layer
         if "narrative" in layers:
-            try:
-                from . import xhtml
-            except ImportError:
-                xhtml = None
-            self._xhtml = xhtml if hasattr(xhtml, "check_node") else None
+            from fhirpkg.validation import xhtml
+            self._xhtml = xhtml
 
     @property
     def engine(self):
@@ -165,13 +154,13 @@ class Validator:
             where = f"{frame.expression}.meta.profile[{i}]" if i is not None else frame.expression
             loc = ("meta", "profile", i) if i is not None else ()
             if prof is None:
-                walker.warning("structure", "profile-unknown",
-                               f"Profile reference '{url}' has not been checked because it could not be found",
+                walker.warning("structure", f"Profile reference '{url}' has not been checked because it could not be found",
+                               "profile-unknown",
                                where, loc)
             elif prof.is_profile:
                 walker.resource(frame, prof)
             elif prof.type != frame.type and prof.kind == "resource":
-                walker.error("structure", "profile-type", f"The profile {url} is for {prof.type}, not {frame.type}",
+                walker.error("structure", f"The profile {url} is for {prof.type}, not {frame.type}", "profile-type",
                              where, loc)
 
     def _node_layers(self, nodes: list[Node], issues: list[Issue], timed: bool) -> None:
@@ -184,10 +173,10 @@ class Validator:
         layers = self.options.layers
         term = self.defs.terminology if "terminology" in layers else None
         term_layer = self._terminology_layer if term is not None else None
-        term_types = getattr(term_layer, "NODE_TYPES", frozenset({"Coding", "CodeableConcept"}))
+        term_types = term_layer.NODE_TYPES if term_layer is not None else frozenset()
         inv = self._invariants if "invariants" in layers else None
         engine = self.engine if inv is not None else None
-        state = inv.RunState() if inv is not None and hasattr(inv, "RunState") else None
+        state = inv.RunState() if inv is not None else None
         package_mode = self.options.package_mode
         xhtml = self._xhtml if "narrative" in layers else None
         rules = business_rules.RULES if "rules" in layers else None

@@ -12,10 +12,10 @@ import hashlib
 import re
 from typing import Callable, Iterator
 
-from ..issues import Issue, Severity
-from ..jsonsource import lexeme
-from ..model import Node
-from . import questionnaire
+from fhirpkg.issues import Issue, Severity
+from fhirpkg.fhir.jsonsource import lexeme
+from fhirpkg.fhir.model import Node
+from fhirpkg.validation import questionnaire
 
 
 def attachment(node: Node) -> Iterator[Issue]:

@@ -60,7 +60,7 @@ from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
-from ..fsutil import cache_root
+from fhirpkg.fsutil import cache_root
 
 #: The fhirpathpy release whose internals this module was written against.
 FHIRPATHPY_VERSION = "2.2.4"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from fhirpkg.issues import Issue, Severity
-from fhirpkg.model import Constraint, ElementDef, Node, ResourceFrame, TypeRef
+from fhirpkg.fhir.model import Constraint, ElementDef, Node, ResourceFrame, TypeRef
 from fhirpkg.validation.fhirpath import (
     FhirPathEngine,
     choice_type,

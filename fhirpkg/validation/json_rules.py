@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from ..issues import Issue, Severity
+from fhirpkg.issues import Issue, Severity
 
 
 def check(value, root_expr: str) -> Iterator[Issue]:

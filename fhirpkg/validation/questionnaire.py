@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from ..issues import Issue, Severity
-from ..model import Node
+from fhirpkg.issues import Issue, Severity
+from fhirpkg.fhir.model import Node
 
 DERIVATION_EXT = "http://hl7.org/fhir/StructureDefinition/questionnaire-derivationType"
 DERIVATION_SYSTEM = "http://hl7.org/fhir/questionnaire-derivationType"

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from ..issues import Issue, Severity
-from ..jsonsource import lexeme
-from .fhirpath import ucum_values
+from fhirpkg.issues import Issue, Severity
+from fhirpkg.fhir.jsonsource import lexeme
+from fhirpkg.validation.fhirpath import ucum_values
 
 SD = "http://hl7.org/fhir/StructureDefinition/"
 EXT_MIN_OCCURS, EXT_MAX_OCCURS = SD + "questionnaire-minOccurs", SD + "questionnaire-maxOccurs"

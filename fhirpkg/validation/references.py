@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from ..issues import Issue, Severity
-from ..model import Node, ResourceFrame
+from fhirpkg.issues import Issue, Severity
+from fhirpkg.fhir.model import Node, ResourceFrame
 
 _RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
 _ABSOLUTE = re.compile(r"^(https?://\S+?)/?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")

@@ -16,10 +16,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Callable, Iterator
 
-from ..definitions import RELEASE_NAMES, Definitions
-from ..issues import Issue, Severity
-from ..jsonsource import BadConstant, lexeme
-from ..model import ElementDef, Node, ResourceFrame, TypeDef
+from fhirpkg.fhir.definitions import RELEASE_NAMES, Definitions
+from fhirpkg.issues import Issue, Severity
+from fhirpkg.fhir.jsonsource import BadConstant, lexeme
+from fhirpkg.fhir.model import ElementDef, Node, ResourceFrame, TypeDef
 
 NodeSink = Callable[[Node], None]
 
@@ -114,13 +114,13 @@ class StructureWalker:
     def _issue(self, severity: Severity, code: str, message: str, rule: str, expr: str, loc: tuple) -> None:
         self.issues.append(Issue(severity, code, message, rule, expr, location=loc))
 
-    def error(self, code, rule, message, expr, loc):
+    def error(self, code, message, rule, expr, loc):
         self._issue(Severity.ERROR, code, message, rule, expr, loc)
 
-    def warning(self, code, rule, message, expr, loc):
+    def warning(self, code, message, rule, expr, loc):
         self._issue(Severity.WARNING, code, message, rule, expr, loc)
 
-    def info(self, code, rule, message, expr, loc):
+    def info(self, code, message, rule, expr, loc):
         self._issue(Severity.INFORMATION, code, message, rule, expr, loc)
 
     # --- resources ------------------------------------------------------------------
@@ -129,20 +129,20 @@ class StructureWalker:
         rt = frame.json.get("resourceType")
         expr, loc = frame.expression, frame.location
         if rt is None:
-            self.error("structure", "resource-type-missing",
-                       "The JSON object has no 'resourceType', so it is not a FHIR resource", expr, loc)
+            self.error("structure", "The JSON object has no 'resourceType', so it is not a FHIR resource",
+                       "resource-type-missing", expr, loc)
             return
         if not isinstance(rt, str) or not self.defs.is_resource_type(rt):
-            self.error("structure", "resource-type-unknown",
-                       f"Unknown resource type '{rt}' (not a FHIR {RELEASE_NAMES.get(self.defs.fhir_version, self.defs.fhir_version)} resource type)", expr, loc + ("resourceType",))
+            self.error("structure", f"Unknown resource type '{rt}' (not a FHIR {RELEASE_NAMES.get(self.defs.fhir_version, self.defs.fhir_version)} resource type)",
+                       "resource-type-unknown", expr, loc + ("resourceType",))
             return
         td = profile or self.defs.base_type(rt)
         if td is None:
-            self.error("structure", "resource-type-unknown", f"No definition for resource type '{rt}'", expr, loc)
+            self.error("structure", f"No definition for resource type '{rt}'", "resource-type-unknown", expr, loc)
             return
         if profile is not None and profile.type != rt:
-            self.error("structure", "profile-type",
-                       f"The profile {profile.url} is for {profile.type}, not {rt}", expr, loc)
+            self.error("structure", f"The profile {profile.url} is for {profile.type}, not {rt}",
+                       "profile-type", expr, loc)
             return
         frame.type = rt
         self._check_resource_id(frame)
@@ -155,13 +155,13 @@ class StructureWalker:
         expr, loc = frame.expression, frame.location
         if isinstance(rid, str):
             if len(rid) > 64:
-                self.error("invalid", "resource-id", f"Invalid Resource id: Too long ({len(rid)} chars)",
+                self.error("invalid", f"Invalid Resource id: Too long ({len(rid)} chars)", "resource-id",
                            expr + ".id", loc + ("id",))
             elif not re.fullmatch(r"[A-Za-z0-9\-.]+", rid):
-                self.error("invalid", "resource-id", f"Invalid Resource id: Invalid Characters ('{rid}')",
+                self.error("invalid", f"Invalid Resource id: Invalid Characters ('{rid}')", "resource-id",
                            expr + ".id", loc + ("id",))
         elif rid is None and frame.parent is not None and _is_contained(frame):
-            self.error("invalid", "resource-id", "Resource requires an id, but none is present (contained resource)",
+            self.error("invalid", "Resource requires an id, but none is present (contained resource)", "resource-id",
                        expr, loc)
 
     # --- objects --------------------------------------------------------------------
@@ -204,8 +204,8 @@ class StructureWalker:
         found = self._children(edef, type_code, td)
         if found is None:
             if obj:
-                self.error("structure", "definition-missing",
-                           f"No definition found for the children of {edef.path} (type {type_code})", expr, loc)
+                self.error("structure", f"No definition found for the children of {edef.path} (type {type_code})",
+                           "definition-missing", expr, loc)
             return
         parent, ptd = found
         index = parent.json_index
@@ -217,7 +217,7 @@ class StructureWalker:
             name = key[1:] if key.startswith("_") else key
             hit = index.get(name)
             if hit is None:
-                self.error("structure", "unknown-element", f"Unrecognized property '{key}'",
+                self.error("structure", f"Unrecognized property '{key}'", "unknown-element",
                            f"{expr}.{key}" if expr else key, loc + (key,))
                 continue
             child, tcode = hit
@@ -237,9 +237,9 @@ class StructureWalker:
             if child.name in groups:
                 continue
             if child.min > 0:
-                self.error("structure", "cardinality-min",
-                           f"{child.path}: minimum required = {child.min}, but only found 0"
-                           + self._from(ptd), expr, loc)
+                self.error("structure", f"{child.path}: minimum required = {child.min}, but only found 0"
+                           + self._from(ptd),
+                           "cardinality-min", expr, loc)
             else:
                 self._check_slice_minimums(child, [], ptd, expr, loc)
 
@@ -257,17 +257,17 @@ class StructureWalker:
         return f" (from {td.url}{'|' + td.version if td.version else ''})" if td.is_profile or td.kind == "complex-type" and td.derivation == "constraint" else ""
 
     def _ele1(self, expr, loc):
-        self.error("invariant", "ele-1",
-                   "Constraint failed: ele-1: 'All FHIR elements must have a @value or children' "
-                   "(defined in http://hl7.org/fhir/StructureDefinition/Element)", expr, loc)
+        self.error("invariant", "Constraint failed: ele-1: 'All FHIR elements must have a @value or children' "
+                   "(defined in http://hl7.org/fhir/StructureDefinition/Element)",
+                   "ele-1", expr, loc)
 
     def _element_group(self, obj: dict, child: ElementDef, props: list, td: TypeDef, expr: str, loc: tuple,
                        frame: ResourceFrame, host: "Logical") -> None:
         # a choice element present under more than one type name
         names = {p[0] for p in props} if len(props) > 1 else ()
         if len(names) > 1:
-            self.error("structure", "choice-multiple",
-                       f"Only one of {', '.join(sorted(names))} may be present ({child.path} is a choice of one type)",
+            self.error("structure", f"Only one of {', '.join(sorted(names))} may be present ({child.path} is a choice of one type)",
+                       "choice-multiple",
                        f"{expr}.{sorted(names)[0]}", loc + (sorted(names)[0],))
             props = [p for p in props if p[0] == sorted(names)[0]]
         name = props[0][0]
@@ -284,33 +284,33 @@ class StructureWalker:
         type_def = self._type(tcode)
         is_primitive = type_def is not None and type_def.kind == "primitive-type"
         if has_shadow and not is_primitive:
-            self.error("structure", "shadow-not-primitive",
-                       f"'_{name}' is only allowed for primitive types, and {child.path} is {tcode}",
+            self.error("structure", f"'_{name}' is only allowed for primitive types, and {child.path} is {tcode}",
+                       "shadow-not-primitive",
                        f"{expr}.{name}", loc + ("_" + name,))
             has_shadow, shadow = False, None
         item_expr = f"{expr}.{name}" if expr else name
         if child.max == 0:
-            self.error("structure", "cardinality-max",
-                       f"{child.path}: max allowed = 0, but found 1" + self._from(td), item_expr, loc + (name,))
+            self.error("structure", f"{child.path}: max allowed = 0, but found 1" + self._from(td),
+                       "cardinality-max", item_expr, loc + (name,))
             return
         if child.is_array:
             values = value if has_value else None
             shadows = shadow if has_shadow else None
             if has_value and not isinstance(value, list):
-                self.error("structure", "json-array-expected",
-                           f"The property {name} must be a JSON Array, not {_json_kind(value)} (at {child.path})",
+                self.error("structure", f"The property {name} must be a JSON Array, not {_json_kind(value)} (at {child.path})",
+                           "json-array-expected",
                            item_expr, loc + (name,))
                 values = [value]
             if has_shadow and not isinstance(shadow, list):
-                self.error("structure", "json-array-expected",
-                           f"The property _{name} must be a JSON Array, not {_json_kind(shadow)} (at {child.path})",
+                self.error("structure", f"The property _{name} must be a JSON Array, not {_json_kind(shadow)} (at {child.path})",
+                           "json-array-expected",
                            item_expr, loc + ("_" + name,))
                 shadows = [shadow]
             n = max(len(values) if values is not None else 0, len(shadows) if shadows is not None else 0)
             if values is not None and shadows is not None and len(values) != len(shadows):
-                self.error("structure", "shadow-length",
-                           f"The arrays '{name}' and '_{name}' must have the same length "
-                           f"({len(values)} and {len(shadows)}); use null to fill positions", item_expr, loc + (name,))
+                self.error("structure", f"The arrays '{name}' and '_{name}' must have the same length "
+                           f"({len(values)} and {len(shadows)}); use null to fill positions",
+                           "shadow-length", item_expr, loc + (name,))
             items = []
             for i in range(n):
                 v = values[i] if values is not None and i < len(values) else None
@@ -321,24 +321,24 @@ class StructureWalker:
                 items.append((i, v, s))
         else:
             if has_value and isinstance(value, list):
-                self.error("structure", "json-array-unexpected",
-                           f"The property {name} must be a JSON Object or primitive, not an Array "
-                           f"(at {child.path}, which allows only one)", item_expr, loc + (name,))
+                self.error("structure", f"The property {name} must be a JSON Object or primitive, not an Array "
+                           f"(at {child.path}, which allows only one)",
+                           "json-array-unexpected", item_expr, loc + (name,))
                 value = value[0] if value else None
             if has_shadow and isinstance(shadow, list):
-                self.error("structure", "json-array-unexpected",
-                           f"The property _{name} must be a JSON Object, not an Array (at {child.path})",
+                self.error("structure", f"The property _{name} must be a JSON Object, not an Array (at {child.path})",
+                           "json-array-unexpected",
                            item_expr, loc + ("_" + name,))
                 shadow = shadow[0] if shadow else None
             items = [] if value is None and shadow is None else [(None, value, shadow)]
         count = len(items)
         if count < child.min:
-            self.error("structure", "cardinality-min",
-                       f"{child.path}: minimum required = {child.min}, but only found {count}" + self._from(td),
+            self.error("structure", f"{child.path}: minimum required = {child.min}, but only found {count}" + self._from(td),
+                       "cardinality-min",
                        expr, loc)
         if child.max is not None and count > child.max:
-            self.error("structure", "cardinality-max",
-                       f"{child.path}: max allowed = {child.max}, but found {count}" + self._from(td),
+            self.error("structure", f"{child.path}: max allowed = {child.max}, but found {count}" + self._from(td),
+                       "cardinality-max",
                        item_expr, loc + (name,))
         if child.slicing is not None and child.slices and count and not child.is_choice:
             matched = self._slice(child, items, name, tcode, td, expr, loc, frame, host)
@@ -362,7 +362,7 @@ class StructureWalker:
     def _item(self, value, shadow, edef: ElementDef, tcode: str | None, type_def: TypeDef | None, td: TypeDef,
               expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, host: "Logical", name: str) -> None:
         if tcode is None:
-            self.error("structure", "type-unknown", f"Cannot determine the type of {edef.path}", expr, loc)
+            self.error("structure", f"Cannot determine the type of {edef.path}", "type-unknown", expr, loc)
             return
         kind = type_def.kind if type_def is not None else None
         if kind == "resource" or tcode in RESOURCE_TYPE_CODES:
@@ -374,8 +374,8 @@ class StructureWalker:
             return
         if not isinstance(value, dict):
             if value is not None:
-                self.error("structure", "json-object-expected",
-                           f"The property {name} must be a JSON Object, not {_json_kind(value)} (at {edef.path})",
+                self.error("structure", f"The property {name} must be a JSON Object, not {_json_kind(value)} (at {edef.path})",
+                           "json-object-expected",
                            expr, loc)
             return
         self._fixed_pattern(value, edef, tcode, td, expr, loc)
@@ -391,8 +391,8 @@ class StructureWalker:
 
     def _nested_resource(self, value, edef: ElementDef, expr: str, loc: tuple, frame: ResourceFrame) -> None:
         if not isinstance(value, dict):
-            self.error("structure", "json-object-expected",
-                       f"{edef.path} must be a JSON Object holding a resource, not {_json_kind(value)}", expr, loc)
+            self.error("structure", f"{edef.path} must be a JSON Object holding a resource, not {_json_kind(value)}",
+                       "json-object-expected", expr, loc)
             return
         full_url = None
         if edef.path == "Bundle.entry.resource" and len(loc) >= 2:
@@ -416,8 +416,8 @@ class StructureWalker:
                 continue
             prof = self.defs.get(url)
             if prof is None:
-                self.warning("structure", "profile-unknown",
-                             f"Profile reference '{url}' has not been checked because it could not be found",
+                self.warning("structure", f"Profile reference '{url}' has not been checked because it could not be found",
+                             "profile-unknown",
                              f"{frame.expression}.meta.profile[{i}]", frame.location + ("meta", "profile", i))
             elif prof.is_profile:
                 self.resource(frame, prof)
@@ -427,15 +427,15 @@ class StructureWalker:
                    expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, host: "Logical") -> None:
         if shadow is not None:
             if not isinstance(shadow, dict):
-                self.error("structure", "json-object-expected",
-                           f"The shadow property for {edef.path} must be a JSON Object, not {_json_kind(shadow)}",
+                self.error("structure", f"The shadow property for {edef.path} must be a JSON Object, not {_json_kind(shadow)}",
+                           "json-object-expected",
                            expr, sloc)
                 shadow = None
             else:
                 for key in shadow:
                     if key not in ("id", "extension"):
-                        self.error("structure", "unknown-element",
-                                   f"Unrecognized property '{key}' (a primitive's '_' object holds only id and extension)",
+                        self.error("structure", f"Unrecognized property '{key}' (a primitive's '_' object holds only id and extension)",
+                                   "unknown-element",
                                    f"{expr}.{key}", sloc + (key,))
                 if value is None and not shadow.get("extension"):
                     self._ele1(expr, sloc)
@@ -450,7 +450,7 @@ class StructureWalker:
         if exts is None:
             return
         if not isinstance(exts, list):
-            self.error("structure", "json-array-expected", "The property extension must be a JSON Array",
+            self.error("structure", "The property extension must be a JSON Array", "json-array-expected",
                        expr + ".extension", sloc + ("extension",))
             return
         ext_def = self.defs.base_type("Element").root.children.get("extension") if self.defs.base_type("Element") else None
@@ -464,96 +464,96 @@ class StructureWalker:
         if isinstance(value, BadConstant):
             return  # reported by the JSON rules
         if isinstance(value, (dict, list)):
-            self.error("structure", "json-primitive-expected",
-                       f"The property {edef.name} must be a JSON {'number' if tcode in NUMBER_TYPES else 'boolean' if tcode == 'boolean' else 'string'}, "
-                       f"not {_json_kind(value)} (at {edef.path})", expr, loc)
+            self.error("structure", f"The property {edef.name} must be a JSON {'number' if tcode in NUMBER_TYPES else 'boolean' if tcode == 'boolean' else 'string'}, "
+                       f"not {_json_kind(value)} (at {edef.path})",
+                       "json-primitive-expected", expr, loc)
             return
         if tcode == "boolean":
             if not isinstance(value, bool):
-                self.error("structure", "json-type", f"Error parsing JSON: the primitive value must be a boolean "
-                           f"(found {_json_kind(value)} {_clip(repr(value))})", expr, loc)
+                self.error("structure", f"Error parsing JSON: the primitive value must be a boolean "
+                           f"(found {_json_kind(value)} {_clip(repr(value))})", "json-type", expr, loc)
             return
         if tcode in NUMBER_TYPES:
             if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-                self.error("structure", "json-type", f"Error parsing JSON: the primitive value must be a number "
-                           f"(found {_json_kind(value)} '{_clip(str(value))}')", expr, loc)
+                self.error("structure", f"Error parsing JSON: the primitive value must be a number "
+                           f"(found {_json_kind(value)} '{_clip(str(value))}')", "json-type", expr, loc)
                 return
             text = lexeme(value)
             if tcode in INT_TYPES:
                 if not isinstance(value, int):
-                    self.error("invalid", "format", f"The value '{_clip(text)}' is not a valid integer", expr, loc)
+                    self.error("invalid", f"The value '{_clip(text)}' is not a valid integer", "format", expr, loc)
                     return
                 lo = 1 if tcode == "positiveInt" else 0 if tcode == "unsignedInt" else -2147483648
                 if value < lo or value > 2147483647:
-                    self.error("invalid", "format", f"The value '{_clip(text)}' is outside the range of {tcode} "
-                               f"({lo}..2147483647)", expr, loc)
+                    self.error("invalid", f"The value '{_clip(text)}' is outside the range of {tcode} "
+                               f"({lo}..2147483647)", "format", expr, loc)
             else:
                 if _decimal_out_of_range(text):
-                    self.warning("value", "decimal-range", f"The value '{_clip(text)}' is outside the range of "
-                                 "commonly/reasonably supported decimals", expr, loc)
+                    self.warning("value", f"The value '{_clip(text)}' is outside the range of "
+                                 "commonly/reasonably supported decimals", "decimal-range", expr, loc)
                 if type_def is not None and type_def.regex and not _regex(type_def.regex).fullmatch(text):
-                    self.error("invalid", "format", f"Element value '{_clip(text)}' does not meet decimal regex "
-                               f"'{type_def.regex}'", expr, loc)
+                    self.error("invalid", f"Element value '{_clip(text)}' does not meet decimal regex "
+                               f"'{type_def.regex}'", "format", expr, loc)
             self._min_max(value, edef, expr, loc)
             return
         if not isinstance(value, str):
-            self.error("structure", "json-type", f"Error parsing JSON: the primitive value must be a string "
-                       f"(found {_json_kind(value)} '{_clip(str(lexeme(value) if isinstance(value, (int, Decimal)) else value))}')",
+            self.error("structure", f"Error parsing JSON: the primitive value must be a string "
+                       f"(found {_json_kind(value)} '{_clip(str(lexeme(value) if isinstance(value, (int, Decimal)) else value))}')", "json-type",
                        expr, loc)
             return
         if tcode == "xhtml":
             return  # checked by the narrative layer
         if value == "":
-            self.error("invalid", "string-empty", "value cannot be empty", expr, loc)
+            self.error("invalid", "value cannot be empty", "string-empty", expr, loc)
             return
         if len(value) > MAX_STRING:
-            self.error("invalid", "string-length", f"value is longer than {MAX_STRING} characters", expr, loc)
+            self.error("invalid", f"value is longer than {MAX_STRING} characters", "string-length", expr, loc)
         if edef.max_length is not None and len(value) > edef.max_length:
-            self.error("invalid", "string-length",
-                       f"value is longer than permitted maximum length of {edef.max_length}", expr, loc)
+            self.error("invalid", f"value is longer than permitted maximum length of {edef.max_length}",
+                       "string-length", expr, loc)
         if not value.strip():
-            self.warning("invalid", "string-whitespace", f"value should not be all whitespace '{_escaped(value)}'"
-                         if tcode == "string" else "Primitive types should not only be whitespace", expr, loc)
+            self.warning("invalid", f"value should not be all whitespace '{_escaped(value)}'"
+                         if tcode == "string" else "Primitive types should not only be whitespace", "string-whitespace", expr, loc)
         elif tcode == "string" and value != value.strip(_WS):
-            self.warning("invalid", "string-whitespace", "value should not start or finish with whitespace "
-                         f"'{_escaped(value)}'", expr, loc)
+            self.warning("invalid", "value should not start or finish with whitespace "
+                         f"'{_escaped(value)}'", "string-whitespace", expr, loc)
         if tcode == "base64Binary":
             # the spec's regex backtracks badly on large attachments; this is the same language
             if not _BASE64.fullmatch(value) or len("".join(value.split())) % 4:
-                self.error("invalid", "format", "The value is not valid base64 (only A-Z, a-z, 0-9, +, / and = "
-                           "padding, in groups of four)", expr, loc)
+                self.error("invalid", "The value is not valid base64 (only A-Z, a-z, 0-9, +, / and = "
+                           "padding, in groups of four)", "format", expr, loc)
             return
         if _ILLEGAL_XML_CHARS.search(value):
             chars = sorted({f"{ord(c):x}" for c in _ILLEGAL_XML_CHARS.findall(value)})
-            self.warning("invalid", "string-illegal-chars",
-                         f"This content includes the character{'s' if len(chars) > 1 else ''} [{', '.join(chars)}] "
+            self.warning("invalid", f"This content includes the character{'s' if len(chars) > 1 else ''} [{', '.join(chars)}] "
                          f"(hex value{'s' if len(chars) > 1 else ''}), which are illegal in the XML version of FHIR",
+                         "string-illegal-chars",
                          expr, loc)
         if type_def is not None and type_def.regex and tcode not in ANY_TEXT_TYPES \
                 and not _regex(type_def.regex).fullmatch(value):
-            self.error("invalid", "format", f"The value '{_clip(value)}' is not a valid {tcode} "
-                       f"(does not match the regex {type_def.regex})", expr, loc)
+            self.error("invalid", f"The value '{_clip(value)}' is not a valid {tcode} "
+                       f"(does not match the regex {type_def.regex})", "format", expr, loc)
             return
         if tcode in ("date", "dateTime", "instant") and not _valid_calendar(value):
-            self.error("invalid", "format", f"The value '{_clip(str(value))}' is not a valid {tcode}: not a calendar date",
+            self.error("invalid", f"The value '{_clip(str(value))}' is not a valid {tcode}: not a calendar date", "format",
                        expr, loc)
         elif tcode in ("dateTime", "instant") and "T" in value and not _TIMEZONE.search(value):
-            self.error("invalid", "format", f"The value '{_clip(str(value))}' is not a valid {tcode}: a time must have a "
-                       "timezone (Z or +hh:mm)", expr, loc)
+            self.error("invalid", f"The value '{_clip(str(value))}' is not a valid {tcode}: a time must have a "
+                       "timezone (Z or +hh:mm)", "format", expr, loc)
         elif tcode == "integer64":
             try:
                 n = int(value)
             except ValueError:
-                self.error("invalid", "format", f"The value '{_clip(str(value))}' is not a valid integer64", expr, loc)
+                self.error("invalid", f"The value '{_clip(str(value))}' is not a valid integer64", "format", expr, loc)
             else:
                 if not -2**63 <= n < 2**63:
-                    self.error("invalid", "format", f"The value '{_clip(str(value))}' is outside the range of integer64", expr, loc)
+                    self.error("invalid", f"The value '{_clip(str(value))}' is outside the range of integer64", "format", expr, loc)
         elif tcode == "canonical" and value.endswith("|"):
             if edef.path == "ImplementationGuide.dependsOn.uri":  # a dependency must name its version
-                self.error("business-rule", "canonical-format", "The canonical URL cannot end in '|'", expr, loc)
+                self.error("business-rule", "The canonical URL cannot end in '|'", "canonical-format", expr, loc)
             else:
-                self.warning("business-rule", "canonical-format", "The canonical URL ends in '|' with no "
-                             "version after it", expr, loc)
+                self.warning("business-rule", "The canonical URL ends in '|' with no "
+                             "version after it", "canonical-format", expr, loc)
         if edef.min_value is not None or edef.max_value is not None:
             self._min_max(value, edef, expr, loc)
 
@@ -567,21 +567,21 @@ class StructureWalker:
                 # a Duration bound on a date: min = not before now - duration, max = not after now + duration
                 edge = _date_edge(limit, -1 if word.startswith("less") else 1)
                 if edge is not None and bad(value[:len(edge)], edge[:len(value)]):
-                    self.error("invalid", "value-range", f"The value '{_clip(value)}' is {word} value of "
+                    self.error("invalid", f"The value '{_clip(value)}' is {word} value of "
                                f"{_quantity_text(limit)} {'before' if word.startswith('less') else 'after'} today "
-                               f"({edge[:10]})", expr, loc)
+                               f"({edge[:10]})", "value-range", expr, loc)
                 continue
             if isinstance(limit, dict) or isinstance(value, dict):
                 # a Quantity bound (minValueQuantity): only against a Quantity in comparable units
-                from .fhirpath import ucum_values  # imported here: fhirpathpy is slow to import
+                from fhirpkg.validation.fhirpath import ucum_values  # imported here: fhirpathpy is slow to import
                 a, b = ucum_values(value, limit) if isinstance(value, dict) and isinstance(limit, dict) else (None, None)
                 if a is not None and bad(a, b):
-                    self.error("invalid", "value-range", f"The value in the instance ({_quantity_text(value)}) is "
-                               f"{word} value ({_quantity_text(limit)})", expr, loc)
+                    self.error("invalid", f"The value in the instance ({_quantity_text(value)}) is "
+                               f"{word} value ({_quantity_text(limit)})", "value-range", expr, loc)
                 continue
             try:
                 if bad(value if not isinstance(value, str) else value, limit if not isinstance(value, str) else str(limit)):
-                    self.error("invalid", "value-range", f"The value '{_clip(str(value))}' is {word} value of '{limit}'", expr, loc)
+                    self.error("invalid", f"The value '{_clip(str(value))}' is {word} value of '{limit}'", "value-range", expr, loc)
             except TypeError:
                 pass
 
@@ -592,10 +592,10 @@ class StructureWalker:
         has_value = any(k.startswith("value") for k in ext)
         has_ext = bool(ext.get("extension"))
         if has_value == has_ext and (has_value or "url" in ext):
-            self.error("invariant", "ext-1", "Constraint failed: ext-1: 'Must have either extensions or value[x], "
-                       "not both' (defined in http://hl7.org/fhir/StructureDefinition/Extension)", expr, loc)
+            self.error("invariant", "Constraint failed: ext-1: 'Must have either extensions or value[x], "
+                       "not both' (defined in http://hl7.org/fhir/StructureDefinition/Extension)", "ext-1", expr, loc)
         if not isinstance(url, str) or not url:
-            self.error("structure", "extension-url", "Extension.url is required and must be a string", expr, loc)
+            self.error("structure", "Extension.url is required and must be a string", "extension-url", expr, loc)
             self._object(ext, self.defs.base_type("Extension").root, self.defs.base_type("Extension"), "Extension",
                          expr, loc, frame, logical=Logical.fixed({"Extension"}))
             return
@@ -619,39 +619,39 @@ class StructureWalker:
             if url in SPECIAL_KNOWN_EXTENSIONS or url.startswith(BUILD_EXTENSION_PREFIX):
                 pass  # defined inside the HL7 tools themselves; nothing to check against
             elif CROSS_VERSION_EXTENSION.match(url):
-                self.warning("structure", "extension-cross-version",
-                             f"The cross-version extension {url} is not checked: the HL7 tools generate its "
-                             "definition from the other FHIR version's element", expr + ".url", loc + ("url",))
+                self.warning("structure", f"The cross-version extension {url} is not checked: the HL7 tools generate its "
+                             "definition from the other FHIR version's element",
+                             "extension-cross-version", expr + ".url", loc + ("url",))
             elif self._unknown_extension_allowed(url):
-                self.info("structure", "extension-unknown", f"Unknown extension {url}", expr + ".url", loc + ("url",))
+                self.info("structure", f"Unknown extension {url}", "extension-unknown", expr + ".url", loc + ("url",))
             else:
-                self.error("structure", "extension-unknown",
-                           f"The extension {url} could not be found so is not allowed here", expr + ".url",
+                self.error("structure", f"The extension {url} could not be found so is not allowed here",
+                           "extension-unknown", expr + ".url",
                            loc + ("url",))
             base = self.defs.base_type("Extension")
             self._object(ext, base.root, base, "Extension", expr, loc, frame, logical=Logical.fixed({"Extension"}))
             return
         if ext_def.type != "Extension":
-            self.error("structure", "extension-definition",
-                       f"The URL {url} refers to a {ext_def.type} definition, not an extension", expr + ".url",
+            self.error("structure", f"The URL {url} refers to a {ext_def.type} definition, not an extension",
+                       "extension-definition", expr + ".url",
                        loc + ("url",))
             return
         if ext_def.status in ("retired",) or _deprecated(ext_def):
-            self.info("business-rule", "extension-deprecated",
-                      f"The extension {ext_def.url}|{ext_def.version} is deprecated", expr, loc)
+            self.info("business-rule", f"The extension {ext_def.url}|{ext_def.version} is deprecated",
+                      "extension-deprecated", expr, loc)
         if (ext_def.contexts or ext_def.context_declared) and not self._context_ok(ext_def, host.paths):
             shown = sorted(h for h in host.paths if not h.startswith("@"))
-            self.error("structure", "extension-context",
-                       f"The extension {url}{' v' + ext_def.version if ext_def.version else ''} is not allowed to be "
+            self.error("structure", f"The extension {url}{' v' + ext_def.version if ext_def.version else ''} is not allowed to be "
                        f"used at this point (allowed = {', '.join(t[0] + ':' + e for t, e in ext_def.contexts)}; "
-                       f"this element is [{', '.join(shown)}])", expr, loc)
+                       f"this element is [{', '.join(shown)}])",
+                       "extension-context", expr, loc)
         modifier = any(e.is_modifier for e in (ext_def.root,)) or _is_modifier_extension(ext_def)
         if is_modifier and not modifier:
-            self.error("structure", "extension-modifier",
-                       f"The extension {url} is not a modifier extension but is used as modifierExtension", expr, loc)
+            self.error("structure", f"The extension {url} is not a modifier extension but is used as modifierExtension",
+                       "extension-modifier", expr, loc)
         elif not is_modifier and modifier:
-            self.error("structure", "extension-modifier",
-                       f"The extension {url} is a modifier extension and must be in modifierExtension", expr, loc)
+            self.error("structure", f"The extension {url} is a modifier extension and must be in modifierExtension",
+                       "extension-modifier", expr, loc)
         self.on_node(Node(ext, None, "Extension", ext_def.root, expr, loc, frame))
         self._object(ext, ext_def.root, ext_def, "Extension", expr, loc, frame,
                      logical=Logical.fixed({"Extension", url}))
@@ -667,7 +667,7 @@ class StructureWalker:
 
     def _context_ok(self, ext_def: TypeDef, plist: frozenset) -> bool:
         """May this extension be used on an element with these logical paths? (FHIR extension contexts)."""
-        from ..definitions import CANONICAL_TYPES
+        from fhirpkg.fhir.definitions import CANONICAL_TYPES
         for ctype, en in _fixed_contexts(ext_def):
             if ctype == "element":
                 profile_part = None
@@ -703,13 +703,13 @@ class StructureWalker:
         if edef.fixed is not None:
             want = edef.fixed[1]
             if not _json_equal(value, want):
-                self.error("value", "fixed", f"Value is '{_brief(value)}' but is fixed to '{_brief(want)}' in the "
-                           f"profile {td.url}", expr, loc)
+                self.error("value", f"Value is '{_brief(value)}' but is fixed to '{_brief(want)}' in the "
+                           f"profile {td.url}", "fixed", expr, loc)
         if edef.pattern is not None:
             want = edef.pattern[1]
             if not _json_contains(value, want):
-                self.error("value", "pattern", f"The value does not match the pattern {_brief(want)} required by "
-                           f"{edef.path} in the profile {td.url}", expr, loc)
+                self.error("value", f"The value does not match the pattern {_brief(want)} required by "
+                           f"{edef.path} in the profile {td.url}", "pattern", expr, loc)
 
     def _slice(self, base: ElementDef, items: list, name: str, tcode, td: TypeDef, expr: str, loc: tuple,
                frame: ResourceFrame, host: "Logical") -> list:
@@ -729,12 +729,12 @@ class StructureWalker:
             iloc = loc + ((name, i) if i is not None else (name,))
             if hit is None:
                 if slicing.rules == "closed":
-                    self.error("structure", "slice-closed",
-                               f"This element does not match any known slice defined in the profile {td.url} "
-                               f"and slicing is CLOSED", iexpr, iloc)
+                    self.error("structure", f"This element does not match any known slice defined in the profile {td.url} "
+                               f"and slicing is CLOSED",
+                               "slice-closed", iexpr, iloc)
                 else:
-                    self.info("informational", "slice-unmatched",
-                              f"This element does not match any known slice defined in the profile {td.url}",
+                    self.info("informational", f"This element does not match any known slice defined in the profile {td.url}",
+                              "slice-unmatched",
                               iexpr, iloc)
                 if slicing.rules == "openAtEnd":
                     last_slice_index = len(base.slices)
@@ -742,8 +742,8 @@ class StructureWalker:
                 continue
             k, sl = hit
             if slicing.ordered and k < last_slice_index:
-                self.error("structure", "slice-order",
-                           f"As specified by profile {td.url}, Element '{name}' is out of order (slice {sl.slice_name})",
+                self.error("structure", f"As specified by profile {td.url}, Element '{name}' is out of order (slice {sl.slice_name})",
+                           "slice-order",
                            iexpr, iloc)
             last_slice_index = max(last_slice_index, k)
             counts[id(sl)] += 1
@@ -751,21 +751,21 @@ class StructureWalker:
         for sl in base.slices:
             n = counts[id(sl)]
             if n < sl.min:
-                self.error("structure", "cardinality-min",
-                           f"{base.path}:{sl.slice_name}: minimum required = {sl.min}, but only found {n} "
-                           f"(from {td.url}{'|' + td.version if td.version else ''})", expr, loc)
+                self.error("structure", f"{base.path}:{sl.slice_name}: minimum required = {sl.min}, but only found {n} "
+                           f"(from {td.url}{'|' + td.version if td.version else ''})",
+                           "cardinality-min", expr, loc)
             if sl.max is not None and n > sl.max:
-                self.error("structure", "cardinality-max",
-                           f"{base.path}:{sl.slice_name}: max allowed = {sl.max}, but found {n} "
-                           f"(from {td.url}{'|' + td.version if td.version else ''})", f"{expr}.{name}", loc + (name,))
+                self.error("structure", f"{base.path}:{sl.slice_name}: max allowed = {sl.max}, but found {n} "
+                           f"(from {td.url}{'|' + td.version if td.version else ''})",
+                           "cardinality-max", f"{expr}.{name}", loc + (name,))
         return out
 
     def _check_slice_minimums(self, base: ElementDef, items, td: TypeDef, expr: str, loc: tuple) -> None:
         for sl in base.slices:
             if sl.min > 0:
-                self.error("structure", "cardinality-min",
-                           f"{base.path}:{sl.slice_name}: minimum required = {sl.min}, but only found 0 "
-                           f"(from {td.url}{'|' + td.version if td.version else ''})", expr, loc)
+                self.error("structure", f"{base.path}:{sl.slice_name}: minimum required = {sl.min}, but only found 0 "
+                           f"(from {td.url}{'|' + td.version if td.version else ''})",
+                           "cardinality-min", expr, loc)
 
     def _matches_slice(self, value, sl: ElementDef, base: ElementDef, tcode, td: TypeDef) -> bool:
         discs = base.slicing.discriminators

@@ -31,7 +31,7 @@ from functools import lru_cache
 from typing import Iterator
 
 from fhirpkg.issues import Issue, Severity
-from fhirpkg.model import Node
+from fhirpkg.fhir.model import Node
 
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 XML_NS = "http://www.w3.org/XML/1998/namespace"

@@ -3,7 +3,7 @@
 ``org.opencds.cqf.fhir:cqf-fhir-cr:4.4.0`` (HAPI FHIR 8.8.0 underneath) comes from Maven Central;
 ``cqf-apply/`` builds ``target/cqf_apply.jar`` with ``target/lib/*.jar`` on its class path.  The engine
 evaluates FHIR R4 only (``applyR5`` runs but has no FHIR 5.0.0 model info), so it gets the package's
-R4 form, made at call time by the project's own converter (``fhirpkg.convert.to_r4``, what
+R4 form, made at call time by the project's own converter (``fhirpkg.publish.convert.to_r4``, what
 ``fhirpkg build`` writes to ``build/r4/``), and the patient records converted by
 ``fhirpkg.logic.r4data.to_r4_bundle``.
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from fhirpkg import jvm
+from fhirpkg.logic import jvm
 from . import hl7
 
 HERE = Path(__file__).resolve().parent
@@ -72,7 +72,8 @@ def r4_content(package: Path | str = REPO / "definitions"):
     committed ``build/``).  Returns ``(bundle, conversion)``; ``conversion.losses`` says what R4
     could not carry.
     """
-    from fhirpkg import convert, project
+    from fhirpkg.publish import convert
+    from fhirpkg.content import project
 
     proj = project.load(package)
     conv = convert.to_r4([r.json for r in proj.resources])

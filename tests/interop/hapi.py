@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from fhirpkg import jvm
+from fhirpkg.logic import jvm
 from . import hl7
 
 HERE = Path(__file__).resolve().parent

@@ -42,10 +42,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from fhirpkg import jvm
-from fhirpkg.jvm import (  # noqa: F401  (re-exported: hapi.py, cqf.py and the tests use hl7.<name>)
-    BUILD_TIMEOUT, JavaUnavailable, file_lock, java_exe, java_version, maven_build, missing_tools, mvn_exe,
-)
+from fhirpkg.logic import jvm
+from fhirpkg.logic.jvm import BUILD_TIMEOUT, JavaUnavailable, file_lock, java_exe, java_version, maven_build, missing_tools, mvn_exe
 
 HERE = Path(__file__).resolve().parent
 PROJECT_DIR = HERE / "hl7-validator"
@@ -93,7 +91,7 @@ PER_FILE_TIMEOUT = 20
 
 
 # Java/Maven helpers are shared with fhirpkg's own build-time front end (the CQL translator):
-# InteropUnavailable is fhirpkg.jvm.JavaUnavailable, so either name catches a missing tool.
+# InteropUnavailable is fhirpkg.logic.jvm.JavaUnavailable, so either name catches a missing tool.
 InteropUnavailable = JavaUnavailable
 
 
@@ -119,14 +117,14 @@ def home_dir() -> Path:
 
 
 def _shared_cache() -> Path:
-    from fhirpkg import packages
+    from fhirpkg.fhir import packages
 
     return packages.cache_dir()
 
 
 def _ensure_shared(pid: str, version: str) -> Path:
     """The package's folder in the shared cache, installing it from npm if it is missing."""
-    from fhirpkg import packages
+    from fhirpkg.fhir import packages
 
     ref = packages.PackageRef(pid, version)
     pkg = packages.installed(ref) or packages.install(ref, log=lambda m: print(m, flush=True))

@@ -7,7 +7,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from fhirpkg.packages import resource_files
+from fhirpkg.fhir.packages import resource_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @functools.lru_cache(maxsize=1)
 def built() -> Path:
     """Build definitions/ once per test session; returns the output folder."""
-    from fhirpkg import build as b
+    from fhirpkg.publish import build as b
 
     out = Path(tempfile.mkdtemp(prefix="fhirpkg-interop-build-")) / "build"
     b.write(b.build(ROOT / "definitions"), out)

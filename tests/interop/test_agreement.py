@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from fhirpkg import packages as pk
-from fhirpkg.inputs import Source, read_source
+from fhirpkg.fhir import packages as pk
+from fhirpkg.fhir.inputs import Source, read_source
 from fhirpkg.validation import Validator
 
 pytestmark = pytest.mark.interop

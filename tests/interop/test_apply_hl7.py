@@ -24,7 +24,7 @@ def cases():
 
 def test_hl7_validator_reports_no_errors_on_apply_output(hl7_validator, tmp_path):
     from fhirpkg.api import apply
-    from fhirpkg.serialize import dumps
+    from fhirpkg.fhir.serialize import dumps
 
     if not cases():
         pytest.skip("no test-patient panel (tests/patients/expected.json) yet")

@@ -54,7 +54,7 @@ def r4_server(request):
 
 @pytest.fixture(scope="module")
 def r4_validating_server(request):
-    from fhirpkg import packages as pk
+    from fhirpkg.fhir import packages as pk
     ext = pk.installed(pk.PackageRef("hl7.fhir.uv.extensions.r4", "5.3.0-ballot-tc1"))
     if ext is None:
         pytest.skip("hl7.fhir.uv.extensions.r4#5.3.0-ballot-tc1 is not in the package cache (make packages)")

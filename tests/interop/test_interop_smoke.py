@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fhirpkg import packages
+from fhirpkg.fhir import packages
 
 from . import hapi, hl7
 

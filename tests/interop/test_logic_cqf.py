@@ -4,7 +4,7 @@ For every patient of ``tests/patients/expected.json`` and every PlanDefinition l
 engine's included actions ("<PlanDefinition id>#<action id>", nested PlanDefinitions followed) and the
 ActivityDefinitions it instantiated must equal the expected ones (written by hand from the source
 article and docs/logic.md) and the ones ``fhirpkg.api.apply`` gives.  The engine evaluates R4: the
-package is converted by ``fhirpkg.convert.to_r4`` (what ``fhirpkg build`` writes to build/r4/) and the
+package is converted by ``fhirpkg.publish.convert.to_r4`` (what ``fhirpkg build`` writes to build/r4/) and the
 patients' R5 records by ``fhirpkg.logic.r4data.to_r4_bundle``.
 
 All patients run in one JVM; each (patient, PlanDefinition) on a fresh repository with fresh engine

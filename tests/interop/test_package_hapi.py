@@ -12,7 +12,7 @@ import urllib.parse
 
 import pytest
 
-from fhirpkg.push import push_roundtrip_check
+from fhirpkg.publish.push import push_roundtrip_check
 
 from . import hapi, package_build
 

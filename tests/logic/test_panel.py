@@ -72,7 +72,7 @@ def test_every_bundle_file_is_in_expected_json():
 
 
 def test_htest_is_a_code_of_the_hl7_terminology_package():
-    from fhirpkg.packages import cache_dir
+    from fhirpkg.fhir.packages import cache_dir
 
     found = sorted(cache_dir().glob("hl7.terminology.r5#*/package/CodeSystem-v3-ActReason.json"))
     if not found:

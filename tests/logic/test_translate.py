@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from fhirpkg import jvm, project
+from fhirpkg.logic import jvm
+from fhirpkg.content import project
 from fhirpkg.logic import translate
-from fhirpkg.validation import package_rules
+from fhirpkg.content import package_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFS = ROOT / "definitions"

@@ -41,7 +41,8 @@ def defs():
 def shared_definitions(monkeypatch, defs):
     """In-process CLI runs reuse the session's definitions (a derived copy each time, so ``--ig``
     additions never leak into the next run) instead of unpickling them for every case."""
-    from fhirpkg import api, packages as pk
+    from fhirpkg import api
+    from fhirpkg.fhir import packages as pk
     real = api.load_definitions
 
     def key(refs):

@@ -32,7 +32,7 @@ import pytest
 
 import fuzzing as F
 from reliability_support import DEFINITIONS, ROOT, subprocess_env
-from fhirpkg import build as b
+from fhirpkg.publish import build as b
 
 KILL_SEEDS = range(12)  # random kill points inside write(), plus the last LAST_EVENTS events every time
 LAST_EVENTS = 8
@@ -76,7 +76,8 @@ def builds(defs, tmp_path_factory):
 
 WRITER = r"""
 import os, pickle, signal, sys
-from fhirpkg import build as b, fsutil
+from fhirpkg import fsutil
+from fhirpkg.publish import build as b
 result = pickle.load(open(sys.argv[1], "rb"))
 out, kill_at = sys.argv[2], int(sys.argv[3])
 watched = {b.__file__, fsutil.__file__}
@@ -152,7 +153,7 @@ def test_real_cli_build_killed_at_random_times(builds, tmp_path):
 
 CONCURRENT_WRITER = r"""
 import pickle, sys
-from fhirpkg import build as b
+from fhirpkg.publish import build as b
 result = pickle.load(open(sys.argv[1], "rb"))
 for _ in range(int(sys.argv[3])):
     b.write(result, sys.argv[2])

@@ -25,7 +25,7 @@ import pytest
 
 import fuzzing as F
 from reliability_support import ROOT, cli, subprocess_env
-from fhirpkg import packages as pk
+from fhirpkg.fhir import packages as pk
 
 REF = pk.PackageRef("example.big.pkg", "1.0.0")
 KILL_SEEDS = range(5)
@@ -66,7 +66,8 @@ def archives(tmp_path_factory):
 
 INSTALLER = r"""
 import os, signal, sys
-from fhirpkg import cli, fsutil, packages
+from fhirpkg import cli, fsutil
+from fhirpkg.fhir import packages
 watched = {packages.__file__, fsutil.__file__}
 renames = {os.rename, os.replace}
 kill_at, mode = int(os.environ["KILL_AT"]), os.environ["KILL_MODE"]

@@ -29,7 +29,7 @@ import pytest
 import fuzzing as F
 from reliability_support import cli_subprocess, subprocess_env
 from faultserver import FaultServer, make_cert, operation_outcome, reset, sleep, status, truncate
-from fhirpkg import push as P
+from fhirpkg.publish import push as P
 
 SEEDS = range(40)
 TOKEN = "tok-3c1b-SECRET-77aa"

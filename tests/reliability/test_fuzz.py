@@ -18,7 +18,7 @@ from hypothesis import given, settings, strategies as st
 
 import fuzzing as F
 from reliability_support import cli, examples
-from fhirpkg.jsonsource import read_documents
+from fhirpkg.fhir.jsonsource import read_documents
 
 CATALOGUE = Path(__file__).resolve().parent / "catalogue"
 MAX_SEED_BYTES = 64 * 1024

@@ -22,7 +22,7 @@ from hypothesis import given, settings, strategies as st
 
 import fuzzing as F
 from reliability_support import examples
-from fhirpkg.jsonsource import LineIndex, _string_end, read_documents
+from fhirpkg.fhir.jsonsource import LineIndex, _string_end, read_documents
 
 MEMORY_CAP_MB = 1024  # per input, above what the process already holds
 DEADLINE_MS = 5000  # per input; typical inputs take 5-50 ms
@@ -224,7 +224,7 @@ def _dangerous(div: str) -> list | None:
 
 @pytest.fixture(scope="module")
 def site_index():
-    from fhirpkg.site.index import SiteIndex
+    from fhirpkg.publish.site.index import SiteIndex
     return SiteIndex.build([{"resourceType": "Patient", "id": "p1"}], "http://example.org/t")
 
 
@@ -232,7 +232,7 @@ def site_index():
 @given(F.narratives())
 def test_narrative_safety_validator_and_site(site_index, div):
     """A dangerous construct is always an error; whatever the input, the site emits nothing script-capable."""
-    from fhirpkg.site.safe import narrative
+    from fhirpkg.publish.site.safe import narrative
     from fhirpkg.validation.xhtml import check_xhtml
     COUNTS["narratives: validator and site"] += 1
     errors = [p for p in check_xhtml(div) if p.severity in ("error", "fatal")]
@@ -261,8 +261,8 @@ def test_site_never_emits_resource_text_unescaped(tmp_path_factory, injections, 
     """Markup in any string of any resource (titles, descriptions, action titles, codes, ids of contained
     parts, markdown) never becomes an element, an event handler or a script URL on any page."""
     from types import SimpleNamespace
-    from fhirpkg.project import Manifest
-    from fhirpkg.site import generate
+    from fhirpkg.content.project import Manifest
+    from fhirpkg.publish.site import generate
     COUNTS["site: injected strings"] += 1
     seeds = [s for s in F.load_seeds() if s.get("resourceType") in (
         "PlanDefinition", "ActivityDefinition", "Citation", "MedicationKnowledge", "ResearchStudy",
@@ -333,8 +333,8 @@ def tar_archives(draw) -> bytes:
 def test_package_extraction_refuses_or_stays_inside(tmp_path_factory, data):
     """safe_extract raises only PackageError, never writes outside its folder, never makes a link or a
     special file; the validator reads the same archive without raising."""
-    from fhirpkg import packages as pk
-    from fhirpkg.inputs import Source, read_package
+    from fhirpkg.fhir import packages as pk
+    from fhirpkg.fhir.inputs import Source, read_package
     COUNTS["packages: archives"] += 1
     base = tmp_path_factory.mktemp("tar")
     archive = base / "a.tgz"
@@ -363,7 +363,7 @@ def test_package_extraction_refuses_or_stays_inside(tmp_path_factory, data):
                                                         "99999999999999999999", " 3 ", "3.5", "\u0663"])),
        F.json_values(12))
 def test_push_parsers_never_raise(header, value):
-    from fhirpkg import push as P
+    from fhirpkg.publish import push as P
     COUNTS["push: parsers"] += 1
     with F.tolerating_known_bugs():
         wait = P.parse_retry_after(header)
@@ -383,7 +383,7 @@ def test_push_parsers_never_raise(header, value):
 @given(st.lists(st.text(min_size=1, max_size=30).filter(lambda s: "\r" not in s and "\n" not in s),
                 min_size=1, max_size=3), st.text(max_size=60))
 def test_redaction_removes_every_secret(secrets, filler):
-    from fhirpkg import push as P
+    from fhirpkg.publish import push as P
     COUNTS["push: redaction"] += 1
     headers = {f"X-H{i}": f"Bearer {s}" for i, s in enumerate(secrets)}
     redact = P.redactor_for(headers)
@@ -397,7 +397,7 @@ def test_redaction_removes_every_secret(secrets, filler):
 @settings(settings.get_profile("reliability"), max_examples=examples(150), **SETTINGS)
 @given(st.data())
 def test_diff_never_raises(seeds, data):
-    from fhirpkg import diff as D
+    from fhirpkg.publish import diff as D
     COUNTS["diff: resource pairs"] += 1
     a = data.draw(F.mutated_resources(seeds))
     b = data.draw(F.mutated_resources(seeds))

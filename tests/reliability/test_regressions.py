@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from reliability_support import ROOT, subprocess_env
-from fhirpkg import inputs, packages as pk
+from fhirpkg.fhir import inputs, packages as pk
 from fhirpkg.errors import InputError
 from fhirpkg.issues import Severity
-from fhirpkg.jsonsource import LineIndex, PositionMap, parse, read_documents
+from fhirpkg.fhir.jsonsource import LineIndex, PositionMap, parse, read_documents
 
 
 # --- jsonsource ----------------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def test_oversized_file_is_refused_without_reading_it(tmp_path):
 
 SWAP_TO_FIFO = r"""
 import os, sys
-from fhirpkg import inputs
+from fhirpkg.fhir import inputs
 path = sys.argv[1]
 (src,) = list(inputs.find_sources([path]))   # a regular file when found ...
 os.unlink(path)

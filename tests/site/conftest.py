@@ -48,7 +48,7 @@ def require_browser():
 @pytest.fixture(scope="session")
 def site_build(tmp_path_factory):
     """(BuildResult, folder) of a full build written to a temporary folder."""
-    from fhirpkg import build as b
+    from fhirpkg.publish import build as b
 
     result = b.build(ROOT / "definitions", force=True)
     out = tmp_path_factory.mktemp("site-build") / "build"

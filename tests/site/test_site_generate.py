@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from fhirpkg.issues import Issue, Severity
-from fhirpkg.project import Manifest
-from fhirpkg.site import coverage, generate, pathway, qa
-from fhirpkg.site.html import markdown, wrap
-from fhirpkg.site.index import SiteIndex
+from fhirpkg.content.project import Manifest
+from fhirpkg.publish.site import coverage, generate, pathway, qa
+from fhirpkg.publish.site.html import markdown, wrap
+from fhirpkg.publish.site.index import SiteIndex
 
 BASE = "http://example.org/t"
 ROOT = Path(__file__).resolve().parents[2]
@@ -299,8 +299,8 @@ def test_timing_in_words():
 @pytest.mark.slow
 def test_real_package_site_is_reproducible_and_quick():
     """The site of definitions/ itself: same bytes twice, built well within the build's budget."""
-    import fhirpkg.site as site_module
-    from fhirpkg import build as b
+    import fhirpkg.publish.site as site_module
+    from fhirpkg.publish import build as b
 
     captured = {}
     real = site_module.generate

@@ -1,0 +1,281 @@
+"""Finding and reading input files: files, folders (recursive), NDJSON and stdin.
+
+Folders are walked without following symbolic links (so a link loop cannot trap
+the walk); special files (FIFOs, devices, sockets) and unreadable files become
+issues instead of hangs or tracebacks.  A folder with nothing to validate in it
+(empty, no JSON, only unreadable links) is an ``InputError``: the CLI exits 2.
+"""
+from __future__ import annotations
+
+import codecs
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from fhirpkg.errors import InputError
+from fhirpkg.issues import Issue, Severity
+from fhirpkg.fhir.jsonsource import BOM_WARNING, Document, ndjson_documents, read_documents
+
+JSON_SUFFIXES = (".json",)
+NDJSON_SUFFIXES = (".ndjson", ".jsonl")
+PACKAGE_SUFFIXES = (".tgz",)
+#: A file name can state an older FHIR version: "x.r4b.json" is R4B (4.3.0), "x.r4.json" R4 (4.0.1).
+VERSION_SUFFIXES = {".r4b.json": "4.3.0", ".r4b.ndjson": "4.3.0", ".r4.json": "4.0.1", ".r4.ndjson": "4.0.1"}
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_FILE_BYTES = 512 * 2**20  # refuse to read more than this into memory (NDJSON is streamed instead)
+STREAM_BLOCK = 2**20
+
+
+@dataclass
+class Source:
+    """One input: a path (or "-" for stdin), or a problem found while looking for inputs."""
+
+    name: str
+    path: Path | None = None
+    problem: Issue | None = None
+    in_folder: bool = False  # found by walking a folder (not named on the command line)
+
+    @property
+    def ndjson(self) -> bool:
+        return self.name.endswith(NDJSON_SUFFIXES)
+
+    @property
+    def is_package(self) -> bool:
+        return self.name.endswith(PACKAGE_SUFFIXES)
+
+    @property
+    def fhir_version(self) -> str:
+        for suffix, version in VERSION_SUFFIXES.items():
+            if self.name.endswith(suffix):
+                return version
+        return "5.0.0"
+
+
+def find_sources(paths: list[str]) -> Iterator[Source]:
+    """Expand the command-line paths into sources, in a stable order.
+
+    Raises ``InputError`` for a folder with nothing to validate (as eslint does for a
+    pattern that matches no file): an exit 0 there would pass a CI job that checked nothing.
+    """
+    for arg in paths:
+        if arg == "-":
+            yield Source("-")
+            continue
+        p = Path(arg)
+        arg = display_name(arg)
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            yield Source(arg, p, _problem(arg, "No such file or folder"))
+            continue
+        except OSError as e:
+            yield Source(arg, p, _problem(arg, f"Cannot read: {e.strerror or e}"))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            found = list(_walk(p))
+            if not found:
+                raise InputError(f"{arg}: nothing to validate (no .json, .ndjson or .tgz files in this folder)")
+            if all(src.problem is not None for src in found):
+                first = found[0]
+                raise InputError(f"{arg}: nothing to validate ({len(found)} file{'s' if len(found) != 1 else ''} "
+                                 f"found, none readable; {first.name}: {first.problem.message})")
+            yield from found
+        elif stat.S_ISREG(st.st_mode):
+            yield Source(arg, p)
+        else:
+            yield Source(arg, p, _problem(arg, "Not a regular file (a FIFO, device or socket): skipped"))
+
+
+def _walk(root: Path) -> Iterator[Source]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=None):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in filenames:
+            if fn.startswith(".") or not fn.endswith(JSON_SUFFIXES + NDJSON_SUFFIXES + PACKAGE_SUFFIXES):
+                continue
+            full = Path(dirpath) / fn
+            name = display_name(str(full))
+            try:
+                st = os.stat(full)  # follows a file link; a dangling or looping link fails here
+            except OSError as e:
+                found.append(Source(name, full, _problem(name, f"Cannot read: {e.strerror or e}", Severity.WARNING)))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                found.append(Source(name, full, _problem(name, "Not a regular file: skipped", Severity.WARNING)))
+                continue
+            found.append(Source(name, full, in_folder=True))
+    yield from sorted(found, key=lambda s: s.name)
+
+
+def display_name(name: str) -> str:
+    """A file name fit for reports: bytes that are not UTF-8 (kept by Python as lone surrogates,
+    which no report can encode) are shown as ``\\xff`` escapes.  Files are still opened by their path."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _problem(name: str, message: str, severity: Severity = Severity.FATAL) -> Issue:
+    return Issue(severity, "processing", message, "input", file=name)
+
+
+def read_source(src: Source) -> Iterator[Document]:
+    """The documents in one source (one, or one per NDJSON line)."""
+    if src.problem is not None:
+        yield Document(file=src.name, text="", issues=[src.problem])
+        return
+    if src.is_package:
+        yield from read_package(src)
+        return
+    try:
+        if src.name == "-":
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        else:
+            # O_NONBLOCK: if the path became a FIFO since it was found, opening it must not wait for a writer
+            fd = os.open(src.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            with open(fd, "rb") as f:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    yield Document(file=src.name, text="", issues=[_problem(
+                        src.name, "Not a regular file (a FIFO, device or socket): skipped")])
+                    return
+                if src.ndjson:
+                    stream = ndjson_stream(f, src.name)
+                    if stream is not None:  # a clean UTF-8 NDJSON file: read line by line, any size
+                        yield from ndjson_documents(stream[1], src.name, stream[0])
+                        return
+                # a regular file states its size: a huge one is refused without being read into memory
+                data = None if st.st_size > MAX_FILE_BYTES else f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        yield Document(file=src.name, text="", issues=[_problem(src.name, f"Cannot read: {e.strerror or e}")])
+        return
+    if data is None or len(data) > MAX_FILE_BYTES:
+        yield Document(file=src.name, text="", issues=[_problem(
+            src.name, f"The file is larger than {MAX_FILE_BYTES // 2**20} MB; split it (NDJSON) to validate it")])
+        return
+    ndjson = src.ndjson or (src.name == "-" and _looks_ndjson(data))
+    yield from read_documents(data, src.name, ndjson=ndjson)
+
+
+def archive_error(exc: BaseException) -> str:
+    """One line for a tarfile/gzip failure (``tarfile.open`` lists every method it tried, one per line)."""
+    text = str(exc)
+    if "could not be opened successfully" in text:
+        return "not a gzip, bzip2, xz or tar archive"
+    text = " ".join(text.split())
+    return text or type(exc).__name__
+
+
+def _looks_ndjson(data: bytes) -> bool:
+    lines = [ln for ln in data.strip().split(b"\n") if ln.strip()]
+    return len(lines) > 1 and all(ln.strip().startswith(b"{") and ln.strip().endswith(b"}") for ln in lines)
+
+
+def read_package(src: Source) -> Iterator[Document]:
+    """The resources in a FHIR NPM package (.tgz), each named ``archive!package/File.json``.
+
+    Members are read without unpacking: links, paths outside ``package/`` and
+    oversized members are reported, never followed or loaded.
+    """
+    import tarfile
+    import zlib
+    try:
+        tar = tarfile.open(src.path, "r:*")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        yield Document(file=src.name, text="", issues=[_problem(src.name, f"Not a readable .tgz package "
+                                                                          f"({archive_error(e)})")])
+        return
+    count = 0
+    with tar:
+        try:
+            for m in tar:
+                name = display_name(m.name)
+                if not name.startswith("package/") or ".." in name.split("/") or name.startswith("/"):
+                    yield Document(file=f"{src.name}!{name}", text="", issues=[_problem(
+                        f"{src.name}!{name}", "Archive member outside package/: skipped", Severity.ERROR)])
+                    continue
+                if m.issym() or m.islnk() or not (m.isfile() or m.isdir()):
+                    yield Document(file=f"{src.name}!{name}", text="", issues=[_problem(
+                        f"{src.name}!{name}", "Archive member is a link or special file: skipped", Severity.ERROR)])
+                    continue
+                rel = name[len("package/"):]
+                if not m.isfile() or "/" in rel or not rel.endswith(".json") or rel in ("package.json", ".index.json"):
+                    continue
+                if m.size > MAX_MEMBER_BYTES:
+                    yield Document(file=f"{src.name}!{name}", text="", issues=[_problem(
+                        f"{src.name}!{name}", f"Archive member larger than {MAX_MEMBER_BYTES // 2**20} MB: skipped")])
+                    continue
+                data = tar.extractfile(m).read(MAX_MEMBER_BYTES + 1)
+                count += 1
+                yield from read_documents(data, f"{src.name}!{name}")
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            yield Document(file=src.name, text="", issues=[_problem(src.name, f"Damaged .tgz package "
+                                                                              f"({archive_error(e)})")])
+            return
+    if count == 0:
+        yield Document(file=src.name, text="", issues=[_problem(src.name, "The package holds no resources",
+                                                                 Severity.WARNING)])
+
+
+def open_regular(src: Source):
+    """The source's file opened for reading, or None if it is not a readable regular file
+    (the whole-file reader then reports why)."""
+    if src.path is None or src.problem is not None or src.name == "-":
+        return None
+    try:
+        fd = os.open(src.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    f = open(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        return None
+    return f
+
+
+def ndjson_stream(f, name: str) -> tuple[list[Issue], Iterator[tuple[int, str]]] | None:
+    """An NDJSON file read line by line, so memory stays flat whatever its size:
+    (the file's reading issues, an iterator of (0-based line number, non-blank line)).
+
+    A first pass checks the whole file as ``jsonsource.decode`` would (UTF-8, no NUL,
+    not empty); a file that fails any check gives None and is read whole, so that it
+    is reported exactly as before.
+    """
+    head = f.read(4)
+    if (head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+            or (len(head) >= 2 and (head[0] == 0 or head[1] == 0)) or (len(head) >= 4 and head[1:4] == b"\0\0\0")):
+        f.seek(0)
+        return None
+    bom = head.startswith(codecs.BOM_UTF8)
+    f.seek(3 if bom else 0)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    content = False
+    try:
+        while block := f.read(STREAM_BLOCK):
+            if b"\0" in block:
+                raise ValueError("NUL")
+            decoder.decode(block)
+            content = content or bool(block.strip())
+        decoder.decode(b"", final=True)
+    except (UnicodeDecodeError, ValueError):
+        content = False
+    f.seek(0)
+    if not content:
+        return None
+    issues = [BOM_WARNING.at(file=name) if name else BOM_WARNING] if bom else []
+
+    def lines() -> Iterator[tuple[int, str]]:
+        f.seek(3 if bom else 0)
+        for n, raw in enumerate(f):  # binary lines end at b"\n" only, as str.split("\n") does
+            line = raw.decode("utf-8")
+            if line.endswith("\n"):
+                line = line[:-1]
+            if line.strip():
+                yield n, line
+
+    return issues, lines()

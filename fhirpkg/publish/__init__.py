@@ -1,0 +1,1 @@
+"""Publishing: bundles, the NPM package, the R4B/R4 export, narratives, the site, push and diff."""
