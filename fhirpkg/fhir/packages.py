@@ -8,6 +8,7 @@ talks to packages.fhir.org, which many build machines cannot reach.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -27,7 +28,7 @@ from typing import Iterator
 import orjson
 
 from fhirpkg.errors import PackageError
-from fhirpkg.fsutil import FileLock, atomic_write_bytes, swap_in_directory
+from fhirpkg.fsutil import atomic_write_bytes, swap_in_directory
 
 CACHE_ENV = "FHIR_PACKAGE_CACHE"
 OFFLINE_ENV = "FHIRPKG_OFFLINE"
@@ -282,7 +283,7 @@ def install(ref: PackageRef, from_file: Path | None = None, cache: Path | None =
     root.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(root)
     # the lock inside the temporary folder tells other installs that this one is alive
-    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=root) as tmp, FileLock(Path(tmp) / ".lock"):
+    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=root) as tmp, _owned(Path(tmp)):
         tmp_path = Path(tmp)
         if from_file is None:
             if offline():
@@ -330,6 +331,23 @@ def install(ref: PackageRef, from_file: Path | None = None, cache: Path | None =
 
 TMP_PREFIX = ".fhirpkg-install-"
 ABANDONED_AFTER = 3600  # seconds: a temporary folder without a live owner older than this is removed
+
+
+@contextlib.contextmanager
+def _owned(folder: Path):
+    """Hold ``folder/.lock`` from the moment it exists: the lock file is created and locked under a
+    temporary name, then renamed into place (the lock follows the open file).  Created in place, it
+    would exist unlocked for an instant, and a concurrent install's clean-up could take it for an
+    abandoned folder and delete it under this one."""
+    import fcntl
+    pending = folder / ".lock.pending"
+    fd = os.open(pending, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(pending, folder / ".lock")
+        yield
+    finally:
+        os.close(fd)
 
 
 def _place(staging: Path, target: Path) -> bool:
