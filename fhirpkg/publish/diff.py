@@ -10,16 +10,14 @@ later action as changed.  Numbers stay exact (``Decimal`` lexemes): ``1.0`` and
 from __future__ import annotations
 
 import json
-import re
-import tarfile
-import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
 from fhirpkg.errors import FhirpkgError
-from fhirpkg.fhir.inputs import archive_error
+from fhirpkg.fhir.archive import ESCAPES, TOO_LARGE, Archive, ArchiveError
+from fhirpkg.fhir.inputs import SKIP_NAMES
 from fhirpkg.fhir.jsonsource import lexeme, read_documents
 from fhirpkg.issues import Severity
 
@@ -28,11 +26,6 @@ MATCH_KEYS = ("id", "linkId", "url")  # array items matched by the first key all
 BRIEF_CHARS = 120  # strings longer than this are shortened in reports
 BRIEF_JSON_CHARS = 300  # objects/arrays whose compact JSON is longer become a shortened text
 
-# Limits for reading a package.tgz (it is read in memory, never unpacked to disk).
-MAX_MEMBERS = 20_000
-MAX_MEMBER_BYTES = 64 * 2**20
-MAX_TOTAL_BYTES = 1024 * 2**20
-SKIP_NAMES = ("package.json", ".index.json")
 
 
 class DiffError(FhirpkgError):
@@ -152,46 +145,25 @@ def _from_folder(folder: Path) -> dict[str, dict]:
     return found
 
 
-def _member_parts(member: tarfile.TarInfo, archive: Path) -> list[str] | None:
-    """The member's path parts, or None for members that are not package content."""
-    name = member.name.replace("\\", "/")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if name.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", name):
-        raise DiffError(f"{archive}: member '{member.name}' escapes the package folder")
-    if not member.isfile() or len(parts) < 2 or parts[0] != "package":
-        return None
-    if parts[-1] in SKIP_NAMES or parts[1] == "other" or not parts[-1].endswith(".json"):
-        return None
-    return parts
-
-
-def _from_tgz(archive: Path) -> dict[str, dict]:
-    """Resources under package/ of a FHIR NPM archive, read in memory with size limits."""
+def _from_tgz(path: Path) -> dict[str, dict]:
+    """Resources under package/ of a FHIR NPM archive, read in memory within ``fhirpkg.fhir.archive``'s limits."""
     found: dict[str, dict] = {}
-    total = 0
     try:
-        tar = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DiffError(f"{archive}: not a readable package archive ({archive_error(e)})") from None
-    with tar:
-        try:
-            for count, member in enumerate(tar, 1):
-                if count > MAX_MEMBERS:
-                    raise DiffError(f"{archive}: more than {MAX_MEMBERS} members")
-                parts = _member_parts(member, archive)
-                if parts is None:
+        with Archive(path) as archive:
+            for member in archive.members():
+                if member.problem == ESCAPES:
+                    raise DiffError(f"{path}: member '{member.name}' {ESCAPES}")
+                rel = member.under("package")
+                if not member.is_file or not rel or rel[-1] in SKIP_NAMES or rel[0] == "other" \
+                        or not rel[-1].endswith(".json"):
                     continue
-                if member.size > MAX_MEMBER_BYTES:
-                    raise DiffError(f"{archive}: member '{member.name}' is larger than {MAX_MEMBER_BYTES // 2**20} MB")
-                data = tar.extractfile(member).read(MAX_MEMBER_BYTES + 1)
-                total += len(data)
-                if len(data) > MAX_MEMBER_BYTES or total > MAX_TOTAL_BYTES:
-                    raise DiffError(f"{archive}: unpacks to more than the allowed size")
-                value = _parse_json(data, f"{archive}:{member.name}")
+                if member.too_large:
+                    raise DiffError(f"{path}: member '{member.name}' {TOO_LARGE}")
+                value = _parse_json(archive.read(member), f"{path}:{member.name}")
                 if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
-                    _add(found, value, f"{archive}:{member.name}")
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise DiffError(f"{archive}: damaged archive ({archive_error(e)})") from None
+                    _add(found, value, f"{path}:{member.name}")
+    except ArchiveError as e:
+        raise DiffError(str(e)) from None
     return found
 
 

@@ -252,7 +252,7 @@ def test_unreadable_tgz(tmp_path):
         load_side(bad)
     junk = tmp_path / "junk.tgz"
     junk.write_bytes(b"this is not an archive")
-    with pytest.raises(DiffError, match="not a readable package archive"):
+    with pytest.raises(DiffError, match="not a readable .tgz package"):
         load_side(junk)
 
 
