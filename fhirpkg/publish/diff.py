@@ -9,7 +9,6 @@ later action as changed.  Numbers stay exact (``Decimal`` lexemes): ``1.0`` and
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +18,7 @@ from fhirpkg.errors import FhirpkgError
 from fhirpkg.fhir.archive import ESCAPES, TOO_LARGE, Archive, ArchiveError
 from fhirpkg.fhir.inputs import SKIP_NAMES
 from fhirpkg.fhir.jsonsource import lexeme, read_documents
+from fhirpkg.fhir.serialize import dumps
 from fhirpkg.issues import Severity
 
 DEFAULT_IGNORE = ("meta.lastUpdated", "meta.versionId", "text")
@@ -284,7 +284,7 @@ def brief(value: Any) -> Any:
     if isinstance(value, str):
         return value if len(value) <= BRIEF_CHARS else value[:BRIEF_CHARS - 1] + "…"
     if isinstance(value, (dict, list)):
-        text = dumps(value)
+        text = dumps(value, indent=None)
         if len(text) > BRIEF_JSON_CHARS:
             return text[:BRIEF_JSON_CHARS - 1] + "…"
         return _short_strings(value)
@@ -301,49 +301,8 @@ def _short_strings(value: Any) -> Any:
 
 # --- output -----------------------------------------------------------------------
 
-def dumps(value: Any, indent: int | None = None) -> str:
-    """JSON text with numbers written by their exact lexeme (never through float)."""
-    out: list[str] = []
-    _write(value, out, indent, 0)
-    return "".join(out)
-
-
-_encode_string = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def _write(value: Any, out: list[str], indent: int | None, level: int) -> None:
-    if isinstance(value, (dict, list)):
-        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
-        open_, close = ("{", "}") if isinstance(value, dict) else ("[", "]")
-        if not items:
-            out.append(open_ + close)
-            return
-        pad = "" if indent is None else "\n" + " " * (indent * (level + 1))
-        out.append(open_)
-        for n, (k, v) in enumerate(items):
-            if n:
-                out.append(",")
-            out.append(pad)
-            if isinstance(value, dict):
-                out.append(_encode_string(str(k)) + (": " if indent is not None else ":"))
-            _write(v, out, indent, level + 1)
-        out.append(("" if indent is None else "\n" + " " * (indent * level)) + close)
-    elif isinstance(value, str):
-        out.append(_encode_string(value))
-    elif value is True or value is False:
-        out.append("true" if value else "false")
-    elif value is None:
-        out.append("null")
-    elif isinstance(value, (int, Decimal)):
-        out.append(lexeme(value))
-    elif isinstance(value, float):
-        out.append(repr(value))
-    else:
-        out.append(_encode_string(str(value)))
-
-
 def _text_value(value: Any) -> str:
-    return value if isinstance(value, str) and value.endswith("…") and value[:1] in "{[" else dumps(value)
+    return value if isinstance(value, str) and value.endswith("…") and value[:1] in "{[" else dumps(value, indent=None)
 
 
 def render_text(report: DiffReport) -> str:
@@ -386,4 +345,4 @@ def to_dict(report: DiffReport) -> dict:
 
 def render_json(report: DiffReport) -> str:
     """The report as JSON (exact numbers); shape: summary, added, removed, changed{key: [changes]}."""
-    return dumps(to_dict(report), indent=2) + "\n"
+    return dumps(to_dict(report)) + "\n"

@@ -38,6 +38,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from fhirpkg.publish import diff as _diff
 from fhirpkg.errors import FhirpkgError
 from fhirpkg.fhir.jsonsource import read_documents
+from fhirpkg.fhir.serialize import dumps
 
 #: Retried within the attempt bound: every 5xx (the reliability issue asks it; HAPI answers some
 #: persistent errors with 500, which then fail after max_attempts) and 429.
@@ -97,7 +98,7 @@ class PushReport:
         return d
 
     def to_json(self) -> str:
-        return _diff.dumps(self.to_dict(), indent=2) + "\n"
+        return dumps(self.to_dict()) + "\n"
 
 
 # --- secrets ----------------------------------------------------------------------
@@ -671,7 +672,7 @@ def _push(bundle: dict, server: Server, run: _Run) -> None:
         before[t.key] = held
 
     run.log(f"Sending the transaction ({len(items)} entries)")
-    body = _diff.dumps(bundle).encode("utf-8")
+    body = dumps(bundle, indent=None).encode("utf-8")
     ex = run.send("POST", "", body)
     report.attempts = ex.attempts
     resp = ex.response

@@ -14,6 +14,7 @@ import pytest
 
 from faultserver import FaultServer, make_cert, operation_outcome, reset, sleep, status, truncate
 from fhirpkg.publish import push as P
+from fhirpkg.fhir.serialize import dumps
 from fhirpkg.publish.push import PushOptions, push
 
 TOKEN = "tok-9f8e7d6c5b4a-SECRET"
@@ -449,13 +450,13 @@ def test_redirect_is_not_followed():
 
 def test_load_bundle_from_file_or_build_folder(tmp_path):
     b = bundle_of(resources())
-    (tmp_path / "bundle-transaction.json").write_text(P._diff.dumps(b))
+    (tmp_path / "bundle-transaction.json").write_text(dumps(b, indent=None))
     (tmp_path / "bundle-collection.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection"}))
     (tmp_path / "package.json").write_text("{}")
     loaded = P.load_bundle(tmp_path)
     assert loaded["entry"][0]["resource"]["extension"][0]["valueDecimal"] == Decimal("1.50")
     assert P.load_bundle(tmp_path / "bundle-transaction.json")["type"] == "transaction"
-    (tmp_path / "second-transaction.json").write_text(P._diff.dumps(b))
+    (tmp_path / "second-transaction.json").write_text(dumps(b, indent=None))
     with pytest.raises(P.PushError, match="found 2"):
         P.load_bundle(tmp_path)
     (tmp_path / "bad.json").write_text("{")
