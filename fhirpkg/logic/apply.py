@@ -26,8 +26,6 @@ from fhirpkg.fhir.jsonsource import copy_json
 from fhirpkg.logic import elm, translate
 from fhirpkg.logic.r4data import convert_bundle
 
-#: Expression languages a condition may use: the name of a definition in the PlanDefinition's library.
-CQL_IDENTIFIER = frozenset({"text/cql-identifier", "text/cql.identifier"})
 ELM_JSON = translate.ELM_TYPE
 _NS = uuid.UUID("9d7d3f0e-4a59-5a4e-9a8e-6e6570632d61")  # fixed: the same input gives the same fullUrls
 
@@ -183,9 +181,9 @@ class _Run:
     def value(self, pd: dict, action: dict, cond: dict):
         expr = cond.get("expression") or {}
         lang, name = expr.get("language"), expr.get("expression")
-        if lang not in CQL_IDENTIFIER:
+        if not translate.is_cql_identifier(lang):
             raise ApplyError(f"PlanDefinition/{pd.get('id')} action {action.get('id')}: unsupported expression "
-                             f"language {lang!r} (supported: text/cql-identifier)")
+                             f"language {lang!r} (supported: {translate.CQL_IDENTIFIER})")
         libs = pd.get("library") or []
         if not libs:
             raise ApplyError(f"PlanDefinition/{pd.get('id')} action {action.get('id')}: condition {name!r} "
