@@ -272,16 +272,16 @@ def cql(project_dir, force):
 @click.option("--verbose", "-v", is_flag=True, help="One line per artifact, not only the problems.")
 def push(bundle, server, headers, timeout, max_attempts, backoff, max_wait, ca_file, insecure, fmt, verbose):
     """Load a transaction Bundle into a FHIR server and verify what it holds afterwards."""
-    from fhirpkg.publish import push as p
+    from fhirpkg.publish import push as p, transport
     try:
         data = p.load_bundle(bundle)
-        hdrs = p.parse_headers(list(headers))
+        hdrs = transport.parse_headers(list(headers))
         if os.environ.get("FHIRPKG_AUTHORIZATION") and "Authorization" not in hdrs:
             hdrs["Authorization"] = os.environ["FHIRPKG_AUTHORIZATION"]
-        opts = p.PushOptions(server, hdrs, timeout, max_attempts, backoff, max_wait,
+        opts = transport.PushOptions(server, hdrs, timeout, max_attempts, backoff, max_wait,
                              verify_tls=not insecure, ca_file=ca_file)
         p.preflight(data, opts)
-    except p.PushError as e:
+    except transport.PushError as e:
         raise click.UsageError(str(e)) from None
     report = p.push(data, opts, log=_err)
     click.echo(report.to_json() if fmt == "json" else p.render_text(report, verbose), nl=fmt != "json")
