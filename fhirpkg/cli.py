@@ -91,7 +91,8 @@ def main(offline: bool) -> None:
 @click.option("--profile", "profiles", multiple=True, metavar="URL",
               help="Also validate every resource against this profile (repeatable).")
 @click.option("--ig", "igs", multiple=True, metavar="PKG|DIR|FILE",
-              help="Load profiles, extensions and value sets from a package (id#version), folder or file.")
+              help="Load profiles, extensions and value sets from a package (id#version), a folder, "
+                   "a .tgz, or a JSON or FHIR XML file.")
 @click.option("--progress/--no-progress", default=None, help="Show progress on standard error (default: on a terminal).")
 @click.option("--timings", is_flag=True, help="Print the time spent in each validation layer (with -j 1).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
@@ -111,7 +112,7 @@ def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, 
     from fhirpkg.validation import Options, Validator
     defs = api.load_definitions(pk.DEFAULT_PACKAGES[fhir_version or "5.0.0"])
     if igs:
-        n = api.add_conformance_resources(defs, api.read_conformance_inputs(igs))
+        n = api.add_conformance_resources(defs, api.read_conformance_inputs(igs, defs))
         _err(f"Loaded {n} conformance resources from {', '.join(igs)}")
     for url in profiles:
         if defs.get(url) is None:
