@@ -1,7 +1,7 @@
 """What changed between two releases of the content: resources and elements.
 
-Each side is a folder of JSON resources, a Bundle, or a FHIR NPM ``package.tgz``;
-all three become ``{"Type/id": resource}`` so any pair can be compared.  The
+Each side is a folder of JSON resources, a Bundle, or a FHIR NPM ``package.tgz``, read
+by ``fhirpkg.load``; all three become ``{"Type/id": resource}`` so any pair can be compared.  The
 element walk matches array items by ``id``/``linkId``/``url`` when every item has
 a unique one, so inserting an action reports one added action rather than every
 later action as changed.  Numbers stay exact (``Decimal`` lexemes): ``1.0`` and
@@ -14,10 +14,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
-from fhirpkg.errors import FhirpkgError
-from fhirpkg.fhir.archive import ESCAPES, TOO_LARGE, Archive, ArchiveError
-from fhirpkg.fhir.inputs import SKIP_NAMES
-from fhirpkg.fhir.jsonsource import lexeme, read_documents
+from fhirpkg import loader
+from fhirpkg.errors import FhirpkgError, InputError
+from fhirpkg.fhir.inputs import PACKAGE_SUFFIXES
+from fhirpkg.fhir.jsonsource import lexeme
 from fhirpkg.fhir.serialize import dumps
 from fhirpkg.issues import Severity
 
@@ -55,44 +55,34 @@ class DiffReport:
 # --- loading ----------------------------------------------------------------------
 
 def load_side(path: Path) -> dict[str, dict]:
-    """``Type/id -> resource`` from a folder, a Bundle/resource JSON file or a package.tgz."""
+    """``Type/id -> resource`` from a folder, a Bundle/resource JSON file or a package.tgz, read by
+    ``fhirpkg.load`` (what ``validate`` reads: a Bundle contributes its entries, an archive its
+    ``package/*.json``); a file that cannot be read is an error naming it, never skipped."""
     path = Path(path)
     if not path.exists():
         raise DiffError(f"{path}: no such file or folder")
-    if path.is_dir():
-        found = _from_folder(path)
-    elif _is_archive(path):
-        found = _from_tgz(path)
-    else:
-        found = _from_json_file(path)
+    try:
+        package = loader.load(path)
+    except InputError:  # a folder with nothing to read
+        raise DiffError(f"{path}: no FHIR resources found") from None
+    for issue in package.issues:
+        if issue.severity is Severity.FATAL and issue.rule.startswith("json-"):
+            where = f" (line {issue.line})" if issue.line else ""
+            raise DiffError(f"{issue.file}: not JSON: {issue.message}{where}")
+        if issue.rule == "input" and issue.severity >= Severity.ERROR:
+            message = issue.message.removesuffix(": skipped")
+            raise DiffError(f"{issue.file}: {message[:1].lower()}{message[1:]}")
+    found: dict[str, dict] = {}
+    for r in package.resources:
+        _add(found, r.json, r.file)
     if not found:
+        if path.is_file() and not path.name.endswith(PACKAGE_SUFFIXES):
+            raise DiffError(f"{path}: not a FHIR resource or Bundle (no resourceType)")
         raise DiffError(f"{path}: no FHIR resources found")
     return found
 
 
-def _is_archive(path: Path) -> bool:
-    if path.name.endswith((".tgz", ".tar.gz", ".tar")):
-        return True
-    try:
-        with open(path, "rb") as f:
-            return f.read(2) == b"\x1f\x8b"
-    except OSError as e:
-        raise DiffError(f"{path}: cannot read ({e.strerror})") from None
-
-
-def _parse_json(data: bytes, name: str) -> Any:
-    """JSON value with exact decimals; DiffError with the reader's first fatal message."""
-    doc = next(read_documents(data, name))
-    if not doc.ok:
-        first = next((i for i in doc.issues if i.severity is Severity.FATAL), None)
-        where = f" (line {first.line})" if first and first.line else ""
-        raise DiffError(f"{name}: not JSON: {first.message if first else 'unreadable'}{where}")
-    return doc.value
-
-
-def _add(found: dict[str, dict], resource: Any, origin: str) -> None:
-    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-        return
+def _add(found: dict[str, dict], resource: dict, origin: str) -> None:
     rid = resource.get("id")
     if not isinstance(rid, str) or not rid:
         raise DiffError(f"{origin}: {resource['resourceType']} has no id, so it cannot be matched across releases")
@@ -100,71 +90,6 @@ def _add(found: dict[str, dict], resource: Any, origin: str) -> None:
     if key in found:
         raise DiffError(f"{origin}: {key} appears more than once")
     found[key] = resource
-
-
-def _resources_in(value: Any) -> Iterable[Any]:
-    """A Bundle contributes its entries' resources; anything else is one resource."""
-    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-        for entry in value.get("entry") or []:
-            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                yield entry["resource"]
-    else:
-        yield value
-
-
-def _from_json_file(path: Path) -> dict[str, dict]:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DiffError(f"{path}: cannot read ({e.strerror})") from None
-    value = _parse_json(data, str(path))
-    if not isinstance(value, dict) or "resourceType" not in value:
-        raise DiffError(f"{path}: not a FHIR resource or Bundle (no resourceType)")
-    found: dict[str, dict] = {}
-    for res in _resources_in(value):
-        _add(found, res, str(path))
-    return found
-
-
-def _from_folder(folder: Path) -> dict[str, dict]:
-    """Every *.json below the folder (hidden folders and package bookkeeping skipped).
-
-    A Bundle file inside a folder counts as one resource (a folder is a set of
-    resources); pass the Bundle file itself to compare its entries.
-    """
-    found: dict[str, dict] = {}
-    for file in sorted(folder.rglob("*.json")):
-        rel = file.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or file.name in SKIP_NAMES or not file.is_file():
-            continue
-        try:
-            data = file.read_bytes()
-        except OSError as e:
-            raise DiffError(f"{file}: cannot read ({e.strerror})") from None
-        _add(found, _parse_json(data, str(file)), str(file))
-    return found
-
-
-def _from_tgz(path: Path) -> dict[str, dict]:
-    """Resources under package/ of a FHIR NPM archive, read in memory within ``fhirpkg.fhir.archive``'s limits."""
-    found: dict[str, dict] = {}
-    try:
-        with Archive(path) as archive:
-            for member in archive.members():
-                if member.problem == ESCAPES:
-                    raise DiffError(f"{path}: member '{member.name}' {ESCAPES}")
-                rel = member.under("package")
-                if not member.is_file or not rel or rel[-1] in SKIP_NAMES or rel[0] == "other" \
-                        or not rel[-1].endswith(".json"):
-                    continue
-                if member.too_large:
-                    raise DiffError(f"{path}: member '{member.name}' {TOO_LARGE}")
-                value = _parse_json(archive.read(member), f"{path}:{member.name}")
-                if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
-                    _add(found, value, f"{path}:{member.name}")
-    except ArchiveError as e:
-        raise DiffError(str(e)) from None
-    return found
 
 
 # --- comparing --------------------------------------------------------------------
