@@ -20,14 +20,14 @@ passes through a redactor.  The HTTP itself (connection, retries, redaction) is
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
 from fhirpkg.publish import diff as _diff
-from fhirpkg.fhir.jsonsource import read_documents
+from fhirpkg.fhir.inputs import Source, read_source
+from fhirpkg.fhir.jsonsource import Document
 from fhirpkg.fhir.serialize import dumps
 from fhirpkg.publish.transport import (
     Exchange, Http, PushError, PushOptions, Redactor, Response, Server, parse_server, redactor_for, send,
@@ -244,30 +244,34 @@ def _entry_statuses(resp_bundle: Any, count: int) -> list[str | None]:
 # --- the push ---------------------------------------------------------------------
 
 def load_bundle(path) -> dict:
-    """The transaction Bundle from a JSON file, or the one transaction Bundle in a folder (exact decimals)."""
+    """The transaction Bundle from a JSON file, or the one transaction Bundle in a folder (exact decimals).
+
+    Files are read as ``validate`` reads them (``inputs.read_source``: size limit, no waiting on a FIFO)."""
     from pathlib import Path
     path = Path(path)
     if path.is_dir():
-        found = [f for f in sorted(path.glob("*.json")) if _is_transaction_file(f)]
+        found = [f for f in sorted(path.glob("*.json")) if _is_transaction(_read_json(f))]
         if len(found) != 1:
             raise PushError(f"{path}: expected one transaction Bundle (*.json) in the folder, found {len(found)}"
                             + (f": {', '.join(f.name for f in found)}" if found else ""))
         path = found[0]
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise PushError(f"{path}: cannot read ({e.strerror})") from None
-    doc = next(read_documents(data, str(path)))
+    doc = _read_json(path)
     if not doc.ok:
-        raise PushError(f"{path}: not JSON ({doc.issues[0].message if doc.issues else 'unreadable'})")
+        first = next((i for i in doc.issues if i.is_error), None)
+        message = first.message if first else "unreadable"
+        if first is not None and first.rule == "input":  # cannot read (missing, not a file, too large)
+            raise PushError(f"{path}: {message[:1].lower()}{message[1:]}")
+        raise PushError(f"{path}: not JSON ({message})")
     return doc.value
 
 
-def _is_transaction_file(path) -> bool:
-    try:
-        value = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return False
+def _read_json(path) -> Document:
+    """One JSON document from a file (the first, if the file holds more)."""
+    return next(read_source(Source(str(path), path)))
+
+
+def _is_transaction(doc: Document) -> bool:
+    value = doc.value if doc.ok else None
     return isinstance(value, dict) and value.get("resourceType") == "Bundle" and value.get("type") == "transaction"
 
 

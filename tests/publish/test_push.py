@@ -429,6 +429,16 @@ def test_load_bundle_from_file_or_build_folder(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(PushError, match="not JSON"):
         P.load_bundle(tmp_path / "bad.json")
+    with pytest.raises(PushError, match=r"missing\.json: cannot read: No such file"):
+        P.load_bundle(tmp_path / "missing.json")
+
+
+def test_load_bundle_does_not_wait_on_a_fifo(tmp_path):
+    """Files are read as validate reads them: a FIFO among the folder's files is not opened for a writer."""
+    import os
+    (tmp_path / "bundle-transaction.json").write_text(dumps(bundle_of(resources()), indent=None))
+    os.mkfifo(tmp_path / "pipe.json")
+    assert P.load_bundle(tmp_path)["type"] == "transaction"
 
 
 def test_preflight_reports_usage_errors_before_any_request(tmp_path):
