@@ -5,10 +5,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import orjson
-
 from fhirpkg.content import evidence
-from fhirpkg.fhir import inputs, packages as pk
+from fhirpkg import loader
+from fhirpkg.errors import InputError
+from fhirpkg.fhir import inputs, packages as pk, xmlformat
 from fhirpkg import parallel
 from fhirpkg.fhir.definitions import Definitions, load as load_compiled
 from fhirpkg.fhir.inputs import find_sources, read_source
@@ -48,25 +48,21 @@ def add_conformance_resources(defs: Definitions, resources: Iterable[dict], sour
     return n
 
 
-def read_conformance_inputs(paths: Iterable[str]) -> list[dict]:
-    """Resources from --ig arguments: installed package ids (id#version), .tgz files or folders."""
+def read_conformance_inputs(paths: Iterable[str], defs: Definitions | None = None) -> list[dict]:
+    """Resources from --ig arguments: installed package ids (id#version), .tgz files, JSON or XML
+    files, or folders of them.
+
+    JSON, Bundles and archives are read as ``fhirpkg.load`` reads them; FHIR XML files (``.xml``)
+    are converted by ``xmlformat``, which needs ``defs`` to know each element's type.
+    """
     out: list[dict] = []
     for arg in paths:
         p = Path(arg)
-        if p.is_dir() or p.is_file() and p.suffix == ".json":
-            files = sorted(p.rglob("*.json")) if p.is_dir() else [p]
-            for f in files:
-                try:
-                    res = orjson.loads(f.read_bytes())
-                except (orjson.JSONDecodeError, OSError):
-                    continue
-                if isinstance(res, dict) and "resourceType" in res:
-                    out.append(res)
-        elif p.is_file() and p.name.endswith(inputs.PACKAGE_SUFFIXES):
-            out.extend(_package_archive_resources(p))
+        if p.is_dir() or p.is_file() and p.name.endswith((".json", ".xml", *inputs.PACKAGE_SUFFIXES)):
+            out.extend(_conformance_files(p, defs))
         elif p.exists():
-            raise pk.PackageError(f"--ig {arg}: not a folder, a .json file or a package .tgz")
-        elif "/" in arg or arg.endswith((".json", *inputs.PACKAGE_SUFFIXES)):
+            raise pk.PackageError(f"--ig {arg}: not a folder, a .json or .xml file or a package .tgz")
+        elif "/" in arg or arg.endswith((".json", ".xml", *inputs.PACKAGE_SUFFIXES)):
             raise pk.PackageError(f"--ig {arg}: no such file or folder (and not a package id such as "
                                   "hl7.fhir.uv.ips@2.0.0)")
         else:
@@ -76,14 +72,32 @@ def read_conformance_inputs(paths: Iterable[str]) -> list[dict]:
     return out
 
 
-def _package_archive_resources(path: Path) -> list[dict]:
-    """Definitions read from a package .tgz without unpacking it; an unreadable archive is a setup error."""
+def _conformance_files(path: Path, defs: Definitions | None) -> list[dict]:
+    """The resources of one --ig file or folder; files that do not parse are left to their own
+    validation, but an archive that cannot be read at all is a setup error."""
     out = []
-    for doc in inputs.read_package(inputs.Source(name=str(path), path=path)):
-        if doc.file == str(path) and any(i.is_error for i in doc.issues):
-            raise pk.PackageError(f"--ig {path}: {doc.issues[0].message}")
-        if doc.ok and isinstance(doc.value, dict) and isinstance(doc.value.get("resourceType"), str):
-            out.append(doc.value)
+    if path.is_dir() or not path.name.endswith(".xml"):
+        try:
+            package = loader.load(path)
+        except InputError:
+            package = None  # a folder without JSON: it may hold XML
+        if package is not None:
+            broken = next((i for i in package.issues if i.file == str(path) and i.is_error), None)
+            if broken is not None and path.name.endswith(inputs.PACKAGE_SUFFIXES):
+                raise pk.PackageError(f"--ig {path}: {broken.message}")
+            out.extend(r.json for r in package.resources)
+    xml_files = [path] if path.is_file() and path.name.endswith(".xml") else (
+        [f for f in sorted(path.rglob("*.xml")) if not any(part.startswith(".") for part in f.relative_to(path).parts)]
+        if path.is_dir() else [])
+    for f in xml_files:
+        if defs is None:
+            raise pk.PackageError(f"--ig {f}: reading FHIR XML needs the definitions (pass defs)")
+        try:
+            res = xmlformat.read_file(f, defs)
+        except xmlformat.XmlError as e:
+            raise pk.PackageError(f"--ig {f}: {e}") from None
+        if res is not None:
+            out.append(res)
     return out
 
 
@@ -247,7 +261,7 @@ def validate(paths: list[str] | str, *, profiles: Iterable[str] = (), igs: Itera
         paths = [str(paths)]
     defs = defs or load_definitions(pk.DEFAULT_PACKAGES[fhir_version or "5.0.0"])
     if igs:
-        add_conformance_resources(defs, read_conformance_inputs(igs))
+        add_conformance_resources(defs, read_conformance_inputs(igs, defs))
     opts = options or Options(profiles=tuple(profiles))
     validator = Validator(defs, opts, resolver)
     out: list[Issue] = []

@@ -91,7 +91,8 @@ def main(offline: bool) -> None:
 @click.option("--profile", "profiles", multiple=True, metavar="URL",
               help="Also validate every resource against this profile (repeatable).")
 @click.option("--ig", "igs", multiple=True, metavar="PKG|DIR|FILE",
-              help="Load profiles, extensions and value sets from a package (id#version), folder or file.")
+              help="Load profiles, extensions and value sets from a package (id#version), a folder, "
+                   "a .tgz, or a JSON or FHIR XML file.")
 @click.option("--progress/--no-progress", default=None, help="Show progress on standard error (default: on a terminal).")
 @click.option("--timings", is_flag=True, help="Print the time spent in each validation layer (with -j 1).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
@@ -111,7 +112,7 @@ def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, 
     from fhirpkg.validation import Options, Validator
     defs = api.load_definitions(pk.DEFAULT_PACKAGES[fhir_version or "5.0.0"])
     if igs:
-        n = api.add_conformance_resources(defs, api.read_conformance_inputs(igs))
+        n = api.add_conformance_resources(defs, api.read_conformance_inputs(igs, defs))
         _err(f"Loaded {n} conformance resources from {', '.join(igs)}")
     for url in profiles:
         if defs.get(url) is None:
@@ -272,16 +273,16 @@ def cql(project_dir, force):
 @click.option("--verbose", "-v", is_flag=True, help="One line per artifact, not only the problems.")
 def push(bundle, server, headers, timeout, max_attempts, backoff, max_wait, ca_file, insecure, fmt, verbose):
     """Load a transaction Bundle into a FHIR server and verify what it holds afterwards."""
-    from fhirpkg.publish import push as p
+    from fhirpkg.publish import push as p, transport
     try:
         data = p.load_bundle(bundle)
-        hdrs = p.parse_headers(list(headers))
+        hdrs = transport.parse_headers(list(headers))
         if os.environ.get("FHIRPKG_AUTHORIZATION") and "Authorization" not in hdrs:
             hdrs["Authorization"] = os.environ["FHIRPKG_AUTHORIZATION"]
-        opts = p.PushOptions(server, hdrs, timeout, max_attempts, backoff, max_wait,
+        opts = transport.PushOptions(server, hdrs, timeout, max_attempts, backoff, max_wait,
                              verify_tls=not insecure, ca_file=ca_file)
         p.preflight(data, opts)
-    except p.PushError as e:
+    except transport.PushError as e:
         raise click.UsageError(str(e)) from None
     report = p.push(data, opts, log=_err)
     click.echo(report.to_json() if fmt == "json" else p.render_text(report, verbose), nl=fmt != "json")

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from fhirpkg.publish.diff import dumps, same
+from fhirpkg.fhir.serialize import dumps
+from fhirpkg.publish.diff import same
 
 NOISE = ("versionId", "lastUpdated", "source")
 
@@ -132,7 +133,7 @@ class FaultServer:
 
     def put(self, resource: dict, version: str = "1") -> None:
         """Seed the store directly."""
-        res = json.loads(dumps(resource), parse_float=Decimal)
+        res = json.loads(dumps(resource, indent=None), parse_float=Decimal)
         res["meta"] = {**(res.get("meta") or {}), "versionId": version, "lastUpdated": _now()}
         self.resources[f"{res['resourceType']}/{res['id']}"] = res
 
@@ -192,7 +193,7 @@ class FaultServer:
                                     "location": f"{key}/_history/{old['meta']['versionId']}"})
                     continue
                 version = str(int(old["meta"]["versionId"]) + 1) if old else "1"
-                new = json.loads(dumps(stored), parse_float=Decimal)
+                new = json.loads(dumps(stored, indent=None), parse_float=Decimal)
                 new["meta"] = {**(new.get("meta") or {}), "versionId": version, "lastUpdated": _now()}
                 staged[key] = new
                 answers.append({"status": "201 Created" if old is None else "200 OK", "etag": f'W/"{version}"',
@@ -343,7 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
         return 400, operation_outcome("error", "not-supported", f"{method} {rel} is not supported here")
 
     def _send(self, code: int, payload: dict | None, headers: dict | None = None) -> None:
-        data = dumps(payload).encode("utf-8") if payload is not None else b""
+        data = dumps(payload, indent=None).encode("utf-8") if payload is not None else b""
         self.send_response(code)
         self.send_header("Content-Type", "application/fhir+json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))

@@ -105,13 +105,14 @@ def _cql_version(r: ProjectResource) -> str | None:
 
 
 def _conditions(actions, loc) -> Iterator[tuple[str, tuple]]:
-    """(expression, location) of every text/cql-identifier condition, at any depth."""
+    """(expression, location) of every condition naming a CQL definition (``translate.is_cql_identifier``),
+    at any depth."""
     for i, action in enumerate(actions if isinstance(actions, list) else []):
         if not isinstance(action, dict):
             continue
         for j, cond in enumerate(action.get("condition") or []):
             expr = cond.get("expression") if isinstance(cond, dict) else None
-            if isinstance(expr, dict) and expr.get("language") == translate.CQL_IDENTIFIER \
+            if isinstance(expr, dict) and translate.is_cql_identifier(expr.get("language")) \
                     and isinstance(expr.get("expression"), str):
                 yield expr["expression"], loc + (i, "condition", j, "expression", "expression")
         yield from _conditions(action.get("action"), loc + (i, "action"))

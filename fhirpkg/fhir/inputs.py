@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fhirpkg.errors import InputError
+from fhirpkg.fhir.archive import ESCAPES, MAX_MEMBER_BYTES, Archive, ArchiveError
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import BOM_WARNING, Document, ndjson_documents, read_documents
 
@@ -24,7 +25,8 @@ NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 PACKAGE_SUFFIXES = (".tgz",)
 #: A file name can state an older FHIR version: "x.r4b.json" is R4B (4.3.0), "x.r4.json" R4 (4.0.1).
 VERSION_SUFFIXES = {".r4b.json": "4.3.0", ".r4b.ndjson": "4.3.0", ".r4.json": "4.0.1", ".r4.ndjson": "4.0.1"}
-MAX_MEMBER_BYTES = 64 * 2**20
+#: The files of a package that are not resources: its manifest and its index.
+SKIP_NAMES = ("package.json", ".index.json")
 MAX_FILE_BYTES = 512 * 2**20  # refuse to read more than this into memory (NDJSON is streamed instead)
 STREAM_BLOCK = 2**20
 
@@ -162,15 +164,6 @@ def read_source(src: Source) -> Iterator[Document]:
     yield from read_documents(data, src.name, ndjson=ndjson)
 
 
-def archive_error(exc: BaseException) -> str:
-    """One line for a tarfile/gzip failure (``tarfile.open`` lists every method it tried, one per line)."""
-    text = str(exc)
-    if "could not be opened successfully" in text:
-        return "not a gzip, bzip2, xz or tar archive"
-    text = " ".join(text.split())
-    return text or type(exc).__name__
-
-
 def _looks_ndjson(data: bytes) -> bool:
     lines = [ln for ln in data.strip().split(b"\n") if ln.strip()]
     return len(lines) > 1 and all(ln.strip().startswith(b"{") and ln.strip().endswith(b"}") for ln in lines)
@@ -179,44 +172,37 @@ def _looks_ndjson(data: bytes) -> bool:
 def read_package(src: Source) -> Iterator[Document]:
     """The resources in a FHIR NPM package (.tgz), each named ``archive!package/File.json``.
 
-    Members are read without unpacking: links, paths outside ``package/`` and
-    oversized members are reported, never followed or loaded.
+    Members are read without unpacking, through ``fhirpkg.fhir.archive`` and its limits:
+    links, paths outside ``package/`` and oversized members are reported and skipped,
+    never followed or loaded; an unreadable, damaged or oversized archive is one issue.
     """
-    import tarfile
-    import zlib
-    try:
-        tar = tarfile.open(src.path, "r:*")
-    except (tarfile.TarError, OSError, EOFError) as e:
-        yield Document(file=src.name, text="", issues=[_problem(src.name, f"Not a readable .tgz package "
-                                                                          f"({archive_error(e)})")])
-        return
     count = 0
-    with tar:
-        try:
-            for m in tar:
-                name = display_name(m.name)
-                if not name.startswith("package/") or ".." in name.split("/") or name.startswith("/"):
-                    yield Document(file=f"{src.name}!{name}", text="", issues=[_problem(
-                        f"{src.name}!{name}", "Archive member outside package/: skipped", Severity.ERROR)])
+    try:
+        with Archive(src.path) as archive:
+            for m in archive.members():
+                where = f"{src.name}!{display_name(m.name)}"
+                if m.problem == ESCAPES or m.under("package") is None:
+                    if m.parts != ("package",):
+                        yield Document(file=where, text="", issues=[_problem(
+                            where, "Archive member outside package/: skipped", Severity.ERROR)])
                     continue
-                if m.issym() or m.islnk() or not (m.isfile() or m.isdir()):
-                    yield Document(file=f"{src.name}!{name}", text="", issues=[_problem(
-                        f"{src.name}!{name}", "Archive member is a link or special file: skipped", Severity.ERROR)])
+                if m.problem is not None:
+                    yield Document(file=where, text="", issues=[_problem(
+                        where, "Archive member is a link or special file: skipped", Severity.ERROR)])
                     continue
-                rel = name[len("package/"):]
-                if not m.isfile() or "/" in rel or not rel.endswith(".json") or rel in ("package.json", ".index.json"):
+                rel = m.under("package")
+                if not m.is_file or len(rel) != 1 or not rel[0].endswith(".json") or rel[0] in SKIP_NAMES:
                     continue
-                if m.size > MAX_MEMBER_BYTES:
-                    yield Document(file=f"{src.name}!{name}", text="", issues=[_problem(
-                        f"{src.name}!{name}", f"Archive member larger than {MAX_MEMBER_BYTES // 2**20} MB: skipped")])
+                if m.too_large:
+                    yield Document(file=where, text="", issues=[_problem(
+                        where, f"Archive member larger than {MAX_MEMBER_BYTES // 2**20} MB: skipped")])
                     continue
-                data = tar.extractfile(m).read(MAX_MEMBER_BYTES + 1)
+                data = archive.read(m)
                 count += 1
-                yield from read_documents(data, f"{src.name}!{name}")
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-            yield Document(file=src.name, text="", issues=[_problem(src.name, f"Damaged .tgz package "
-                                                                              f"({archive_error(e)})")])
-            return
+                yield from read_documents(data, where)
+    except ArchiveError as e:
+        yield Document(file=src.name, text="", issues=[_problem(src.name, e.reason[:1].upper() + e.reason[1:])])
+        return
     if count == 0:
         yield Document(file=src.name, text="", issues=[_problem(src.name, "The package holds no resources",
                                                                  Severity.WARNING)])

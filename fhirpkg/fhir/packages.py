@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
-import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -28,6 +25,7 @@ from typing import Iterator
 import orjson
 
 from fhirpkg.errors import PackageError
+from fhirpkg.fhir.archive import Archive, ArchiveError, read_file
 from fhirpkg.fsutil import atomic_write_bytes, swap_in_directory
 
 CACHE_ENV = "FHIR_PACKAGE_CACHE"
@@ -59,12 +57,6 @@ R4_DEFAULT_PACKAGES = (
 )
 #: The default package set for each FHIR version fhirpkg validates.
 DEFAULT_PACKAGES = {"5.0.0": R5_DEFAULT_PACKAGES, "4.3.0": R4B_DEFAULT_PACKAGES, "4.0.1": R4_DEFAULT_PACKAGES}
-
-# Limits for extracting an untrusted archive.
-MAX_MEMBERS = 60_000
-MAX_MEMBER_BYTES = 256 * 2**20
-MAX_TOTAL_BYTES = 2 * 2**30
-MAX_RATIO = 200  # uncompressed / compressed: beyond this the archive is a bomb
 
 _NAME_RE = re.compile(r"^[a-z][a-zA-Z0-9\-]*(\.[a-z][a-zA-Z0-9\-]*)+$")
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-+]*$")
@@ -435,60 +427,25 @@ def _npm_pack(ref: PackageRef, dest: Path) -> Path:
 def safe_extract(archive: Path, dest: Path) -> None:
     """Unpack a package archive, refusing anything that could escape or exhaust ``dest``.
 
-    Refused: absolute paths, ``..`` components, links, devices, more than
-    MAX_MEMBERS members, members over MAX_MEMBER_BYTES, more than MAX_TOTAL_BYTES
-    in all, and a total more than MAX_RATIO times the archive's size.
-    Sizes are counted while reading, not taken from the headers.
+    The whole archive is refused (``archive.ArchiveError``, a PackageError) for a member
+    that escapes the folder, a link, a device, or anything over the limits of
+    ``fhirpkg.fhir.archive`` (members, member size, total size, decompression ratio).
     """
-    compressed = max(archive.stat().st_size, 1)
-    budget = min(MAX_TOTAL_BYTES, compressed * MAX_RATIO + 2**20)
-    total = 0
-    from fhirpkg.fhir.inputs import archive_error
-    try:
-        tar = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise PackageError(f"{archive}: not a readable .tgz ({archive_error(e)})") from None
-    with tar:
-        count = 0
-        try:
-            for member in tar:
-                count += 1
-                if count > MAX_MEMBERS:
-                    raise PackageError(f"{archive}: more than {MAX_MEMBERS} members")
-                name = member.name.replace("\\", "/")
-                parts = [p for p in name.split("/") if p not in ("", ".")]
-                if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-                    raise PackageError(f"{archive}: member '{member.name}' escapes the package folder")
-                if member.issym() or member.islnk():
-                    raise PackageError(f"{archive}: member '{member.name}' is a link; links are refused")
-                if member.isdir():
-                    continue
-                if not member.isfile():
-                    raise PackageError(f"{archive}: member '{member.name}' is not a regular file")
-                if not parts:
-                    continue
-                if member.size > MAX_MEMBER_BYTES:
-                    raise PackageError(f"{archive}: member '{member.name}' is larger than "
-                                       f"{MAX_MEMBER_BYTES // 2**20} MB")
-                target = dest.joinpath(*parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tar.extractfile(member)
-                with open(target, "wb") as out:
-                    while chunk := src.read(1 << 20):
-                        total += len(chunk)
-                        if total > budget:
-                            raise PackageError(
-                                f"{archive}: unpacks to more than {budget // 2**20} MB "
-                                f"({MAX_RATIO}x its size): refused as a decompression bomb")
-                        out.write(chunk)
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-            raise PackageError(f"{archive}: damaged archive ({archive_error(e)})") from None
-
-
+    with Archive(archive) as tar:
+        for member in tar.members():
+            if member.problem is not None:
+                raise ArchiveError(archive, f"member '{member.name}' {member.problem}")
+            if not member.is_file or not member.parts:
+                continue
+            target = dest.joinpath(*member.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                tar.copy(member, out)
 
 
 def read_tgz_manifest(archive: Path) -> dict:
     """Read package/package.json from an archive without unpacking the rest."""
-    with tarfile.open(archive, "r:*") as tar:
-        member = tar.getmember("package/package.json")
-        return json.load(io.TextIOWrapper(tar.extractfile(member), encoding="utf-8-sig"))
+    data = read_file(archive, "package/package.json")
+    if data is None:
+        raise PackageError(f"{archive}: not a FHIR package (no package/package.json)")
+    return json.loads(data.decode("utf-8-sig"))

@@ -4,22 +4,28 @@ Elements are written in the order their StructureDefinition gives (each value
 followed by its ``_name`` shadow), numbers exactly as they were written in the
 source (never through float), strings as UTF-8, two-space indentation.  Values
 are never changed, only ordered, so a resource reads back equal to what was
-authored.
+authored.  ``dumps`` is the one JSON writer that keeps number lexemes: the build,
+``diff`` reports and ``push`` request bodies all use it (``indent=None``: compact).
 """
 from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from fhirpkg.fhir.definitions import Definitions
 from fhirpkg.fhir.jsonsource import lexeme
-from fhirpkg.fhir.model import ElementDef, TypeDef
+
+if TYPE_CHECKING:  # annotations only: writing JSON needs no definitions loaded
+    from fhirpkg.fhir.definitions import Definitions
+    from fhirpkg.fhir.model import ElementDef, TypeDef
 
 _encode_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def dumps(value, indent: int = 2, cache: dict | None = None) -> str:
+def dumps(value, indent: int | None = 2, cache: dict | None = None) -> str:
     """JSON text for a value, numbers written by their original lexeme.
+
+    ``indent=None`` writes it compact, on one line with no spaces (``{"a":1}``).
 
     ``cache`` (a dict kept by the caller) remembers the text of each resource at each
     depth, so a resource written into several outputs is serialised once per depth.
@@ -29,7 +35,7 @@ def dumps(value, indent: int = 2, cache: dict | None = None) -> str:
     return "".join(out)
 
 
-def _write(value, out: list[str], level: int, indent: int, cache: dict | None = None) -> None:
+def _write(value, out: list[str], level: int, indent: int | None, cache: dict | None = None) -> None:
     if isinstance(value, dict):
         if not value:
             out.append("{}")
@@ -48,20 +54,21 @@ def _write(value, out: list[str], level: int, indent: int, cache: dict | None = 
         if not value:
             out.append("[]")
             return
-        pad = "\n" + " " * (indent * (level + 1))
+        pad = "" if indent is None else "\n" + " " * (indent * (level + 1))
         out.append("[")
         for i, v in enumerate(value):
             if i:
                 out.append(",")
             out.append(pad)
             _write(v, out, level + 1, indent, cache)
-        out.append("\n" + " " * (indent * level) + "]")
+        out.append(("" if indent is None else "\n" + " " * (indent * level)) + "]")
     else:
         _write_scalar(value, out)
 
 
-def _write_object(value: dict, out: list[str], level: int, indent: int, cache) -> None:
-    pad = "\n" + " " * (indent * (level + 1))
+def _write_object(value: dict, out: list[str], level: int, indent: int | None, cache) -> None:
+    pad = "" if indent is None else "\n" + " " * (indent * (level + 1))
+    colon = ":" if indent is None else ": "
     out.append("{")
     first = True
     for k, v in value.items():
@@ -70,9 +77,9 @@ def _write_object(value: dict, out: list[str], level: int, indent: int, cache) -
         first = False
         out.append(pad)
         out.append(_encode_string(str(k)))
-        out.append(": ")
+        out.append(colon)
         _write(v, out, level + 1, indent, cache)
-    out.append("\n" + " " * (indent * level) + "}")
+    out.append(("" if indent is None else "\n" + " " * (indent * level)) + "}")
 
 
 def _write_scalar(value, out: list[str]) -> None:

@@ -1,7 +1,8 @@
-"""FHIR XML read into FHIR JSON, for loading definitions published as XML (``--ig`` inputs).
+"""FHIR XML read into FHIR JSON, for loading definitions published as XML.
 
-fhirpkg validates JSON; profiles, extensions and value sets are still often
-shared as XML.  The conversion follows the FHIR XML rules (``value``
+``fhirpkg validate --ig FILE.xml`` (or ``--ig`` a folder holding .xml files) reads
+them through ``api.read_conformance_inputs``.  fhirpkg validates JSON; profiles,
+extensions and value sets are still often shared as XML.  The conversion follows the FHIR XML rules (``value``
 attributes for primitives, ``id``/``url`` attributes, XHTML ``div``) and uses the
 StructureDefinitions to know which elements repeat and what type each has, so
 the JSON is exactly what the JSON format would say.  DTDs are refused.
@@ -9,6 +10,7 @@ the JSON is exactly what the JSON format would say.  DTDs are refused.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from fhirpkg.fhir.definitions import Definitions
 from fhirpkg.fhir.jsonsource import FhirDecimal
@@ -27,15 +29,33 @@ def _local(tag: str) -> str:
     return tag.split("}", 1)[1] if tag.startswith("{") else tag
 
 
-def read(text: str, defs: Definitions) -> dict:
+def read(text: str | bytes, defs: Definitions) -> dict:
     """One FHIR resource in XML as its JSON form (elements R5 does not define are left out)."""
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
+    root = _parse(text)
+    if not root.tag.startswith(FHIR_NS):
+        raise XmlError(f"not a FHIR resource: the root element <{_local(root.tag)}> is not in the FHIR namespace")
+    return _Reader(defs).resource(root)
+
+
+def read_file(path: Path, defs: Definitions) -> dict | None:
+    """The resource in a FHIR XML file; None for XML of another kind (its root element is not in
+    the FHIR namespace, such as a pom.xml beside the profiles).  XmlError says why a file fails."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise XmlError(f"cannot read: {e.strerror or e}") from None
+    root = _parse(data)
+    return _Reader(defs).resource(root) if root.tag.startswith(FHIR_NS) else None
+
+
+def _parse(text: str | bytes):
+    marks = (b"<!DOCTYPE", b"<!ENTITY") if isinstance(text, bytes) else ("<!DOCTYPE", "<!ENTITY")
+    if any(m in text for m in marks):
         raise XmlError("DOCTYPE declarations are not allowed in FHIR XML")
     try:
-        root = ET.fromstring(text)
+        return ET.fromstring(text)
     except ET.ParseError as e:
         raise XmlError(f"not well-formed XML: {e}") from None
-    return _Reader(defs).resource(root)
 
 
 class _Reader:

@@ -21,13 +21,12 @@ import orjson
 
 from fhirpkg.content import project as proj
 from fhirpkg.errors import ApplyError
-from fhirpkg.fhir.inputs import Source, find_sources, read_source
+from fhirpkg import loader
+from fhirpkg.fhir.inputs import Source, read_source
 from fhirpkg.fhir.jsonsource import copy_json
 from fhirpkg.logic import elm, translate
 from fhirpkg.logic.r4data import convert_bundle
 
-#: Expression languages a condition may use: the name of a definition in the PlanDefinition's library.
-CQL_IDENTIFIER = frozenset({"text/cql-identifier", "text/cql.identifier"})
 ELM_JSON = translate.ELM_TYPE
 _NS = uuid.UUID("9d7d3f0e-4a59-5a4e-9a8e-6e6570632d61")  # fixed: the same input gives the same fullUrls
 
@@ -46,24 +45,20 @@ class Package:
 
     @classmethod
     def load(cls, root: Path) -> "Package":
-        """The project's resources, read as ``project.load`` reads them (inputs.find_sources/read_source),
-        without its manifest schema check: that is validation's job, and importing jsonschema alone
+        """The project's resources, read by ``fhirpkg.load`` (what ``validate`` reads), without the
+        project's manifest schema check: that is validation's job, and importing jsonschema alone
         would cost 0.2 s per run."""
         pkg = cls(root, [])
-        for src in find_sources([str(root)]):
-            if src.path is None or src.path.name == proj.MANIFEST:
-                continue
-            for doc in read_source(src):
-                res = doc.value if doc.ok else None
-                if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
-                    continue
-                pkg.resources.append(res)
-                pkg.by_key[f"{res.get('resourceType')}/{res.get('id')}"] = res
-                pkg.files[str(Path(doc.file).resolve())] = res
-                if isinstance(res.get("url"), str):
-                    pkg.by_url[res["url"]] = res
-                    if isinstance(res.get("version"), str):
-                        pkg.by_url[f"{res['url']}|{res['version']}"] = res
+        for r in loader.load(root).resources:
+            res = r.json
+            pkg.resources.append(res)
+            pkg.by_key[r.key] = res
+            if not r.location:
+                pkg.files[str(Path(r.file).resolve())] = res
+            if isinstance(res.get("url"), str):
+                pkg.by_url[res["url"]] = res
+                if isinstance(res.get("version"), str):
+                    pkg.by_url[f"{res['url']}|{res['version']}"] = res
         pkg.valuesets = elm.ValueSets({r["url"]: r for r in pkg.resources
                                        if r.get("resourceType") == "ValueSet" and isinstance(r.get("url"), str)})
         return pkg
@@ -183,9 +178,9 @@ class _Run:
     def value(self, pd: dict, action: dict, cond: dict):
         expr = cond.get("expression") or {}
         lang, name = expr.get("language"), expr.get("expression")
-        if lang not in CQL_IDENTIFIER:
+        if not translate.is_cql_identifier(lang):
             raise ApplyError(f"PlanDefinition/{pd.get('id')} action {action.get('id')}: unsupported expression "
-                             f"language {lang!r} (supported: text/cql-identifier)")
+                             f"language {lang!r} (supported: {translate.CQL_IDENTIFIER})")
         libs = pd.get("library") or []
         if not libs:
             raise ApplyError(f"PlanDefinition/{pd.get('id')} action {action.get('id')}: condition {name!r} "

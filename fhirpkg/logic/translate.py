@@ -32,8 +32,22 @@ FHIRHELPERS = ("FHIRHelpers", "4.0.1")  # from the translator's distribution (qu
 CQL_FOLDER = "cql"
 CQL_TYPE = "text/cql"
 ELM_TYPE = "application/elm+json"
+#: The language of a condition that names a definition in the PlanDefinition's CQL library.  FHIR R5's
+#: expression-language value set (hl7.fhir.r5.core#5.0.0 ValueSet-expression-language; the IANA media type
+#: https://iana.org/assignments/media-types/text/cql-identifier, registered 2020-12-08) spells it
+#: ``text/cql-identifier``: the one spelling fhirpkg writes.  R4's expression-language code system has no
+#: such code, and the R5 ballot of May 2021 spelled it ``text/cql.identifier``
+#: (https://www.hl7.org/fhir/2021May/valueset-expression-language.json), which content authored against
+#: that ballot still uses: both are read as the same language (``is_cql_identifier``).
 CQL_IDENTIFIER = "text/cql-identifier"
+CQL_IDENTIFIER_SPELLINGS = frozenset({CQL_IDENTIFIER, "text/cql.identifier"})
 RUN_TIMEOUT = 600
+
+
+def is_cql_identifier(language) -> bool:
+    """Whether an Expression.language names a CQL definition (either spelling, see CQL_IDENTIFIER)."""
+    return language in CQL_IDENTIFIER_SPELLINGS
+
 FHIR_TYPES = "http://hl7.org/fhir/StructureDefinition/"
 # result types of CQL definitions -> FHIR data types of ParameterDefinition.type
 SYSTEM_TYPES = {"Boolean": "boolean", "Integer": "integer", "Decimal": "decimal", "String": "string",

@@ -1,7 +1,7 @@
 """What changed between two releases of the content: resources and elements.
 
-Each side is a folder of JSON resources, a Bundle, or a FHIR NPM ``package.tgz``;
-all three become ``{"Type/id": resource}`` so any pair can be compared.  The
+Each side is a folder of JSON resources, a Bundle, or a FHIR NPM ``package.tgz``, read
+by ``fhirpkg.load``; all three become ``{"Type/id": resource}`` so any pair can be compared.  The
 element walk matches array items by ``id``/``linkId``/``url`` when every item has
 a unique one, so inserting an action reports one added action rather than every
 later action as changed.  Numbers stay exact (``Decimal`` lexemes): ``1.0`` and
@@ -9,18 +9,16 @@ later action as changed.  Numbers stay exact (``Decimal`` lexemes): ``1.0`` and
 """
 from __future__ import annotations
 
-import json
-import re
-import tarfile
-import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
-from fhirpkg.errors import FhirpkgError
-from fhirpkg.fhir.inputs import archive_error
-from fhirpkg.fhir.jsonsource import lexeme, read_documents
+from fhirpkg import loader
+from fhirpkg.errors import FhirpkgError, InputError
+from fhirpkg.fhir.inputs import PACKAGE_SUFFIXES
+from fhirpkg.fhir.jsonsource import lexeme
+from fhirpkg.fhir.serialize import dumps
 from fhirpkg.issues import Severity
 
 DEFAULT_IGNORE = ("meta.lastUpdated", "meta.versionId", "text")
@@ -28,11 +26,6 @@ MATCH_KEYS = ("id", "linkId", "url")  # array items matched by the first key all
 BRIEF_CHARS = 120  # strings longer than this are shortened in reports
 BRIEF_JSON_CHARS = 300  # objects/arrays whose compact JSON is longer become a shortened text
 
-# Limits for reading a package.tgz (it is read in memory, never unpacked to disk).
-MAX_MEMBERS = 20_000
-MAX_MEMBER_BYTES = 64 * 2**20
-MAX_TOTAL_BYTES = 1024 * 2**20
-SKIP_NAMES = ("package.json", ".index.json")
 
 
 class DiffError(FhirpkgError):
@@ -62,44 +55,34 @@ class DiffReport:
 # --- loading ----------------------------------------------------------------------
 
 def load_side(path: Path) -> dict[str, dict]:
-    """``Type/id -> resource`` from a folder, a Bundle/resource JSON file or a package.tgz."""
+    """``Type/id -> resource`` from a folder, a Bundle/resource JSON file or a package.tgz, read by
+    ``fhirpkg.load`` (what ``validate`` reads: a Bundle contributes its entries, an archive its
+    ``package/*.json``); a file that cannot be read is an error naming it, never skipped."""
     path = Path(path)
     if not path.exists():
         raise DiffError(f"{path}: no such file or folder")
-    if path.is_dir():
-        found = _from_folder(path)
-    elif _is_archive(path):
-        found = _from_tgz(path)
-    else:
-        found = _from_json_file(path)
+    try:
+        package = loader.load(path)
+    except InputError:  # a folder with nothing to read
+        raise DiffError(f"{path}: no FHIR resources found") from None
+    for issue in package.issues:
+        if issue.severity is Severity.FATAL and issue.rule.startswith("json-"):
+            where = f" (line {issue.line})" if issue.line else ""
+            raise DiffError(f"{issue.file}: not JSON: {issue.message}{where}")
+        if issue.rule == "input" and issue.severity >= Severity.ERROR:
+            message = issue.message.removesuffix(": skipped")
+            raise DiffError(f"{issue.file}: {message[:1].lower()}{message[1:]}")
+    found: dict[str, dict] = {}
+    for r in package.resources:
+        _add(found, r.json, r.file)
     if not found:
+        if path.is_file() and not path.name.endswith(PACKAGE_SUFFIXES):
+            raise DiffError(f"{path}: not a FHIR resource or Bundle (no resourceType)")
         raise DiffError(f"{path}: no FHIR resources found")
     return found
 
 
-def _is_archive(path: Path) -> bool:
-    if path.name.endswith((".tgz", ".tar.gz", ".tar")):
-        return True
-    try:
-        with open(path, "rb") as f:
-            return f.read(2) == b"\x1f\x8b"
-    except OSError as e:
-        raise DiffError(f"{path}: cannot read ({e.strerror})") from None
-
-
-def _parse_json(data: bytes, name: str) -> Any:
-    """JSON value with exact decimals; DiffError with the reader's first fatal message."""
-    doc = next(read_documents(data, name))
-    if not doc.ok:
-        first = next((i for i in doc.issues if i.severity is Severity.FATAL), None)
-        where = f" (line {first.line})" if first and first.line else ""
-        raise DiffError(f"{name}: not JSON: {first.message if first else 'unreadable'}{where}")
-    return doc.value
-
-
-def _add(found: dict[str, dict], resource: Any, origin: str) -> None:
-    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-        return
+def _add(found: dict[str, dict], resource: dict, origin: str) -> None:
     rid = resource.get("id")
     if not isinstance(rid, str) or not rid:
         raise DiffError(f"{origin}: {resource['resourceType']} has no id, so it cannot be matched across releases")
@@ -107,92 +90,6 @@ def _add(found: dict[str, dict], resource: Any, origin: str) -> None:
     if key in found:
         raise DiffError(f"{origin}: {key} appears more than once")
     found[key] = resource
-
-
-def _resources_in(value: Any) -> Iterable[Any]:
-    """A Bundle contributes its entries' resources; anything else is one resource."""
-    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-        for entry in value.get("entry") or []:
-            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                yield entry["resource"]
-    else:
-        yield value
-
-
-def _from_json_file(path: Path) -> dict[str, dict]:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DiffError(f"{path}: cannot read ({e.strerror})") from None
-    value = _parse_json(data, str(path))
-    if not isinstance(value, dict) or "resourceType" not in value:
-        raise DiffError(f"{path}: not a FHIR resource or Bundle (no resourceType)")
-    found: dict[str, dict] = {}
-    for res in _resources_in(value):
-        _add(found, res, str(path))
-    return found
-
-
-def _from_folder(folder: Path) -> dict[str, dict]:
-    """Every *.json below the folder (hidden folders and package bookkeeping skipped).
-
-    A Bundle file inside a folder counts as one resource (a folder is a set of
-    resources); pass the Bundle file itself to compare its entries.
-    """
-    found: dict[str, dict] = {}
-    for file in sorted(folder.rglob("*.json")):
-        rel = file.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or file.name in SKIP_NAMES or not file.is_file():
-            continue
-        try:
-            data = file.read_bytes()
-        except OSError as e:
-            raise DiffError(f"{file}: cannot read ({e.strerror})") from None
-        _add(found, _parse_json(data, str(file)), str(file))
-    return found
-
-
-def _member_parts(member: tarfile.TarInfo, archive: Path) -> list[str] | None:
-    """The member's path parts, or None for members that are not package content."""
-    name = member.name.replace("\\", "/")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if name.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", name):
-        raise DiffError(f"{archive}: member '{member.name}' escapes the package folder")
-    if not member.isfile() or len(parts) < 2 or parts[0] != "package":
-        return None
-    if parts[-1] in SKIP_NAMES or parts[1] == "other" or not parts[-1].endswith(".json"):
-        return None
-    return parts
-
-
-def _from_tgz(archive: Path) -> dict[str, dict]:
-    """Resources under package/ of a FHIR NPM archive, read in memory with size limits."""
-    found: dict[str, dict] = {}
-    total = 0
-    try:
-        tar = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DiffError(f"{archive}: not a readable package archive ({archive_error(e)})") from None
-    with tar:
-        try:
-            for count, member in enumerate(tar, 1):
-                if count > MAX_MEMBERS:
-                    raise DiffError(f"{archive}: more than {MAX_MEMBERS} members")
-                parts = _member_parts(member, archive)
-                if parts is None:
-                    continue
-                if member.size > MAX_MEMBER_BYTES:
-                    raise DiffError(f"{archive}: member '{member.name}' is larger than {MAX_MEMBER_BYTES // 2**20} MB")
-                data = tar.extractfile(member).read(MAX_MEMBER_BYTES + 1)
-                total += len(data)
-                if len(data) > MAX_MEMBER_BYTES or total > MAX_TOTAL_BYTES:
-                    raise DiffError(f"{archive}: unpacks to more than the allowed size")
-                value = _parse_json(data, f"{archive}:{member.name}")
-                if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
-                    _add(found, value, f"{archive}:{member.name}")
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise DiffError(f"{archive}: damaged archive ({archive_error(e)})") from None
-    return found
 
 
 # --- comparing --------------------------------------------------------------------
@@ -312,7 +209,7 @@ def brief(value: Any) -> Any:
     if isinstance(value, str):
         return value if len(value) <= BRIEF_CHARS else value[:BRIEF_CHARS - 1] + "…"
     if isinstance(value, (dict, list)):
-        text = dumps(value)
+        text = dumps(value, indent=None)
         if len(text) > BRIEF_JSON_CHARS:
             return text[:BRIEF_JSON_CHARS - 1] + "…"
         return _short_strings(value)
@@ -329,49 +226,8 @@ def _short_strings(value: Any) -> Any:
 
 # --- output -----------------------------------------------------------------------
 
-def dumps(value: Any, indent: int | None = None) -> str:
-    """JSON text with numbers written by their exact lexeme (never through float)."""
-    out: list[str] = []
-    _write(value, out, indent, 0)
-    return "".join(out)
-
-
-_encode_string = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def _write(value: Any, out: list[str], indent: int | None, level: int) -> None:
-    if isinstance(value, (dict, list)):
-        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
-        open_, close = ("{", "}") if isinstance(value, dict) else ("[", "]")
-        if not items:
-            out.append(open_ + close)
-            return
-        pad = "" if indent is None else "\n" + " " * (indent * (level + 1))
-        out.append(open_)
-        for n, (k, v) in enumerate(items):
-            if n:
-                out.append(",")
-            out.append(pad)
-            if isinstance(value, dict):
-                out.append(_encode_string(str(k)) + (": " if indent is not None else ":"))
-            _write(v, out, indent, level + 1)
-        out.append(("" if indent is None else "\n" + " " * (indent * level)) + close)
-    elif isinstance(value, str):
-        out.append(_encode_string(value))
-    elif value is True or value is False:
-        out.append("true" if value else "false")
-    elif value is None:
-        out.append("null")
-    elif isinstance(value, (int, Decimal)):
-        out.append(lexeme(value))
-    elif isinstance(value, float):
-        out.append(repr(value))
-    else:
-        out.append(_encode_string(str(value)))
-
-
 def _text_value(value: Any) -> str:
-    return value if isinstance(value, str) and value.endswith("…") and value[:1] in "{[" else dumps(value)
+    return value if isinstance(value, str) and value.endswith("…") and value[:1] in "{[" else dumps(value, indent=None)
 
 
 def render_text(report: DiffReport) -> str:
@@ -414,4 +270,4 @@ def to_dict(report: DiffReport) -> dict:
 
 def render_json(report: DiffReport) -> str:
     """The report as JSON (exact numbers); shape: summary, added, removed, changed{key: [changes]}."""
-    return dumps(to_dict(report), indent=2) + "\n"
+    return dumps(to_dict(report)) + "\n"

@@ -130,6 +130,23 @@ def test_diagnosis_with_bone_metastases(pkg):
     assert r.activities == ["ad-med", "ad-sr"]
 
 
+def test_both_spellings_of_the_cql_identifier_language(pkg, tmp_path):
+    """R5 spells the language text/cql-identifier; the May 2021 R5 ballot spelled it text/cql.identifier:
+    a condition in the older spelling is evaluated the same (translate.is_cql_identifier)."""
+    import shutil
+    root = tmp_path / "pkg"
+    shutil.copytree(pkg, root)
+    write(root, {"resourceType": "PlanDefinition", "id": "dotted", "url": f"{BASE}/PlanDefinition/dotted",
+                 "status": "draft", "library": [f"{BASE}/Library/TestLogic|0.0.1"], "action": [
+                     {"id": "offer", "condition": [cond("Has Confirmed NEPC Diagnosis", "text/cql.identifier")],
+                      "definitionCanonical": f"{BASE}/ActivityDefinition/ad-med|0.0.1"},
+                     {"id": "bone", "condition": [cond("Bone Metastases", "text/cql.identifier")],
+                      "definitionCanonical": f"{BASE}/ActivityDefinition/ad-sr"}]})
+    r = apply("dotted", patient("396198006"), "Patient/p1", package=root)
+    assert [(c[1], c[3]) for c in r.conditions] == [("offer", True), ("bone", False)]
+    assert r.activities == ["ad-med"]
+
+
 def test_container_action_kept_when_nested_plan_yields_nothing(pkg):
     r = apply("root", patient(), "Patient/p1", package=pkg)
     assert r.actions == ["root#first", "root#group", "root#info"]

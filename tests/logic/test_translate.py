@@ -234,6 +234,23 @@ def test_condition_naming_an_undefined_identifier(pkg):
     assert errors[0].expression.startswith("PlanDefinition.action.condition.expression")
 
 
+def test_cql_identifier_spellings():
+    """hl7.fhir.r5.core#5.0.0's expression-language value set has text/cql-identifier; the May 2021 R5
+    ballot's had text/cql.identifier. text/cql (a whole library) and text/cql-expression are other languages."""
+    assert translate.is_cql_identifier("text/cql-identifier") and translate.is_cql_identifier("text/cql.identifier")
+    assert not any(translate.is_cql_identifier(x) for x in ("text/cql", "text/cql-expression", "text/fhirpath", None))
+
+
+def test_condition_in_the_older_spelling_is_checked_too(pkg):
+    """The package rule reads conditions with the same function as apply: an unknown name in the
+    text/cql.identifier spelling is reported as well."""
+    def rename(doc):
+        doc["action"][0]["condition"][0]["expression"] = {"language": "text/cql.identifier",
+                                                          "expression": "Has Confirmed NEPC Diagnoses"}
+    _edit(pkg / "PlanDefinition" / "info-androgen-deprivation.json", rename)
+    assert [i.rule for i in _rules(pkg)] == ["logic-identifier-unknown"]
+
+
 def test_conditions_without_library(pkg):
     _edit(pkg / "PlanDefinition" / "rec-bone-targeted-agents.json", lambda d: d.pop("library"))
     assert [i.rule for i in _rules(pkg)] == ["logic-library-missing"]

@@ -237,11 +237,20 @@ def test_r4b_export_validates_against_r4b_core(result):
     assert losses["fhirVersion"] == "4.3.0" and losses["losses"], "the R4B export must list what it loses"
 
 
-def test_unsafe_generated_narrative_is_reported_as_the_validator_reports_it():
-    """The build checks generated narratives with the narrative layer's own rules and codes."""
-    r = {"resourceType": "Basic", "id": "x", "text": {"status": "generated", "div":
-         '<div xmlns="http://www.w3.org/1999/xhtml"><script>x</script></div>'}}
-    [issue] = b._validate_outputs(None, [r], None)
+def test_unsafe_generated_narrative_is_reported_as_the_validator_reports_it(tmp_path, defs):
+    """The build checks generated narratives with the narrative layer's own rules and codes
+    (tested through ``build``: a one-resource project, built with --force past its authored error)."""
+    proj = tmp_path / "definitions"
+    proj.mkdir()
+    shutil.copy(DEFINITIONS / "package.json", proj / "package.json")
+    (proj / "Basic").mkdir()
+    (proj / "Basic" / "x.json").write_text(json.dumps({
+        "resourceType": "Basic", "id": "x", "code": {"text": "x"}, "text": {"status": "generated", "div":
+        '<div xmlns="http://www.w3.org/1999/xhtml"><script>x</script></div>'}}))
+    with pytest.raises(b.BuildError, match="validation error"):
+        b.build(proj, defs=defs, site=False, jobs=1)
+    forced = b.build(proj, defs=defs, site=False, jobs=1, force=True)
+    [issue] = [i for i in forced.issues if (i.file or "").startswith("(generated) ")]
     assert issue.is_error and issue.rule == "xhtml-element"
     assert (issue.file, issue.expression) == ("(generated) Basic/x", "Basic.text.div")
     assert issue.message.startswith("Generated narrative: ") and "script" in issue.message

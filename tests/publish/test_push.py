@@ -14,7 +14,9 @@ import pytest
 
 from faultserver import FaultServer, make_cert, operation_outcome, reset, sleep, status, truncate
 from fhirpkg.publish import push as P
-from fhirpkg.publish.push import PushOptions, push
+from fhirpkg.fhir.serialize import dumps
+from fhirpkg.publish.push import push
+from fhirpkg.publish.transport import PushError, PushOptions
 
 TOKEN = "tok-9f8e7d6c5b4a-SECRET"
 BASE = "http://example.org/fhir/nepc"
@@ -383,25 +385,6 @@ def test_secret_in_an_unexpected_error_is_redacted(monkeypatch):
     _assert_clean(report, log)
 
 
-def test_basic_credentials_are_redacted_in_every_form():
-    import base64
-    value = "Basic " + base64.b64encode(b"alice:pa55-w0rd!").decode()
-    r = P.redactor_for({"Authorization": value})
-    text = f"{value} | {value.split()[1]} | alice:pa55-w0rd! | pa55-w0rd! | pa55-w0rd%21"
-    assert r(text).count("***") == 5 and "pa55" not in r(text)
-
-
-def test_bad_header_and_url_messages_do_not_echo_secrets():
-    with pytest.raises(P.PushError) as e:
-        P.parse_headers([f"Bearer{TOKEN}"])
-    assert TOKEN not in str(e.value)
-    with pytest.raises(P.PushError) as e:
-        P.parse_server(f"https://user:{TOKEN}@example.org/fhir")
-    assert TOKEN not in str(e.value) and "--header" in str(e.value)
-    assert P.parse_headers(["Authorization: Bearer x y", "X-Tenant:  a "]) == {
-        "Authorization": "Bearer x y", "X-Tenant": "a"}
-
-
 # --- bundle checks, pure helpers --------------------------------------------------
 
 def test_only_put_transactions_are_pushed():
@@ -414,21 +397,6 @@ def test_only_put_transactions_are_pushed():
         b["type"] = "collection"
         report = push(b, options(srv), log=Log())
         assert "transaction Bundle" in report.messages[-1] and srv.count() == 0
-
-
-def test_parse_retry_after():
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    assert P.parse_retry_after("7", now) == 7.0
-    assert P.parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True), now) == 90.0
-    assert P.parse_retry_after(format_datetime(now - timedelta(seconds=90), usegmt=True), now) == 0.0
-    assert P.parse_retry_after("soon", now) is None and P.parse_retry_after(None, now) is None
-
-
-def test_backoff_is_exponential_jittered_and_capped():
-    assert P.backoff_delay(1, 1.0, 60, rand=lambda: 1.0) == 1.0
-    assert P.backoff_delay(3, 1.0, 60, rand=lambda: 1.0) == 4.0
-    assert P.backoff_delay(3, 1.0, 60, rand=lambda: 0.0) == 2.0
-    assert P.backoff_delay(20, 1.0, 60, rand=lambda: 1.0) == 60
 
 
 def test_roundtrip_check_helper():
@@ -449,18 +417,28 @@ def test_redirect_is_not_followed():
 
 def test_load_bundle_from_file_or_build_folder(tmp_path):
     b = bundle_of(resources())
-    (tmp_path / "bundle-transaction.json").write_text(P._diff.dumps(b))
+    (tmp_path / "bundle-transaction.json").write_text(dumps(b, indent=None))
     (tmp_path / "bundle-collection.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection"}))
     (tmp_path / "package.json").write_text("{}")
     loaded = P.load_bundle(tmp_path)
     assert loaded["entry"][0]["resource"]["extension"][0]["valueDecimal"] == Decimal("1.50")
     assert P.load_bundle(tmp_path / "bundle-transaction.json")["type"] == "transaction"
-    (tmp_path / "second-transaction.json").write_text(P._diff.dumps(b))
-    with pytest.raises(P.PushError, match="found 2"):
+    (tmp_path / "second-transaction.json").write_text(dumps(b, indent=None))
+    with pytest.raises(PushError, match="found 2"):
         P.load_bundle(tmp_path)
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(P.PushError, match="not JSON"):
+    with pytest.raises(PushError, match="not JSON"):
         P.load_bundle(tmp_path / "bad.json")
+    with pytest.raises(PushError, match=r"missing\.json: cannot read: No such file"):
+        P.load_bundle(tmp_path / "missing.json")
+
+
+def test_load_bundle_does_not_wait_on_a_fifo(tmp_path):
+    """Files are read as validate reads them: a FIFO among the folder's files is not opened for a writer."""
+    import os
+    (tmp_path / "bundle-transaction.json").write_text(dumps(bundle_of(resources()), indent=None))
+    os.mkfifo(tmp_path / "pipe.json")
+    assert P.load_bundle(tmp_path)["type"] == "transaction"
 
 
 def test_preflight_reports_usage_errors_before_any_request(tmp_path):
@@ -470,5 +448,5 @@ def test_preflight_reports_usage_errors_before_any_request(tmp_path):
                        (PushOptions("http://x/fhir?a=b"), "without ?query"),
                        (PushOptions("https://x/fhir", ca_file=str(tmp_path / "no.pem")), "cannot use CA file"),
                        (PushOptions("http://x/fhir", max_attempts=0), "at least 1")]:
-        with pytest.raises(P.PushError, match=re.escape(text)):
+        with pytest.raises(PushError, match=re.escape(text)):
             P.preflight(b, opts)

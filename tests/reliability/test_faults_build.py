@@ -59,6 +59,11 @@ def consistent(folder: Path) -> bool:
     return listed == actual
 
 
+def sha256sums(files: dict[str, bytes]) -> bytes:
+    """A SHA256SUMS file as ``sha256sum`` writes it (digest, two spaces, path; one line a file, sorted)."""
+    return "".join(f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n" for p in sorted(files)).encode()
+
+
 @pytest.fixture(scope="module")
 def builds(defs, tmp_path_factory):
     """(old, new): the real build of definitions/, and a different 'previous release' of it."""
@@ -66,7 +71,7 @@ def builds(defs, tmp_path_factory):
     old = b.BuildResult(files={k: v + b"\n(previous release)\n" for k, v in new.files.items() if k != "SHA256SUMS"})
     old.files.pop(sorted(old.files)[0])  # a file the new build adds
     old.files["retired.json"] = b"{}\n"  # and one it drops
-    old.files["SHA256SUMS"] = b._sha256sums(old.files)
+    old.files["SHA256SUMS"] = sha256sums(old.files)
     folder = tmp_path_factory.mktemp("pickles")
     for name, result in (("old", old), ("new", new)):
         with open(folder / f"{name}.pickle", "wb") as f:

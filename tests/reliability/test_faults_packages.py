@@ -6,7 +6,7 @@ was installed before, it is still there, old or new, never gone -- and installin
 and clears what the killed install left behind.
 
 The install runs the real CLI in a child process with a profile hook that counts every event in
-packages.py and fsutil.py frames (each member unpacked, each write, the index, the rename or
+archive.py, packages.py and fsutil.py frames (each member unpacked, each write, the index, the rename or
 exchange, the clean-up) and SIGKILLs itself at event N (seeded, plus the final events).
 """
 from __future__ import annotations
@@ -67,8 +67,8 @@ def archives(tmp_path_factory):
 INSTALLER = r"""
 import os, signal, sys
 from fhirpkg import cli, fsutil
-from fhirpkg.fhir import packages
-watched = {packages.__file__, fsutil.__file__}
+from fhirpkg.fhir import archive, packages
+watched = {archive.__file__, packages.__file__, fsutil.__file__}
 renames = {os.rename, os.replace}
 kill_at, mode = int(os.environ["KILL_AT"]), os.environ["KILL_MODE"]
 events = moves = 0
@@ -98,7 +98,7 @@ def install_child(archive: Path, cache: Path, kill_at: int, mode: str = "event")
 
 
 def kill_points(archive: Path, cache: Path) -> list[tuple[str, int]]:
-    """(mode, n): at the n-th event in packages.py/fsutil.py (seeded, plus the last ones), and right
+    """(mode, n): at the n-th event in archive.py/packages.py/fsutil.py (seeded, plus the last ones), and right
     after each rename or exchange of a folder or file, wherever it happens."""
     dry = install_child(archive, cache, 0)
     assert dry.returncode == 0, dry.stderr[-2000:]

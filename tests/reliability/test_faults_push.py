@@ -29,7 +29,7 @@ import pytest
 import fuzzing as F
 from reliability_support import cli_subprocess, subprocess_env
 from faultserver import FaultServer, make_cert, operation_outcome, reset, sleep, status, truncate
-from fhirpkg.publish import push as P
+from fhirpkg.publish import push as P, transport as T
 
 SEEDS = range(40)
 TOKEN = "tok-3c1b-SECRET-77aa"
@@ -105,7 +105,7 @@ def test_random_fault_schedule_report_matches_the_server(seed):
                 faults.append(final(rnd))
             srv.on(method, *faults)
             used += [f"{method} {kind(f)}" for f in faults]
-        opts = P.PushOptions(srv.base_url, {"Authorization": f"Bearer {TOKEN}"}, **opts_kw)
+        opts = T.PushOptions(srv.base_url, {"Authorization": f"Bearer {TOKEN}"}, **opts_kw)
         t = time.perf_counter()
         report = P.push(bundle_of(ours), opts, log=log.append, sleep=waits.append)
         elapsed = time.perf_counter() - t
@@ -209,7 +209,7 @@ def test_timed_out_transaction_that_lands_later_is_not_called_not_loaded():
     items = resources()[:1]
     with FaultServer() as srv:
         srv.on("POST", sleep(LATE, then="apply"))
-        report = P.push(bundle_of(items), P.PushOptions(srv.base_url, timeout=TIMEOUT, max_attempts=1, backoff=0,
+        report = P.push(bundle_of(items), T.PushOptions(srv.base_url, timeout=TIMEOUT, max_attempts=1, backoff=0,
                                                         max_wait=0.05), log=lambda m: None)
         time.sleep(LATE + 0.3)
         held = dict(srv.resources)
@@ -223,7 +223,7 @@ def test_retry_after_with_a_non_ascii_digit_is_retried_not_fatal():
     """Was: str.isdigit() accepted '\xb2', float() raised and the push stopped as an internal error."""
     with FaultServer() as srv:
         srv.on("POST", status(429, retry_after="\xb2"))
-        report = P.push(bundle_of(resources()), P.PushOptions(srv.base_url, timeout=2, max_attempts=3, backoff=0,
+        report = P.push(bundle_of(resources()), T.PushOptions(srv.base_url, timeout=2, max_attempts=3, backoff=0,
                                                               max_wait=0.05), log=lambda m: None)
     F.COUNTS["faults: push POST HTTP 429 + Retry-After '\\xb2'"] += 1
     assert report.ok, report.messages

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fhirpkg.logic.translate import is_cql_identifier
 from fhirpkg.publish.site.html import attrs, esc, sentence_case, wrap
 from fhirpkg.publish.site.index import Entry, SiteIndex, text_of
 
@@ -208,7 +209,7 @@ def _criteria(action: dict) -> tuple[Criterion, ...]:
         if not isinstance(c, dict) or c.get("kind") != "applicability":
             continue
         expr = c.get("expression") or {}
-        name = expr.get("expression") if expr.get("language") == "text/cql-identifier" else None
+        name = expr.get("expression") if is_cql_identifier(expr.get("language")) else None
         text = expr.get("description") or expr.get("expression") or ""
         out.append(Criterion(sentence_case(str(name)) if name else str(text), str(text)))
     return tuple(out)
