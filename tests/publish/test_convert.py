@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from fhirpkg.publish import convert
-from fhirpkg.publish.convert import Loss, to_r4, to_r4b
+from fhirpkg.publish.citation import format_citation
+from fhirpkg.publish.convert import to_r4, to_r4b
+from fhirpkg.publish.convert.context import EXTENSIONS_PACKAGE, Loss
+from fhirpkg.publish.convert.elements import R4B_ELEMENTS
 from fhirpkg.fhir.jsonsource import FhirDecimal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -320,17 +323,6 @@ def test_citation_r4b():
     assert "extension" not in conv.resources[0]  # artifact-* extensions have no Citation context in R4B
 
 
-def test_format_citation_and_url():
-    assert convert.format_citation(CITATION) == (
-        "Beltran H, Prandi D, Mosquera JM, Benelli M, Puca L, Cyrta J, et al. Divergent clonal evolution of "
-        "castration-resistant neuroendocrine prostate cancer. Nat Med. 2016;22(3):298-305. "
-        "doi:10.1038/nm.4045. PMID: 26855148.")
-    assert convert.citation_url(CITATION) == "https://doi.org/10.1038/nm.4045"
-    bare = {"resourceType": "Citation", "title": "T", "summary": [{"text": "As the summary says."}]}
-    assert convert.format_citation(bare) == "As the summary says."
-    assert convert.citation_url(bare) is None
-
-
 # ------------------------------------------------------------------------------- ResearchStudy
 RS = {
     "resourceType": "ResearchStudy", "id": "rs1", "url": "http://example.org/ResearchStudy/rs1", "version": "1",
@@ -474,7 +466,7 @@ def test_r4_folds_citations_and_drops_citation_and_clinical_use_definition():
     conv = to_r4([pd, lib, CITATION, CUD, MK])
     assert conv.dropped == ["Citation/cit1", "ClinicalUseDefinition/cud-kidney"]
     assert [r["resourceType"] for r in conv.resources] == ["PlanDefinition", "Library", "MedicationKnowledge"]
-    text = convert.format_citation(CITATION)
+    text = format_citation(CITATION)
     pd2 = conv.resources[0]
     assert pd2["relatedArtifact"] == [{"type": "citation", "display": "Beltran 2016", "citation": text,
                                        "url": "https://doi.org/10.1038/nm.4045"}]
@@ -533,7 +525,7 @@ def test_r5_core_examples_of_the_supported_types_convert():
     pkg = pk.installed(pk.PackageRef(*pk.R5_EXAMPLES))
     if pkg is None:
         pytest.skip("hl7.fhir.r5.examples#5.0.0 is not installed (make packages)")
-    supported = set(convert._CONVERTERS)
+    supported = set(convert.CONVERTERS)
     examples = []
     for f in sorted(Path(pkg.folder).glob("*.json")):
         res = json.loads(f.read_text(encoding="utf-8"), parse_float=FhirDecimal)
@@ -543,10 +535,26 @@ def test_r5_core_examples_of_the_supported_types_convert():
     for conv in (to_r4b(examples), to_r4(examples)):
         assert len(conv.resources) + len(conv.dropped) == len(examples)
         for r in conv.resources:
-            names = convert._ELEMENTS[convert.R4B][r["resourceType"]]
-            extra = [k for k in r if k.lstrip("_") not in convert._RESOURCE_BASE
-                     and convert._resolve(names, k.lstrip("_")) is None]
+            names = r4b_json_names(r["resourceType"])
+            extra = [k for k in r if k.lstrip("_") not in names]
             assert not extra, (r["resourceType"], r.get("id"), extra)
+
+
+RESOURCE_BASE = {"resourceType", "id", "meta", "implicitRules", "language", "text", "contained", "extension",
+                 "modifierExtension"}
+
+
+def r4b_json_names(rt: str) -> set[str]:
+    """The JSON property names an R4B resource of this type may have (FHIR JSON: a choice element
+    value[x] of types T is written valueT), from the element table the next test checks against R4B."""
+    names = set(RESOURCE_BASE)
+    for token in R4B_ELEMENTS[rt].split():
+        name, _, types = token.partition(":")
+        if name.endswith("[x]"):
+            names |= {name[:-3] + t[0].upper() + t[1:] for t in types.rstrip("*").split("|")}
+        else:
+            names.add(name)
+    return names
 
 
 # ------------------------------------------------------------------- tables vs the R4B package
@@ -561,7 +569,7 @@ def test_element_table_matches_the_r4b_structure_definitions():
     if folder is None:
         pytest.skip("hl7.fhir.r4b.core#4.3.0 is not installed (make packages)")
     checked = 0
-    for path, spec in convert._R4B_ELEMENTS.items():
+    for path, spec in R4B_ELEMENTS.items():
         rt = path.split(".")[0]
         sd = json.loads((folder / f"StructureDefinition-{rt}.json").read_text(encoding="utf-8"))
         elements = {e["path"]: e for e in sd["snapshot"]["element"]}
@@ -610,7 +618,7 @@ def r4b_validator():
     from fhirpkg.fhir import packages as pk
     from fhirpkg.validation import Options, Validator
     try:
-        defs = api.load_definitions([pk.R4B_CORE, convert.EXTENSIONS_PACKAGE], log=None)
+        defs = api.load_definitions([pk.R4B_CORE, EXTENSIONS_PACKAGE], log=None)
     except pk.PackageError as e:  # offline machine without the packages
         pytest.skip(f"R4B definitions not available: {e}")
     return Validator(defs, Options(layers=frozenset({"json", "structure", "references"})))
