@@ -30,12 +30,14 @@ from typing import Callable
 from fhirpkg.fhir.jsonsource import copy_json
 from fhirpkg.publish.convert.conformance import (canonical_metadata, code_system, implementation_guide, library,
                                                  value_set)
-from fhirpkg.publish.convert.context import R4, R4B, Batch, Context, Conversion, exists_in, resource_key
+from fhirpkg.publish.convert.context import (BASIC_TYPES, R4, R4B, Batch, Context, Conversion, exists_in,
+                                             resource_key)
 from fhirpkg.publish.convert.datatypes import coding
 from fhirpkg.publish.convert.definitions import activity_definition, plan_definition
 from fhirpkg.publish.convert.medication import clinical_use_definition, medication_knowledge
 from fhirpkg.publish.convert.research import citation, research_study, study_state
 from fhirpkg.publish.convert.walker import walk_resource
+from fhirpkg.publish.convert.xver import basic
 
 
 def to_r4b(resources: list[dict]) -> Conversion:
@@ -56,14 +58,22 @@ def _convert(resources: list[dict], target: str) -> Conversion:
     batch = Batch.of(resources, target, _resource)
     out = Conversion()
     seen: set = set()
+    basic_ids = {r.get("id") for r in resources if isinstance(r, dict) and r.get("resourceType") == "Basic"}
     for res in resources:
         if not isinstance(res, dict):
             continue
         rt = res.get("resourceType", "")
-        cx = Context(batch, resource_key(res), out.losses, seen)
+        cx = Context(batch, resource_key(res), out.losses, seen, out.carried)
+        if target == R4 and rt in BASIC_TYPES and res.get("id") not in basic_ids:
+            basic_ids.add(res.get("id"))
+            out.as_basic.append(cx.key)
+            out.resources.append(basic(copy_json(res), cx))
+            continue
         if not exists_in(rt, target):
             out.dropped.append(cx.key)
             cx.lose(rt, f"{rt} does not exist in {cx.version_name}; the resource is not exported"
+                    + (f" (Basic/{res.get('id')} is taken: the cross-version Basic cannot be written)"
+                       if rt in BASIC_TYPES and target == R4 else "")
                     + (": citing artifacts carry its citation text in relatedArtifact.citation"
                        if rt == "Citation" else "")
                     + (": MedicationKnowledge resources that list it carry a one-line summary"

@@ -25,6 +25,15 @@ class Loss:
     reason: str  # why, in plain words
 
 
+@dataclass(frozen=True)
+class Carried:
+    """One R5 element the target has no element for, carried in a cross-version extension."""
+
+    resource: str  # "ResearchStudy/rs-x" (the R5 resource)
+    path: str  # R5 element path, e.g. "ResearchStudy.version"
+    extension: str  # the extension's URL
+
+
 @dataclass
 class Conversion:
     """Converted resources and what the conversion could not keep."""
@@ -32,6 +41,8 @@ class Conversion:
     resources: list[dict] = field(default_factory=list)  # same order as input where kept
     losses: list[Loss] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # "Type/id" of resources with no counterpart
+    carried: list[Carried] = field(default_factory=list)  # R5 elements in cross-version extensions (R4)
+    as_basic: list[str] = field(default_factory=list)  # "Type/id" of R5 resources exported as R4 Basic
 
 
 EXT = "http://hl7.org/fhir/StructureDefinition/"
@@ -49,6 +60,13 @@ NOT_IN_R4 = frozenset(
     "AdministrableProductDefinition Citation ClinicalUseDefinition EvidenceReport Ingredient "
     "ManufacturedItemDefinition MedicinalProductDefinition NutritionProduct PackagedProductDefinition "
     "RegulatedAuthorization SubscriptionStatus SubscriptionTopic SubstanceDefinition".split())
+
+
+#: Where HL7's cross-version extensions for R5 elements live (convert.xver builds them, already converted).
+XVER = "http://hl7.org/fhir/5.0/StructureDefinition/"
+
+#: R5 types R4 lacks that the R4 export writes as Basic in the cross-version shape (convert.xver).
+BASIC_TYPES = ("Citation", "ClinicalUseDefinition")
 
 
 def exists_in(rt: str, target: str) -> bool:
@@ -110,6 +128,7 @@ class Context:
     key: str
     losses: list[Loss]
     seen: set = field(default_factory=set)  # losses already recorded in this batch: no O(n) scan
+    carried: list[Carried] = field(default_factory=list)
 
     @property
     def target(self) -> str:
@@ -124,6 +143,12 @@ class Context:
         if loss not in self.seen:
             self.seen.add(loss)
             self.losses.append(Loss(*loss))
+
+    def carry(self, path: str, extension: str) -> None:
+        record = Carried(self.key, path, extension)
+        if record not in self.seen:
+            self.seen.add(record)
+            self.carried.append(record)
 
 
 def url_as_identifier(res: dict, url: str) -> None:

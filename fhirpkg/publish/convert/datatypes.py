@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 from fhirpkg.publish.citation import citation_url, format_citation
-from fhirpkg.publish.convert.context import EXT, Context, ext_value, resource_key
+from fhirpkg.publish.convert.context import BASIC_TYPES, EXT, R4, Context, ext_value, resource_key
 from fhirpkg.publish.convert.elements import ELEMENTS, extension_allowed
 
 # --------------------------------------------------------------------------- data type fixes
@@ -119,10 +119,15 @@ def _fold_dropped(ra: dict, target: dict, path: str, cx: Context) -> dict | None
     rt = target.get("resourceType")
     ra.pop("resourceReference", None)
     if ra.get("type") in ("composed-of", "depends-on"):
-        cx.lose(f"{path}", f"{ra['type']} {resource_key(target)}: {rt} does not exist in {cx.version_name}; entry dropped")
+        cx.lose(f"{path}", f"{ra['type']} {resource_key(target)}: {rt} does not exist in {cx.version_name}"
+                + (f" (it is exported as Basic/{target.get('id')}, which has no canonical URL there)"
+                   if cx.target == R4 and rt in BASIC_TYPES else "") + "; entry dropped")
         return None
     if rt == "Citation":
         ra.pop("resource", None)
+        cx.lose(f"{path}.resource", f"the link to {resource_key(target)} is replaced by its citation text and "
+                f"URL: Citation does not exist in {cx.version_name}"
+                + (f" (it is Basic/{target.get('id')} there, which has no canonical URL)" if cx.target == R4 else ""))
         text = format_citation(target)
         if text:
             ra["citation"] = text

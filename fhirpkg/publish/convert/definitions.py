@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from fhirpkg.publish.convert import xver
 from fhirpkg.publish.convert.context import R4, R4B, Context
 
 # ------------------------------------------------------------------------- per-type mappings
@@ -69,8 +70,14 @@ def _pd_action(a: dict, path: str, cx: Context) -> dict:
             for item in a.pop(name):
                 if not isinstance(item, dict):
                     continue
-                for extra in ("title", "relatedData"):
-                    if extra in item:
+                extras = {k: item[k] for k in ("title", "relatedData") if k in item}
+                if extras and cx.target == R4 and isinstance(item.get("requirement"), dict):
+                    # the cross-version extension's context is the R4 input/output DataRequirement
+                    item["requirement"] = dict(item["requirement"])
+                    xver.add(item["requirement"], f"PlanDefinition.action.{name}", extras,
+                             f"@PlanDefinition.action.{name}", cx)
+                else:
+                    for extra in extras:
                         cx.lose(f"{path}.{name}.{extra}", f"action.{name}.{extra} is new in R5 "
                                 f"({cx.version_name} {name} is a plain DataRequirement)")
                 if "requirement" in item:

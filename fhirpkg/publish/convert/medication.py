@@ -3,7 +3,8 @@ clinicalUseIssue); this puts their content back where R4B/R4 keeps it, or lists 
 """
 from __future__ import annotations
 
-from fhirpkg.publish.convert.context import EXT, R4B, Context, ext_value, url_as_identifier
+from fhirpkg.publish.convert import xver
+from fhirpkg.publish.convert.context import EXT, R4, R4B, Context, ext_value, url_as_identifier
 from fhirpkg.publish.convert.datatypes import concept_text, one_line_summary, quantity_text, range_text
 from fhirpkg.publish.convert.elements import extension_allowed
 
@@ -41,7 +42,10 @@ def medication_knowledge(mk: dict, cx: Context) -> dict:
         _clinical_use_issues(mk, issues, cx)
     for c in mk.get("medicineClassification") or []:
         for k in [k for k in c if k.startswith("source")]:
-            del c[k]
+            value = c.pop(k)
+            if cx.target == R4 and k in ("sourceString", "sourceUri"):
+                xver.add(c, "MedicationKnowledge.medicineClassification.source[x]", value, k[6:].lower(), cx)
+                continue
             cx.lose("MedicationKnowledge.medicineClassification.source[x]",
                     "medicineClassification.source[x] is new in R5")
     for cost in mk.get("cost") or []:
@@ -116,7 +120,9 @@ def _administration_guidelines(guidelines: list, cx: Context) -> list:
             if dg.get("dosage"):
                 entry["dosage"] = dg["dosage"]
             for name in ("treatmentIntent", "administrationTreatment"):
-                if name in dg:
+                if name in dg and cx.target == R4:  # cross-version extension on administrationGuidelines
+                    xver.add(entry, f"{path}.dosingGuideline.{name}", dg[name], "CodeableConcept", cx)
+                elif name in dg:
                     cx.lose(f"{path}.dosingGuideline.{name}", f"dosingGuideline.{name} is new in R5"
                             + (f": '{concept_text(dg[name])}'" if concept_text(dg[name]) else ""))
             chars = [_patient_characteristic(pc, cx) for pc in dg.get("patientCharacteristic") or []]
@@ -155,7 +161,8 @@ def _clinical_use_issues(mk: dict, issues: list, cx: Context) -> None:
             f"{cx.version_name} MedicationKnowledge cannot reference ClinicalUseDefinition (contraindication is "
             f"Reference(DetectedIssue)); each issue is summarized as artifact-relatedArtifact display text"
             + ("; the ClinicalUseDefinition resources are exported and name their subjects" if cx.target == R4B
-               else ""))
+               else "; the ClinicalUseDefinition resources are exported as Basic (cross-version) and name their "
+                    "subjects"))
     if added:
         mk["extension"] = list(mk.get("extension") or []) + added
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from fhirpkg.publish.convert.context import Context, url_as_identifier
+from fhirpkg.publish.convert import xver
+from fhirpkg.publish.convert.context import R4, Context, url_as_identifier
 from fhirpkg.publish.convert.datatypes import URL_CLASSIFIER
 
 #: R5 ResearchStudy.progressStatus.state (research-study-status) -> R4B ResearchStudy.status.
@@ -30,23 +31,36 @@ def research_study(rs: dict, cx: Context) -> dict:
     p = "ResearchStudy"
     if isinstance(rs.get("url"), str):
         url_as_identifier(rs, rs["url"])
-    for name in ("url", "version", "name", "label", "date"):
-        if name in rs:
-            del rs[name]
-            rs.pop("_" + name, None)
-            cx.lose(f"{p}.{name}", f"ResearchStudy.{name} is new in R5 ({cx.version_name} ResearchStudy is not a "
-                    "canonical resource and no extension carries it there)"
-                    + ("; the URL is kept as an identifier (urn:ietf:rfc:3986), but canonical references to it "
-                       "do not resolve" if name == "url" else ""))
+    for name, typ in (("url", "uri"), ("version", "string"), ("name", "string"), ("label", "@ResearchStudy.label"),
+                      ("date", "dateTime")):
+        if name not in rs:
+            continue
+        value = rs.pop(name)
+        if "_" + name in rs:
+            rs.pop("_" + name)
+            cx.lose(f"{p}.{name}", f"extensions on ResearchStudy.{name} have no place in {cx.version_name}")
+        if cx.target == R4:  # R4 ResearchStudy is not a canonical resource: cross-version extensions
+            xver.add(rs, f"{p}.{name}", value, typ, cx)
+            continue
+        cx.lose(f"{p}.{name}", f"ResearchStudy.{name} is new in R5 ({cx.version_name} ResearchStudy is not a "
+                "canonical resource and no extension carries it there)"
+                + ("; the URL is kept as an identifier (urn:ietf:rfc:3986), but canonical references to it "
+                   "do not resolve" if name == "url" else ""))
     pub_status = rs.pop("status", None)
-    rs.pop("_status", None)
+    pub_status_ext = rs.pop("_status", None)
     states = rs.pop("progressStatus", None) or []
     state = study_state(states)
     rs["status"] = state  # studies without a known state are not exported (see _convert)
+    if pub_status_ext is not None:
+        cx.lose(f"{p}.status", f"extensions on the publication status have no place in {cx.version_name}")
     if pub_status is not None:
         cx.lose(f"{p}.status", f"publication status '{pub_status}' has no {cx.version_name} element "
-                "(there status is the study's state)")
-    if states and state and len(states) > 1:
+                "(there status is the study's state)"
+                + ("; R5 status is a modifier element, so its cross-version extension is a modifier extension, "
+                   "which would make R4 readers that do not know it reject the study" if cx.target == R4 else ""))
+    if states and cx.target == R4:
+        xver.add(rs, f"{p}.progressStatus", states, "@ResearchStudy.progressStatus", cx)
+    elif states and state and len(states) > 1:
         cx.lose(f"{p}.progressStatus", "only the current state is kept; the progress history has no R4B element")
     summary = rs.pop("descriptionSummary", None)
     if summary:

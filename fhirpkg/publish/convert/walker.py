@@ -6,7 +6,7 @@ per-type mappings run first; this is the safety net behind them.
 """
 from __future__ import annotations
 
-from fhirpkg.publish.convert.context import EXT, Context
+from fhirpkg.publish.convert.context import EXT, XVER, Context
 from fhirpkg.publish.convert.datatypes import DATATYPE_FIXES
 from fhirpkg.publish.convert.elements import (CONTEXTS, ELEMENT_BASE, ELEMENTS, MISSING_VALUE_TYPES,
                                               RESOURCE_BASE, TARGET_CORE_PROFILES, Child, extension_allowed,
@@ -17,6 +17,8 @@ def _extension(ext, host: frozenset, path: str, cx: Context):
     if not isinstance(ext, dict):
         return ext
     url = ext.get("url", "")
+    if url.startswith(XVER):  # built by convert.xver from R5 content, already in the R4 shape
+        return ext
     if not extension_allowed(url, host):
         name = url.rsplit("/", 1)[-1]
         cx.lose(f"{path}.extension('{name}')",
@@ -32,7 +34,7 @@ def _extension(ext, host: frozenset, path: str, cx: Context):
                         f"{cx.version_name} extensions cannot hold a {t} value")
                 return None
             if t in ELEMENTS[cx.target]:
-                v = _datatype(v, t, f"{path}.extension.value", cx)
+                v = datatype(v, t, f"{path}.extension.value", cx)
                 if v is None:
                     return None
             out[k] = v
@@ -46,7 +48,7 @@ def _extension(ext, host: frozenset, path: str, cx: Context):
     return out
 
 
-def _extensions(value, host: frozenset, path: str, cx: Context) -> list:
+def extensions(value, host: frozenset, path: str, cx: Context) -> list:
     return [e for e in (_extension(x, host, path, cx) for x in (value or [])) if e is not None]
 
 
@@ -59,7 +61,7 @@ def walk_resource(res: dict, rt: str, cx: Context) -> dict:
         if k in ("resourceType", "id", "implicitRules", "language", "text"):
             out[k] = v
         elif k == "meta":
-            out[k] = _meta(v, rt, cx)
+            out[k] = convert_meta(v, rt, cx)
         elif k == "contained":
             out[k] = [cx.batch.convert(c, cx) for c in v if isinstance(c, dict) and cx.batch.kept(c)]
             for c in v:
@@ -67,7 +69,7 @@ def walk_resource(res: dict, rt: str, cx: Context) -> dict:
                     cx.lose(f"{rt}.contained", f"contained {c.get('resourceType')} does not exist in "
                             f"{cx.version_name}")
         elif k in ("extension", "modifierExtension"):
-            exts = _extensions(v, host, rt, cx)
+            exts = extensions(v, host, rt, cx)
             if exts:
                 out[k] = exts
         else:
@@ -83,7 +85,7 @@ def _walk(obj: dict, table_key: str, path: str, cx: Context, host: frozenset) ->
         if k == "id":
             out[k] = v
         elif k in ("extension", "modifierExtension"):
-            exts = _extensions(v, host, path, cx)
+            exts = extensions(v, host, path, cx)
             if exts:
                 out[k] = exts
         else:
@@ -126,7 +128,7 @@ def _primitive_ext(value, host: frozenset, path: str, cx: Context):
         return value
     out = dict(value)
     if "extension" in out:
-        out["extension"] = _extensions(out["extension"], host, path, cx)
+        out["extension"] = extensions(out["extension"], host, path, cx)
         if not out["extension"]:
             del out["extension"]
     return out or None
@@ -148,10 +150,10 @@ def _complex(value, typ: str, path: str, cx: Context):
     if typ.startswith("@"):
         key = typ[1:]
         return _walk(value, key, path, cx, frozenset({key, path, "Element", "BackboneElement"}))
-    return _datatype(value, typ, path, cx)
+    return datatype(value, typ, path, cx)
 
 
-def _datatype(value, typ: str, path: str, cx: Context):
+def datatype(value, typ: str, path: str, cx: Context):
     if not isinstance(value, dict):
         return value
     fix = DATATYPE_FIXES.get(typ)
@@ -162,7 +164,7 @@ def _datatype(value, typ: str, path: str, cx: Context):
     return _walk(value, typ, path, cx, frozenset({typ, path, "Element"}))
 
 
-def _meta(meta, rt: str, cx: Context):
+def convert_meta(meta, rt: str, cx: Context):
     if not isinstance(meta, dict):
         return meta
     meta = dict(meta)
