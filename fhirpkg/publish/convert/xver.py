@@ -7,9 +7,11 @@ element that exists (its context), with the R5 value as ``value[x]``; a backbone
 complex extension whose parts are named by the child elements (``title``, ``text``, ...); a
 CodeableReference (no R4 type) becomes parts ``concept`` and ``reference`` plus the ``_datatype``
 marker.  An R5 resource type R4 lacks (Citation, ClinicalUseDefinition) becomes a Basic resource
-with the guide's profile ``http://hl7.org/fhir/5.0/StructureDefinition/profile-<Type>``: every
-element as such an extension, modifier elements (Citation.status) as modifier extensions, and
-``identifier`` in Basic.identifier.
+with the guide's profile ``http://hl7.org/fhir/5.0/StructureDefinition/profile-<Type>``: its
+elements as such extensions, modifier elements (Citation.status) as modifier extensions, and
+``identifier`` in Basic.identifier.  Its backbone elements are listed as losses instead: the HL7
+validator generates the definitions of these URLs itself, and defines no parts for backbone elements
+of types that R4B has, so every part would be an error there.
 
 Only the R4 export uses this (the R4B export lists the same elements as losses).  Every carried
 element is recorded (:class:`~fhirpkg.publish.convert.context.Carried`) for the fidelity report.
