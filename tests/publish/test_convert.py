@@ -932,3 +932,23 @@ def test_committed_r4_fidelity_doc_is_current():
         pytest.skip(f"no {DEFINITIONS}")
     assert (ROOT / "docs" / "r4.md").read_text(encoding="utf-8") == mod.render(), \
         "docs/r4.md is stale: run python scripts/r4_fidelity.py"
+
+
+def test_fidelity_counts_each_value_once_by_where_it_went():
+    from fhirpkg.publish.convert import fidelity
+    rs = {"resourceType": "ResearchStudy", "id": "s", "url": "http://example.org/ResearchStudy/s", "title": "T",
+          "status": "active", "progressStatus": [{"state": {"coding": [
+              {"system": "http://hl7.org/fhir/research-study-status", "code": "active"}]}}]}
+    cud = {"resourceType": "ClinicalUseDefinition", "id": "c", "type": "warning",
+           "warning": {"description": "Do not mix."}}
+    conv = to_r4([rs, cud])
+    rows = {r.resource_type: r for r in fidelity.table([rs, cud], conv)}
+    # id and title in R4 elements; url and the two state values in cross-version extensions;
+    # the R5 publication status listed (no R4 element, and its extension would be a modifier extension)
+    assert (rows["ResearchStudy"].carried, rows["ResearchStudy"].as_extension, rows["ResearchStudy"].lost) == (2, 3, 1)
+    # a Basic: id carried, type as an extension, the warning backbone element listed
+    assert (rows["ClinicalUseDefinition"].as_basic, rows["ClinicalUseDefinition"].carried,
+            rows["ClinicalUseDefinition"].as_extension, rows["ClinicalUseDefinition"].lost) == (1, 1, 1, 1)
+    assert fidelity.line("R4", list(rows.values()), len(conv.losses)) == (
+        "R4 export: 2 of 2 resources written (1 as Basic), 0 not exported; element values: 3 carried, "
+        f"4 as cross-version extensions, 2 lost or changed ({len(conv.losses)} entries in losses.json)")
