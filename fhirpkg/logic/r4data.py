@@ -9,14 +9,14 @@ names were checked against hl7.fhir.r5.core#5.0.0 and hl7.fhir.r4b.core#4.3.0 (w
 for these seven types equal R4's, per hl7.fhir.xver-extensions#0.1.0 ``other/xver-paths-4.0.json``).
 
 Nothing is dropped silently: each element or resource without an R4 counterpart is listed as a
-:class:`fhirpkg.publish.convert.Loss`.  Pure functions; the input is never changed.
+:class:`fhirpkg.publish.convert.context.Loss`.  Pure functions; the input is never changed.
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
 
-from fhirpkg.publish.convert import Loss
+from fhirpkg.publish.convert.context import Loss
 
 #: The resource types this module converts (the data contract's types).
 CONVERTED = ("Patient", "Condition", "Procedure", "DiagnosticReport", "Observation", "MedicationRequest",

@@ -180,6 +180,7 @@ def _export(version: str, resources: list[dict], manifest, instant: str, epoch: 
             text_cache: dict | None = None) -> dict:
     """An R4B or R4 export in its own folder, with the list of what could not be carried over."""
     from fhirpkg.publish import convert
+    from fhirpkg.publish.convert import fidelity
     folder = "r4b" if version == R4B else "r4"
     conv = convert.to_r4b(resources) if version == R4B else convert.to_r4(resources)
     stem = f"{manifest.name}-{manifest.version}"
@@ -189,9 +190,14 @@ def _export(version: str, resources: list[dict], manifest, instant: str, epoch: 
     files[f"{folder}/{stem}.collection.{folder}.json"] = _json(bundle.collection(conv.resources, **kw), text_cache)
     losses = [{"resource": l.resource, "path": l.path, "reason": l.reason} for l in conv.losses]
     files[f"{folder}/losses.json"] = (json.dumps({"fhirVersion": version, "dropped": conv.dropped,
-                                                  "losses": losses}, indent=2, ensure_ascii=False) + "\n").encode()
+                                                  "asBasic": conv.as_basic, "losses": losses},
+                                                 indent=2, ensure_ascii=False) + "\n").encode()
+    rows = fidelity.table(resources, conv)
+    if version == R4:  # the one line issue 12 asks for; R4B's counts are in build-report.json
+        log(fidelity.line("R4", rows, len(losses)))
     return {"fhirVersion": version, "resources": len(conv.resources), "dropped": len(conv.dropped),
-            "losses": len(losses)}
+            "asBasic": len(conv.as_basic), "losses": len(losses), "carried": len(conv.carried),
+            "fidelity": fidelity.as_dicts(rows)}
 
 
 def _report(manifest, resources, issues, files, conversions, defs, seconds) -> dict:

@@ -7,8 +7,9 @@ form, C14N 2.0): HAPI re-serializes the XHTML, writing e.g. ``&#x27;`` as ``'``.
 
 A second server runs with request validation on (``--fhirpkg.hapi.request-validation=true``) and the
 Extensions Pack's CodeSystems and ValueSets installed (the export's ``artifact-*`` extensions bind
-to them): it rejects an R4-invalid control, and it rejects the R4 export for one reason, tracked as
-a strict xfail.  Not covered here: request validation and
+to them): it rejects an R4-invalid control, and it rejects the R4 export for known reasons only (an
+R4 expression-language code, and the R5 cross-version extensions it has no definitions for), tracked
+as a strict xfail.  Not covered here: request validation and
 clinical reasoning ($apply) on the R4 server (issue 12, items 3-4).
 """
 import io
@@ -130,16 +131,30 @@ class KnownHapiR4Gap(AssertionError):
     """The failure the xfail below expects, and no other."""
 
 
+def _known_gap(error: str) -> bool:
+    return "text/cql-identifier" in error or (
+        error.startswith("Extension url 'http://hl7.org/fhir/5.0/StructureDefinition/extension-")
+        and error.endswith("is not valid (invalid Version '5.0')")) or (
+        # R5 research-study-status codes in the progressStatus cross-version extension, with Coding.version
+        # 5.0.0: the server checks them against R4's code system of the same URL
+        error == "Unknown code 'http://hl7.org/fhir/research-study-status#recruiting'")
+
+
 @pytest.mark.xfail(strict=True, raises=KnownHapiR4Gap, reason=(
-    "HAPI 8.8.0's R4 request validation: \"Unknown code 'http://hl7.org/fhir/expression-language#"
-    "text/cql-identifier'\" (29 errors, HTTP 422): R4 core's expression-language CodeSystem is complete and "
-    "lacks the code; Expression.language is an extensible binding, so the HL7 validator and fhirpkg only warn"))
+    "HAPI 8.8.0's R4 request validation (HTTP 422): \"Unknown code 'http://hl7.org/fhir/expression-language#"
+    "text/cql-identifier'\" (29 errors): R4 core's expression-language CodeSystem is complete and "
+    "lacks the code; Expression.language is an extensible binding, so the HL7 validator and fhirpkg only warn. "
+    "And every R5 cross-version extension (http://hl7.org/fhir/5.0/StructureDefinition/extension-…, issue 12 "
+    "item 5) is \"not valid (invalid Version '5.0')\": the server's validator has no cross-version definitions "
+    "(the HL7 validator generates them from hl7.fhir.xver-extensions and reports 0 errors); in one of them an "
+    "R5 research-study-status code that says version 5.0.0 is checked against R4's code system (2 errors)"))
 def test_the_r4_transaction_passes_request_validation(r4_validating_server):
     bundle = json.loads(next((package_build.built() / "r4").glob("*.transaction.r4.json")).read_text())
     r = hapi.request("POST", r4_validating_server.base_url, json.dumps(bundle).encode(), "application/fhir+json",
                      timeout=900)
     errors = [i.get("diagnostics") for i in (r.json or {}).get("issue", []) if i.get("severity") in ("error", "fatal")] \
         if r.status != 200 else []
-    if r.status == 422 and errors and all("text/cql-identifier" in (e or "") for e in errors):
-        raise KnownHapiR4Gap(f"HTTP 422: {len(errors)} errors, all Unknown code text/cql-identifier")
+    if r.status == 422 and errors and all(_known_gap(e or "") for e in errors):
+        raise KnownHapiR4Gap(f"HTTP 422: {len(errors)} errors, all Unknown code text/cql-identifier or a "
+                             "cross-version extension URL")
     assert r.status == 200, f"HTTP {r.status}: {len(errors)} errors, e.g. {errors[:3]}"

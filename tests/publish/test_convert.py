@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from fhirpkg.publish import convert
-from fhirpkg.publish.convert import Loss, to_r4, to_r4b
+from fhirpkg.publish.citation import format_citation
+from fhirpkg.publish.convert import to_r4, to_r4b
+from fhirpkg.publish.convert.context import EXTENSIONS_PACKAGE, Loss
+from fhirpkg.publish.convert.elements import R4B_ELEMENTS
 from fhirpkg.fhir.jsonsource import FhirDecimal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -320,17 +323,6 @@ def test_citation_r4b():
     assert "extension" not in conv.resources[0]  # artifact-* extensions have no Citation context in R4B
 
 
-def test_format_citation_and_url():
-    assert convert.format_citation(CITATION) == (
-        "Beltran H, Prandi D, Mosquera JM, Benelli M, Puca L, Cyrta J, et al. Divergent clonal evolution of "
-        "castration-resistant neuroendocrine prostate cancer. Nat Med. 2016;22(3):298-305. "
-        "doi:10.1038/nm.4045. PMID: 26855148.")
-    assert convert.citation_url(CITATION) == "https://doi.org/10.1038/nm.4045"
-    bare = {"resourceType": "Citation", "title": "T", "summary": [{"text": "As the summary says."}]}
-    assert convert.format_citation(bare) == "As the summary says."
-    assert convert.citation_url(bare) is None
-
-
 # ------------------------------------------------------------------------------- ResearchStudy
 RS = {
     "resourceType": "ResearchStudy", "id": "rs1", "url": "http://example.org/ResearchStudy/rs1", "version": "1",
@@ -458,7 +450,7 @@ def test_other_types_best_effort_and_r5_only_types_dropped():
 
 
 # ------------------------------------------------------------------------------- R4 and folding
-def test_r4_folds_citations_and_drops_citation_and_clinical_use_definition():
+def test_r4_folds_citations_and_writes_citation_and_clinical_use_definition_as_basic():
     pd = {"resourceType": "PlanDefinition", "id": "p", "status": "draft",
           "subjectCanonical": "http://example.org/EvidenceVariable/e",
           "relatedArtifact": [{"type": "citation", "display": "Beltran 2016",
@@ -472,9 +464,12 @@ def test_r4_folds_citations_and_drops_citation_and_clinical_use_definition():
                                {"type": "composed-of", "resourceReference": {"reference": "MedicationKnowledge/"
                                                                                        "mk-cis"}}]}
     conv = to_r4([pd, lib, CITATION, CUD, MK])
-    assert conv.dropped == ["Citation/cit1", "ClinicalUseDefinition/cud-kidney"]
-    assert [r["resourceType"] for r in conv.resources] == ["PlanDefinition", "Library", "MedicationKnowledge"]
-    text = convert.format_citation(CITATION)
+    assert conv.dropped == []
+    assert conv.as_basic == ["Citation/cit1", "ClinicalUseDefinition/cud-kidney"]
+    assert [r["resourceType"] for r in conv.resources] == ["PlanDefinition", "Library", "Basic", "Basic",
+                                                           "MedicationKnowledge"]
+    conv.resources = [r for r in conv.resources if r["resourceType"] != "Basic"]
+    text = format_citation(CITATION)
     pd2 = conv.resources[0]
     assert pd2["relatedArtifact"] == [{"type": "citation", "display": "Beltran 2016", "citation": text,
                                        "url": "https://doi.org/10.1038/nm.4045"}]
@@ -491,14 +486,139 @@ def test_r4_folds_citations_and_drops_citation_and_clinical_use_definition():
                                      "display": "Undesirable effect: Kidney damage (frequency: common)"}} \
         in mk["extension"]
     lost = paths(conv)
-    assert {"Citation", "ClinicalUseDefinition", "Library.relatedArtifact", "PlanDefinition.subject[x]",
-            "MedicationKnowledge.clinicalUseIssue"} <= lost
+    assert {"Library.relatedArtifact", "PlanDefinition.subject[x]", "MedicationKnowledge.clinicalUseIssue"} <= lost
+    assert not {"Citation", "ClinicalUseDefinition"} & lost  # written as Basic, not dropped
     assert sum(1 for x in conv.losses if x.path == "Library.relatedArtifact") == 2
 
 
 def test_r4_drops_every_r4b_only_type():
     conv = to_r4([{"resourceType": t, "id": "x"} for t in ("Ingredient", "EvidenceReport", "SubscriptionTopic")])
     assert conv.resources == [] and len(conv.dropped) == 3
+
+
+# ------------------------------------------------------ R4: cross-version extensions (issue 12 item 5)
+# Expected shapes written from HL7's "Extensions for Using Data Elements from FHIR R5 in FHIR R4"
+# (hl7.fhir.uv.xver-r5.r4 0.1.0): extension URL http://hl7.org/fhir/5.0/StructureDefinition/extension-<R5 path>,
+# context the nearest R4 element, backbone elements as complex extensions with parts named by the child
+# element, CodeableReference as parts _datatype/concept/reference; R5 resource types R4 lacks as Basic in
+# profile-<Type> with modifier elements (Citation.status) as modifier extensions.
+XV = "http://hl7.org/fhir/5.0/StructureDefinition/"
+
+
+def test_r4_clinical_use_definition_is_a_basic_in_the_cross_version_profile():
+    conv = to_r4([CUD])
+    assert conv.as_basic == ["ClinicalUseDefinition/cud-kidney"] and conv.dropped == []
+    assert conv.resources == [{
+        "resourceType": "Basic", "id": "cud-kidney",
+        "meta": {"profile": [XV + "profile-ClinicalUseDefinition"]},
+        "extension": [
+            {"url": XV + "extension-ClinicalUseDefinition.type", "valueCode": "undesirable-effect"},
+            {"url": XV + "extension-ClinicalUseDefinition.subject",
+             "valueReference": {"reference": "ActivityDefinition/ad1"}},
+            {"url": XV + "extension-ClinicalUseDefinition.status",
+             "valueCodeableConcept": {"coding": [{"system": "http://hl7.org/fhir/publication-status",
+                                                  "version": "5.0.0", "code": "draft"}]}},
+        ],
+        "identifier": [{"system": "http://example.org/id", "value": "cud-kidney"}],
+        "code": {"coding": [{"system": "http://hl7.org/fhir/fhir-types", "code": "ClinicalUseDefinition"}]},
+    }]
+    # the Extensions Pack (R4 build) allows artifact-title on Basic only from FHIR 4.3: listed, not written.
+    # A backbone element would be a complex extension whose parts the HL7 validator does not define for R4
+    # (its generator derives them from R4B, which has ClinicalUseDefinition): listed, not written.
+    assert {"ClinicalUseDefinition.extension('artifact-title')", "ClinicalUseDefinition.undesirableEffect"} \
+        <= paths(conv)
+    assert {c.path for c in conv.carried} == {
+        "ClinicalUseDefinition.type", "ClinicalUseDefinition.subject", "ClinicalUseDefinition.status"}
+
+
+def test_r4_citation_is_a_basic_with_status_as_a_modifier_extension():
+    conv = to_r4([CITATION])
+    basic = conv.resources[0]
+    assert basic["resourceType"] == "Basic" and basic["meta"] == {"profile": [XV + "profile-Citation"]}
+    assert basic["modifierExtension"] == [{"url": XV + "extension-Citation.status", "valueCode": "active"}]
+    ext = {e["url"].removeprefix(XV + "extension-"): e for e in basic["extension"]}
+    assert list(ext) == ["Citation.url", "Citation.versionAlgorithm", "Citation.copyrightLabel"]
+    assert ext["Citation.url"]["valueUri"] == "http://example.org/Citation/cit1"
+    assert ext["Citation.versionAlgorithm"]["valueString"] == "semver"
+    assert ext["Citation.copyrightLabel"]["valueString"] == "CC BY"
+    assert basic["code"] == {"coding": [{"system": "http://hl7.org/fhir/fhir-types", "code": "Citation"}]}
+    # the backbone elements are listed (see the ClinicalUseDefinition test), never dropped silently
+    assert {"Citation.summary", "Citation.citedArtifact"} <= paths(conv)
+
+
+def test_r4_research_study_keeps_r5_elements_in_cross_version_extensions():
+    conv = to_r4([RS])
+    out = conv.resources[0]
+    ext = [e for e in out["extension"] if e["url"].startswith(XV)]
+    assert ext == [
+        {"url": XV + "extension-ResearchStudy.url", "valueUri": "http://example.org/ResearchStudy/rs1"},
+        {"url": XV + "extension-ResearchStudy.version", "valueString": "1"},
+        {"url": XV + "extension-ResearchStudy.name", "valueString": "Rs1"},
+        {"url": XV + "extension-ResearchStudy.label", "extension": [{"url": "value", "valueString": "ACRO"}]},
+        {"url": XV + "extension-ResearchStudy.date", "valueDateTime": "2026-01-01"},
+        {"url": XV + "extension-ResearchStudy.progressStatus", "extension": [
+            {"url": "state", "valueCodeableConcept": {"coding": [
+                {"system": "http://hl7.org/fhir/research-study-status", "version": "5.0.0", "code": "recruiting"}]}},
+            {"url": "actual", "valueBoolean": True}]},
+        {"url": XV + "extension-ResearchStudy.progressStatus", "extension": [
+            {"url": "state", "valueCodeableConcept": {"coding": [
+                {"system": "http://hl7.org/fhir/research-study-status", "version": "5.0.0", "code": "completed"}]}},
+            {"url": "actual", "valueBoolean": False}]},
+    ]
+    # R5 status (publication status) is a modifier element: its extension would be a modifier extension,
+    # which R4 readers that do not know it must reject; it is listed instead.  R4 status is the study's state.
+    assert out["status"] == "active" and "_status" not in out
+    lost = paths(conv)
+    assert "ResearchStudy.status" in lost
+    assert not {"ResearchStudy.url", "ResearchStudy.version", "ResearchStudy.name", "ResearchStudy.label",
+                "ResearchStudy.date", "ResearchStudy.progressStatus"} & lost
+    # R4B has no such extensions here: the same elements are listed as losses
+    assert {"ResearchStudy.url", "ResearchStudy.status", "ResearchStudy.progressStatus"} <= paths(to_r4b([RS]))
+
+
+def test_r4_medication_knowledge_and_plan_definition_cross_version_extensions():
+    mk = one(to_r4([MK]).resources, "MedicationKnowledge")
+    guideline = mk["administrationGuidelines"][0]
+    assert guideline["extension"] == [
+        {"url": XV + "extension-MedicationKnowledge.indicationGuideline.dosingGuideline.treatmentIntent",
+         "valueCodeableConcept": {"text": "curative"}},
+        {"url": XV + "extension-MedicationKnowledge.indicationGuideline.dosingGuideline.administrationTreatment",
+         "valueCodeableConcept": {"text": "with etoposide"}}]
+    assert mk["medicineClassification"][0]["extension"] == [
+        {"url": XV + "extension-MedicationKnowledge.medicineClassification.source", "valueUri": "https://atcddd.fhi.no/"}]
+    pd = to_r4([PD]).resources[0]
+    assert pd["action"][0]["input"] == [{
+        "extension": [{"url": XV + "extension-PlanDefinition.action.input",
+                       "extension": [{"url": "title", "valueString": "Report"}]}],
+        "type": "DiagnosticReport"}]
+
+
+def test_r5_element_tables_of_the_cross_version_module_match_r5_core():
+    from fhirpkg.fhir import packages as pk
+    from fhirpkg.publish.convert.xver import R5_ELEMENTS
+    pkg = pk.installed(pk.PackageRef("hl7.fhir.r5.core", "5.0.0"))
+    if pkg is None:
+        pytest.skip("hl7.fhir.r5.core#5.0.0 is not installed (make packages)")
+    for path, spec in R5_ELEMENTS.items():
+        rt = path.split(".")[0]
+        sd = json.loads((Path(pkg.folder) / f"StructureDefinition-{rt}.json").read_text(encoding="utf-8"))
+        elements = {e["path"]: e for e in sd["snapshot"]["element"]}
+        kids = [p.rsplit(".", 1)[1] for p in elements if p.startswith(path + ".") and p.count(".") == path.count(".") + 1]
+        kids = [k for k in kids if k not in ("id", "extension", "modifierExtension")
+                and not (path == rt and k in ("meta", "implicitRules", "language", "text", "contained"))]
+        assert [t.split(":")[0].lstrip("!") for t in spec.split()] == kids, path
+        for token in spec.split():
+            name, _, types = token.partition(":")
+            e = elements[f"{path}.{name.lstrip('!')}"]
+            assert name.startswith("!") == bool(e.get("isModifier")), f"{path}.{name}"
+            assert types.endswith("*") == (e["max"] != "1"), f"{path}.{name}"
+            if "contentReference" in e:
+                assert types.rstrip("*") == "@" + e["contentReference"].lstrip("#")
+            elif types.startswith("@"):
+                assert [t["code"] for t in e["type"]] == ["BackboneElement"]
+            else:
+                codes = ["string" if t["code"].startswith("http://hl7.org/fhirpath/") else t["code"] for t in e["type"]]
+                assert types.rstrip("*").split("|") == codes, f"{path}.{name}"
 
 
 # ---------------------------------------------------------------------- invariants of the API
@@ -533,7 +653,7 @@ def test_r5_core_examples_of_the_supported_types_convert():
     pkg = pk.installed(pk.PackageRef(*pk.R5_EXAMPLES))
     if pkg is None:
         pytest.skip("hl7.fhir.r5.examples#5.0.0 is not installed (make packages)")
-    supported = set(convert._CONVERTERS)
+    supported = set(convert.CONVERTERS)
     examples = []
     for f in sorted(Path(pkg.folder).glob("*.json")):
         res = json.loads(f.read_text(encoding="utf-8"), parse_float=FhirDecimal)
@@ -543,10 +663,27 @@ def test_r5_core_examples_of_the_supported_types_convert():
     for conv in (to_r4b(examples), to_r4(examples)):
         assert len(conv.resources) + len(conv.dropped) == len(examples)
         for r in conv.resources:
-            names = convert._ELEMENTS[convert.R4B][r["resourceType"]]
-            extra = [k for k in r if k.lstrip("_") not in convert._RESOURCE_BASE
-                     and convert._resolve(names, k.lstrip("_")) is None]
+            names = BASIC_R4 if r["resourceType"] == "Basic" else r4b_json_names(r["resourceType"])
+            extra = [k for k in r if k.lstrip("_") not in names]
             assert not extra, (r["resourceType"], r.get("id"), extra)
+
+
+RESOURCE_BASE = {"resourceType", "id", "meta", "implicitRules", "language", "text", "contained", "extension",
+                 "modifierExtension"}
+BASIC_R4 = RESOURCE_BASE | {"identifier", "code", "subject", "created", "author"}  # R4 Basic's elements
+
+
+def r4b_json_names(rt: str) -> set[str]:
+    """The JSON property names an R4B resource of this type may have (FHIR JSON: a choice element
+    value[x] of types T is written valueT), from the element table the next test checks against R4B."""
+    names = set(RESOURCE_BASE)
+    for token in R4B_ELEMENTS[rt].split():
+        name, _, types = token.partition(":")
+        if name.endswith("[x]"):
+            names |= {name[:-3] + t[0].upper() + t[1:] for t in types.rstrip("*").split("|")}
+        else:
+            names.add(name)
+    return names
 
 
 # ------------------------------------------------------------------- tables vs the R4B package
@@ -561,7 +698,7 @@ def test_element_table_matches_the_r4b_structure_definitions():
     if folder is None:
         pytest.skip("hl7.fhir.r4b.core#4.3.0 is not installed (make packages)")
     checked = 0
-    for path, spec in convert._R4B_ELEMENTS.items():
+    for path, spec in R4B_ELEMENTS.items():
         rt = path.split(".")[0]
         sd = json.loads((folder / f"StructureDefinition-{rt}.json").read_text(encoding="utf-8"))
         elements = {e["path"]: e for e in sd["snapshot"]["element"]}
@@ -610,7 +747,7 @@ def r4b_validator():
     from fhirpkg.fhir import packages as pk
     from fhirpkg.validation import Options, Validator
     try:
-        defs = api.load_definitions([pk.R4B_CORE, convert.EXTENSIONS_PACKAGE], log=None)
+        defs = api.load_definitions([pk.R4B_CORE, EXTENSIONS_PACKAGE], log=None)
     except pk.PackageError as e:  # offline machine without the packages
         pytest.skip(f"R4B definitions not available: {e}")
     return Validator(defs, Options(layers=frozenset({"json", "structure", "references"})))
@@ -662,10 +799,16 @@ def test_definitions_convert_to_r4_without_citation_or_clinical_use_definition(c
     kept = {r["resourceType"] for r in conv.resources}
     assert not kept & {"Citation", "ClinicalUseDefinition"}
     assert {d.split("/")[0] for d in conv.dropped} <= {"Citation", "ClinicalUseDefinition", "ResearchStudy"}
-    text = json.dumps(conv.resources, default=str)
+    text = json.dumps([r for r in conv.resources if r["resourceType"] != "Basic"], default=str)
     assert "subjectCanonical" not in text
     cited = {r["url"] for r in content if r["resourceType"] == "Citation"}
     assert not any(u in text for u in cited), "an R4 artifact still points at a Citation"
+    # the Citations themselves are there, as Basic resources carrying their URL in the cross-version extension
+    basics = {r["id"]: r for r in conv.resources if r["resourceType"] == "Basic"}
+    for r in content:
+        if r["resourceType"] == "Citation":
+            assert {"url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Citation.url",
+                    "valueUri": r["url"]} in basics[r["id"]]["extension"]
     citing = [ra for r in conv.resources for ra in _related_artifacts(r) if ra.get("type") == "citation"]
     assert all(ra.get("citation") or ra.get("resource") or ra.get("url") or ra.get("display") for ra in citing)
     # R4 is R4B minus the elements R4B added for these types: the R4B models and definitions apply
@@ -673,6 +816,82 @@ def test_definitions_convert_to_r4_without_citation_or_clinical_use_definition(c
     counts, errors = _validate(r4b_validator, conv.resources)
     _report("R4", conv, counts)
     assert not errors, "\n".join(errors[:40])
+
+
+def _leaves(value, path):
+    """(element path, value) of every primitive value; extensions named as losses name them."""
+    if isinstance(value, list):
+        for v in value:
+            yield from _leaves(v, path)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k == "resourceType":
+                continue
+            if k in ("extension", "modifierExtension"):
+                for e in v:
+                    name = e.get("url", "").rsplit("/", 1)[-1]
+                    yield from _leaves({x: y for x, y in e.items() if x != "url"}, path + [f"extension('{name}')"])
+                continue
+            yield from _leaves(v, path + [k.lstrip("_")])
+    else:
+        yield path, value
+
+
+def _strings(value):
+    if isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    else:
+        yield str(value)
+
+
+def _listed(losses, path) -> bool:
+    """A loss was recorded at ``path`` or above it (R5 names: ``source[x]`` covers ``sourceUri``)."""
+    for loss in losses:
+        steps = loss.split(".")
+        if len(steps) <= len(path) and all(
+                s == p or (s.endswith("[x]") and p.startswith(s[:-3]) and p[len(s) - 3:len(s) - 2].isupper())
+                for s, p in zip(steps, path)):
+            return True
+    return False
+
+
+def test_r4_export_drops_nothing_silently(content):
+    """Issue 12 item 5: every value of the R5 content is in the R4 export (in an element or a cross-version
+    extension) or losses.json names its path.  Allowed rewrites, each documented in docs/cross-version.md:
+    a code system R4 publishes at terminology.hl7.org, a RelatedArtifact reference that becomes the target's
+    canonical, and the study summary that is prepended to the description."""
+    conv = to_r4(content)
+    out = {r["id"]: set(_strings(r)) for r in conv.resources}
+    canonical = {f"{r['resourceType']}/{r['id']}": r.get("url") or next(
+        (e.get("valueUri") for e in r.get("extension") or [] if e.get("url") == EXT + "artifact-url"), None)
+        for r in content}
+    losses = collections.defaultdict(list)
+    for loss in conv.losses:
+        losses[loss.resource].append(loss.path)
+    silent = []
+    for r in content:
+        key = f"{r['resourceType']}/{r['id']}"
+        if key in conv.dropped:
+            assert any(loss == r["resourceType"] or loss.startswith(r["resourceType"] + ".") for loss in losses[key])
+            continue
+        have = out[r["id"]]
+        for path, value in _leaves(r, [r["resourceType"]]):
+            v = str(value)
+            if v in have or _listed(losses[key], path):
+                continue
+            if path[-1] == "system" and v.startswith("http://hl7.org/fhir/") and \
+                    THO + v.rsplit("/", 1)[-1] in have:
+                continue
+            if path[-2:] == ["resourceReference", "reference"] and canonical.get(v) in have:
+                continue
+            if path[-1] == "descriptionSummary" and any(v in s for s in have):
+                continue
+            silent.append(f"{key} {'.'.join(path)} = {v[:60]}")
+    assert not silent, "\n".join(silent[:20])
 
 
 def _related_artifacts(value):
@@ -701,3 +920,35 @@ def test_definitions_on_r4b_core_alone_miss_only_extension_pack_extensions(conte
     unknown = re.compile(r"The extension http://hl7.org/fhir/StructureDefinition/(artifact|cqf)-\S+ could not be "
                          r"found")
     assert all(unknown.search(e) for e in errors), [e for e in errors if not unknown.search(e)][:10]
+
+
+def test_committed_r4_fidelity_doc_is_current():
+    """docs/r4.md is generated (scripts/r4_fidelity.py); it must say what the current content gives."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("r4_fidelity", ROOT / "scripts" / "r4_fidelity.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if not DEFINITIONS.is_dir():
+        pytest.skip(f"no {DEFINITIONS}")
+    assert (ROOT / "docs" / "r4.md").read_text(encoding="utf-8") == mod.render(), \
+        "docs/r4.md is stale: run python scripts/r4_fidelity.py"
+
+
+def test_fidelity_counts_each_value_once_by_where_it_went():
+    from fhirpkg.publish.convert import fidelity
+    rs = {"resourceType": "ResearchStudy", "id": "s", "url": "http://example.org/ResearchStudy/s", "title": "T",
+          "status": "active", "progressStatus": [{"state": {"coding": [
+              {"system": "http://hl7.org/fhir/research-study-status", "code": "active"}]}}]}
+    cud = {"resourceType": "ClinicalUseDefinition", "id": "c", "type": "warning",
+           "warning": {"description": "Do not mix."}}
+    conv = to_r4([rs, cud])
+    rows = {r.resource_type: r for r in fidelity.table([rs, cud], conv)}
+    # id and title in R4 elements; url and the two state values in cross-version extensions;
+    # the R5 publication status listed (no R4 element, and its extension would be a modifier extension)
+    assert (rows["ResearchStudy"].carried, rows["ResearchStudy"].as_extension, rows["ResearchStudy"].lost) == (2, 3, 1)
+    # a Basic: id carried, type as an extension, the warning backbone element listed
+    assert (rows["ClinicalUseDefinition"].as_basic, rows["ClinicalUseDefinition"].carried,
+            rows["ClinicalUseDefinition"].as_extension, rows["ClinicalUseDefinition"].lost) == (1, 1, 1, 1)
+    assert fidelity.line("R4", list(rows.values()), len(conv.losses)) == (
+        "R4 export: 2 of 2 resources written (1 as Basic), 0 not exported; element values: 3 carried, "
+        f"4 as cross-version extensions, 2 lost or changed ({len(conv.losses)} entries in losses.json)")

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from fhirpkg.fhir.serialize import dumps
+from fhirpkg.publish import citation
 from fhirpkg.publish.site import pathway as pw
 from fhirpkg.publish.site.html import anchor_id, code, esc, is_web_url, link, markdown, tag
 from fhirpkg.publish.site.index import ATC, Entry, SiteIndex, artifact, code_keys, codings, review_tags, status_of, system_label, text_of
@@ -579,36 +580,9 @@ def generic(entry: Entry, index: SiteIndex) -> Page:
 
 # --- citations ----------------------------------------------------------------------------------
 
-IDENTIFIER_LINKS = {
-    "https://doi.org": ("DOI", "https://doi.org/{}"),
-    "https://pubmed.ncbi.nlm.nih.gov": ("PubMed", "https://pubmed.ncbi.nlm.nih.gov/{}/"),
-    "https://www.ncbi.nlm.nih.gov/pmc/": ("PMC", "https://www.ncbi.nlm.nih.gov/pmc/articles/{}/"),
-}
-_ID_VALUE = re.compile(r"^[A-Za-z0-9./:;()_\-]+$")
-
-
 def short_citation(entry: Entry) -> str:
     """'Beltran H 2011' (first author and year), else the journal and year, else the id."""
-    ca = entry.resource.get("citedArtifact") or {}
-    authors = next((s.get("value") for s in (ca.get("contributorship") or {}).get("summary") or ()
-                    if isinstance(s, dict) and s.get("value")), "")
-    pub = next((p for p in ca.get("publicationForm") or () if isinstance(p, dict)), {})
-    year = str(pub.get("publicationDateText") or "")[:4]
-    first = authors.split(",")[0].strip() if authors else (pub.get("publishedIn") or {}).get("title", "")
-    return " ".join(x for x in (first, year) if x) or entry.id
-
-
-def citation_links(r: dict) -> list[tuple[str, str, str]]:
-    """(label, value, url) for DOI, PubMed and PMC identifiers."""
-    out = []
-    for i in (r.get("citedArtifact") or {}).get("identifier") or ():
-        if not isinstance(i, dict):
-            continue
-        label, pattern = IDENTIFIER_LINKS.get(i.get("system", ""), (system_label(i.get("system")) or "Identifier", ""))
-        value = str(i.get("value", ""))
-        url = pattern.format(value) if pattern and _ID_VALUE.match(value) else ""
-        out.append((label, value, url))
-    return out
+    return citation.short_citation(entry.resource) or entry.id
 
 
 def citation_article(entry: Entry, index: SiteIndex) -> str:
@@ -616,10 +590,11 @@ def citation_article(entry: Entry, index: SiteIndex) -> str:
     ca = r.get("citedArtifact") or {}
     summary = next((s.get("text") for s in r.get("summary") or () if isinstance(s, dict) and s.get("text")), "")
     ids = "".join(f"<li>{esc(label)} " + (link(url, value) if url else code(value)) + "</li>"
-                  for label, value, url in citation_links(r))
+                  for label, value, url in citation.identifier_links(
+                      r, lambda system: system_label(system) or "Identifier"))
     web = "".join(f"<li>{link(w.get('url'), w.get('url'))} <span class=\"kind\">{esc(text_of((w.get('classifier') or [{}])[0]))}</span></li>"
                   for w in ca.get("webLocation") or () if isinstance(w, dict) and is_web_url(w.get("url")))
-    pub = next((p for p in ca.get("publicationForm") or () if isinstance(p, dict)), {})
+    pub = citation.publication_form(r)
     journal = (pub.get("publishedIn") or {}).get("title", "")
     notes = "".join(f"<li>{esc(n.get('text'))}</li>" for n in ca.get("note") or () if isinstance(n, dict))
     citing: dict[str, Entry] = {}
