@@ -8,8 +8,7 @@ form, C14N 2.0): HAPI re-serializes the XHTML, writing e.g. ``&#x27;`` as ``'``.
 A second server runs with request validation on (``--fhirpkg.hapi.request-validation=true``) and the
 Extensions Pack's CodeSystems and ValueSets installed (the export's ``artifact-*`` extensions bind
 to them): it rejects an R4-invalid control, and it rejects the R4 export for one reason, tracked as
-a strict xfail.  Not covered here: request validation and
-clinical reasoning ($apply) on the R4 server (issue 12, items 3-4).
+a strict xfail.  Clinical reasoning ($apply) on the R4 server: test_apply_hapi_r4.py.
 """
 import io
 import json
