@@ -153,7 +153,7 @@ def loaded(request):
 
     content = _r4_transaction()
     server = hapi.HapiServer(extra_args=["--fhirpkg.hapi.fhir-version=R4", "--fhirpkg.hapi.cr=true",
-                                         "--fhirpkg.hapi.cr.settings=in-memory"])
+                                         "--fhirpkg.hapi.cr.settings=server-search"])
     try:
         server.start()
     except RuntimeError as e:

@@ -37,25 +37,30 @@ public class ClinicalReasoningConfig {
   private static final Logger LOG = LoggerFactory.getLogger(ClinicalReasoningConfig.class);
 
   /**
-   * {@code --fhirpkg.hapi.cr.settings=in-memory} (the default): the settings of our standalone run
-   * (value sets expanded from their compose, retrieves filtered in memory after a search by subject).
-   * {@code defaults}: the engine's own defaults (search parameters and terminology asked of this server);
-   * with HAPI 8.8.0 + cqf-fhir-cr-hapi 4.4.0 these fail every expression that retrieves DiagnosticReport
-   * with HAPI-0287 (see docs/logic.md, "On a HAPI R4 server").
+   * {@code --fhirpkg.hapi.cr.settings}: {@code server-search} (the default): retrieves are this server's
+   * searches (patient compartment and code filters as search parameters, the engine's AUTO mode), while
+   * value sets are expanded from their compose (ours enumerate their codes) and membership is tested on that
+   * expansion.  {@code in-memory}: the settings of our standalone run (searches by type only, every filter in
+   * memory).  {@code defaults}: the engine's own defaults, terminology asked of this server too; with HAPI
+   * 8.8.0 + cqf-fhir-cr-hapi 4.4.0 the value-set membership tests then fail with HAPI-0287 (see
+   * docs/logic.md, "On a HAPI R4 server").
    */
   @Bean
-  public CrSettings crSettings(@Value("${fhirpkg.hapi.cr.settings:in-memory}") String mode) {
+  public CrSettings crSettings(@Value("${fhirpkg.hapi.cr.settings:server-search}") String mode) {
     CrSettings s = CrSettings.getDefault();
-    if ("in-memory".equals(mode)) {
+    if ("in-memory".equals(mode) || "server-search".equals(mode)) {
       s.getEvaluationSettings().getTerminologySettings()
           .setValuesetExpansionMode(TerminologySettings.VALUESET_EXPANSION_MODE.PERFORM_NAIVE_EXPANSION)
           .setValuesetMembershipMode(TerminologySettings.VALUESET_MEMBERSHIP_MODE.USE_EXPANSION)
           .setCodeLookupMode(TerminologySettings.CODE_LOOKUP_MODE.USE_CODESYSTEM_URL);
+    }
+    if ("in-memory".equals(mode)) {
       s.getEvaluationSettings().getRetrieveSettings()
           .setSearchParameterMode(RetrieveSettings.SEARCH_FILTER_MODE.FILTER_IN_MEMORY)
           .setTerminologyParameterMode(RetrieveSettings.TERMINOLOGY_FILTER_MODE.FILTER_IN_MEMORY);
-    } else if (!"defaults".equals(mode)) {
-      throw new IllegalArgumentException("fhirpkg.hapi.cr.settings must be 'defaults' or 'in-memory', not " + mode);
+    } else if (!"defaults".equals(mode) && !"server-search".equals(mode)) {
+      throw new IllegalArgumentException(
+          "fhirpkg.hapi.cr.settings must be 'in-memory', 'server-search' or 'defaults', not " + mode);
     }
     LOG.info("fhirpkg: clinical reasoning engine settings: {}", mode);
     return s;
