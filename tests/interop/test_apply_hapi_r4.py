@@ -17,7 +17,9 @@ What is compared, per (patient, PlanDefinition), with ``fhirpkg.api.apply`` on t
   (the action must point at a contained request);
 * titles: every included action's title equals the title of the PlanDefinition action it came from.
 
-HAPI reads everything from its own JPA storage through REST-level search (no data passed in the call).
+HAPI reads everything from its own JPA storage (no data passed in the call); with
+``--fhirpkg.hapi.cr.settings=server-search`` the engine's retrieves are the server's searches (patient
+compartment and codes as search parameters), value sets are expanded from their compose.
 """
 from __future__ import annotations
 
