@@ -1,4 +1,5 @@
-"""Harness around our HAPI FHIR JPA R5 test server (``hapi-server/``, a Spring Boot fat jar).
+"""Harness around our HAPI FHIR JPA test server (``hapi-server/``, a Spring Boot fat jar): R5, or R4 with
+``--fhirpkg.hapi.fhir-version=R4`` (PlanDefinition/$apply with ``--fhirpkg.hapi.cr=true``).
 
 Public API::
 

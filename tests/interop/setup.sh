@@ -3,7 +3,8 @@
 # newer than its sources is not rebuilt).  Needs Maven Central the first time (~490 MB into ~/.m2);
 # afterwards it works offline (set FHIRPKG_MAVEN_OFFLINE=1 to pass -o to Maven).
 #   1. HL7 validator front end -> tests/interop/hl7-validator/target/validator_cli.jar (+ target/lib/)
-#   2. HAPI FHIR JPA R5 server  -> tests/interop/hapi-server/target/hapi-server.jar
+#   2. HAPI FHIR JPA server (R5; R4 with --fhirpkg.hapi.fhir-version=R4, PlanDefinition/$apply with
+#      --fhirpkg.hapi.cr=true: cqf-fhir-cr-hapi 4.4.0) -> tests/interop/hapi-server/target/hapi-server.jar
 #   2b. cqf-fhir-cr $apply front end -> tests/interop/cqf-apply/target/cqf_apply.jar (+ target/lib/)
 #   2c. CQL-to-ELM translator front end (fhirpkg cql) -> <fhirpkg cache>/cql-translator-4.4.0/cql_translator.jar
 #   3. the validator's private package cache, copied from the shared FHIR package cache

@@ -9,8 +9,7 @@ A second server runs with request validation on (``--fhirpkg.hapi.request-valida
 Extensions Pack's CodeSystems and ValueSets installed (the export's ``artifact-*`` extensions bind
 to them): it rejects an R4-invalid control, and it rejects the R4 export for known reasons only (an
 R4 expression-language code, and the R5 cross-version extensions it has no definitions for), tracked
-as a strict xfail.  Not covered here: request validation and
-clinical reasoning ($apply) on the R4 server (issue 12, items 3-4).
+as a strict xfail.  Clinical reasoning ($apply) on the R4 server: test_apply_hapi_r4.py.
 """
 import io
 import json

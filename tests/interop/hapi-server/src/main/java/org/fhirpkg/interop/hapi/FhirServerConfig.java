@@ -39,6 +39,7 @@ import org.slf4j.LoggerFactory;
 import ca.uhn.fhir.rest.server.interceptor.RequestValidatingInterceptor;
 import ca.uhn.fhir.validation.ResultSeverityEnum;
 import org.hl7.fhir.common.hapi.validation.validator.FhirInstanceValidator;
+import org.opencds.cqf.fhir.cr.hapi.r4.plandefinition.PlanDefinitionApplyProvider;
 import org.springframework.beans.factory.ObjectProvider;
 import org.springframework.beans.factory.annotation.Value;
 import org.springframework.boot.autoconfigure.condition.ConditionalOnProperty;
@@ -62,7 +63,7 @@ import org.springframework.transaction.annotation.EnableTransactionManagement;
 @Configuration
 @EnableTransactionManagement
 @Import({FhirVersionConfig.R5.class, FhirVersionConfig.R4.class, ThreadPoolFactoryConfig.class,
-    JpaBatch2Config.class, Batch2JobsConfig.class, SubscriptionChannelConfig.class})
+    JpaBatch2Config.class, Batch2JobsConfig.class, SubscriptionChannelConfig.class, ClinicalReasoningConfig.class})
 public class FhirServerConfig {
 
   private static final Logger LOG = LoggerFactory.getLogger(FhirServerConfig.class);
@@ -191,11 +192,13 @@ public class FhirServerConfig {
   public RestfulServer restfulServer(IFhirSystemDao<?, ?> systemDao, ResourceProviderFactory resourceProviderFactory,
       IJpaSystemProvider jpaSystemProvider, JpaStorageSettings storageSettings,
       ISearchParamRegistry searchParamRegistry, IValidationSupport validationSupport,
-      DatabaseBackedPagingProvider pagingProvider, ObjectProvider<RequestValidatingInterceptor> validation) {
+      DatabaseBackedPagingProvider pagingProvider, ObjectProvider<RequestValidatingInterceptor> validation,
+      ObjectProvider<PlanDefinitionApplyProvider> apply) {
     RestfulServer server = new RestfulServer(systemDao.getContext());
     validation.ifAvailable(server::registerInterceptor);
     server.registerProviders(resourceProviderFactory.createProviders());
     server.registerProvider(jpaSystemProvider);
+    apply.ifAvailable(server::registerProvider); // --fhirpkg.hapi.cr=true (ClinicalReasoningConfig)
     server.setServerConformanceProvider(new JpaCapabilityStatementProvider(
         server, systemDao, storageSettings, searchParamRegistry, validationSupport));
     server.setPagingProvider(pagingProvider);
