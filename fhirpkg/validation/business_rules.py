@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import lexeme
 from fhirpkg.fhir.model import Node
-from fhirpkg.validation import questionnaire
+from fhirpkg.validation import codesystem, questionnaire
 
 
 def attachment(node: Node) -> Iterator[Issue]:
@@ -322,6 +322,7 @@ RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
 CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
     "StructureDefinition": (extension_context_elements,),
     "Questionnaire": (questionnaire.derivation,),
+    "CodeSystem": (codesystem.check,),
 }
 #: Rules for every resource (applied to resource roots).
 #: Bundle.link relations that name one page or the Bundle itself (http.html#paging): at most once each.

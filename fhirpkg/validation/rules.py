@@ -150,6 +150,8 @@ RULES: dict[str, Rule] = {
                        "Display_Name_for__should_be_one_of__instead_of", "Terminology_TX_Display_Wrong"),
     "code-inactive": _r("terminology", "warning", "an inactive code", "INACTIVE_CONCEPT_FOUND",
                         "INACTIVE_CONCEPT_FOUND_ADD"),
+    "code-not-active": _r("terminology", "error", "an inactive code where the required value set leaves inactive "
+                          "codes out (compose.inactive = false), said on the code", "STATUS_CODE_WARNING_CODE"),
     "code-case": _r("terminology", "information", "a code that matches only case-insensitively", "CODE_CASE_DIFFERENCE"),
     "code-system-invalid": _r("terminology", "error", "a system that is a value set or not a URL",
                               "Terminology_TX_System_Unknown", "Terminology_TX_System_ValueSet",
@@ -247,6 +249,13 @@ RULES: dict[str, Rule] = {
     "package-cycle": _r("package", "warning", "a cycle of canonical dependencies"),
     "bundle-link-unique": _r("rules", "error", "a Bundle paging or self link relation given more than once",
                              "BUNDLE_LINK_SEARCH_NO_DUPLICATES"),
+    "codesystem-property-uri": _r("rules", "warning", "a property uri 'base#code' whose known base code system has "
+                                  "neither that property nor that concept", "CODESYSTEM_PROPERTY_URI_INVALID"),
+    "codesystem-property-internal": _r("rules", "information", "a code property without value set information: its "
+                                       "values are checked as internal codes", "CODESYSTEM_PROPERTY_CODE_DEFAULT_WARNING"),
+    "codesystem-property-code": _r("rules", "warning", "a code property value that is not a code of the code system "
+                                   "(error for parent/child/partOf/synonym and in supplements)",
+                                   "CODESYSTEM_PROPERTY_BAD_INTERNAL_REFERENCE"),
     "codesystem-supplement-content": _r("rules", "error", "a CodeSystem supplement whose content is not 'supplement'",
                                         "CODESYSTEM_CS_HL7_PRESENT_ELEMENT_SUPPL_WRONG"),
     "extension-cross-version": _r("structure", "warning", "a cross-version extension url, not checked"),
