@@ -14,7 +14,8 @@ import copy
 import pickle
 import re
 
-from fhirpkg.fhir.elements import build_json_index, choice_value, compile_binding, compile_constraint, compile_contexts, compile_element, max_cardinality
+from fhirpkg.fhir.elements import (build_json_index, choice_value, compile_binding, compile_constraint, compile_contexts,
+                                   compile_element, max_cardinality, version_range)
 from fhirpkg.fhir.model import Discriminator, ElementDef, Slicing, TypeDef
 
 
@@ -65,6 +66,7 @@ def compile_profile(sd: dict, defs) -> TypeDef:
     if sd.get("context"):
         td.contexts = compile_contexts(sd["context"], defs.fhir_version)
         td.context_declared = True
+    td.fhir_versions = version_range(sd)
     applier = _Applier(defs, td)
     open_slices: dict[str, str | None] = {}
     for element in (sd.get("differential") or {}).get("element") or ():

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import lexeme
 from fhirpkg.fhir.model import Node
-from fhirpkg.validation import codesystem, questionnaire
+from fhirpkg.validation import codesystem, extension_use, questionnaire
 
 
 def attachment(node: Node) -> Iterator[Issue]:
@@ -323,6 +323,7 @@ CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
     "StructureDefinition": (extension_context_elements,),
     "Questionnaire": (questionnaire.derivation,),
     "CodeSystem": (codesystem.check,),
+    "Extension": (extension_use.fhir_version,),
 }
 #: Rules for every resource (applied to resource roots).
 #: Bundle.link relations that name one page or the Bundle itself (http.html#paging): at most once each.

@@ -249,6 +249,8 @@ RULES: dict[str, Rule] = {
     "package-cycle": _r("package", "warning", "a cycle of canonical dependencies"),
     "bundle-link-unique": _r("rules", "error", "a Bundle paging or self link relation given more than once",
                              "BUNDLE_LINK_SEARCH_NO_DUPLICATES"),
+    "extension-fhir-version": _r("rules", "error", "an extension whose definition (version-specific-use) is limited to "
+                                 "other FHIR versions", "EXTENSION_FHIR_VERSION_EARLIEST", "EXTENSION_FHIR_VERSION_LATEST"),
     "codesystem-property-uri": _r("rules", "warning", "a property uri 'base#code' whose known base code system has "
                                   "neither that property nor that concept", "CODESYSTEM_PROPERTY_URI_INVALID"),
     "codesystem-property-internal": _r("rules", "information", "a code property without value set information: its "
