@@ -17,13 +17,11 @@ Checks that need a value set expansion (properties bound to a value set) are not
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Iterator
-
-import orjson
 
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.model import Node
+from fhirpkg.validation import canonical_lookup
 
 CONCEPT_PROPERTIES = "http://hl7.org/fhir/concept-properties"
 #: the FHIR-defined properties whose code values must be codes of the same code system (an error)
@@ -59,35 +57,15 @@ def _concepts(concepts, location: tuple, expression: str):
             yield from _concepts(c.get("concept"), loc, expr)
 
 
-@lru_cache(maxsize=64)
-def _packaged(package: str, url: str) -> dict | None:
-    """A code system as its package holds it (property declarations and concept properties are
-    not kept by the compiled terminology)."""
-    from fhirpkg.fhir import packages as pk
-    try:
-        found = pk.installed(pk.PackageRef.parse(package))
-    except (ValueError, OSError):
-        return None
-    if found is None:
-        return None
-    for entry in found.index:
-        if entry.get("resourceType") == "CodeSystem" and entry.get("url") == url:
-            try:
-                return orjson.loads((found.folder / entry["filename"]).read_bytes())
-            except (OSError, orjson.JSONDecodeError):
-                return None
-    return None
-
-
-def _base_code_system(base: str, term, resolver) -> tuple[str, dict | None, set] | None:
+def _base_code_system(base: str, defs, resolver) -> tuple[str, dict | None, set] | None:
     """(name for messages, the resource if it can be read, its codes) of the code system ``base``."""
-    raw = resolver.by_canonical.get(base) if resolver is not None else None
-    if isinstance(raw, dict) and raw.get("resourceType") == "CodeSystem":
+    raw = canonical_lookup.find(defs, resolver, base, "CodeSystem")
+    if raw is not None and raw.get("content") != "not-present":
         return raw.get("title") or raw.get("name") or base, raw, _codes(raw.get("concept"), set())
-    cs = term.code_system(base) if term is not None else None
+    cs = defs.terminology.code_system(base) if defs.terminology is not None else None
     if cs is None:
         return None
-    return cs.label, _packaged(cs.package, cs.url), set(cs.concepts)
+    return cs.label, raw, set(cs.concepts)
 
 
 def _find_concept(concepts, code: str) -> dict | None:
@@ -105,14 +83,14 @@ def _has_ext(element: dict, urls: tuple[str, ...]) -> bool:
     return any(isinstance(e, dict) and e.get("url") in urls for e in element.get("extension") or ())
 
 
-def _property_rule(prop: dict, r5: bool, term, resolver, expr: str, loc: tuple) -> Iterator[Issue | str]:
+def _property_rule(prop: dict, r5: bool, defs, resolver, expr: str, loc: tuple) -> Iterator[Issue | str]:
     """Issues about one property declaration, then (last) how its code values are checked."""
     uri, ptype, pcode = prop.get("uri"), prop.get("type"), prop.get("code")
     uri = uri if isinstance(uri, str) else None
     rule, value_set = INTERNAL_WARNING, False
     if uri is not None and "#" in uri:
         base, code = uri.split("#", 1)
-        found = _base_code_system(base, term, resolver)
+        found = _base_code_system(base, defs, resolver)
         if found is not None:
             label, raw, codes = found
             declared = any(isinstance(p, dict) and p.get("uri") == uri for p in (raw or {}).get("property") or ())
@@ -150,7 +128,7 @@ def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
         if not isinstance(prop, dict):
             continue
         expr, loc = f"{node.expression}.property[{i}]", node.location + ("property", i)
-        for out in _property_rule(prop, r5, term, resolver, expr, loc):
+        for out in _property_rule(prop, r5, defs, resolver, expr, loc):
             if isinstance(out, Issue):
                 yield out
             elif prop.get("type") == "code":  # a value of another type is not checked as a code

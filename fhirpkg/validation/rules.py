@@ -251,6 +251,23 @@ RULES: dict[str, Rule] = {
                              "BUNDLE_LINK_SEARCH_NO_DUPLICATES"),
     "extension-fhir-version": _r("rules", "error", "an extension whose definition (version-specific-use) is limited to "
                                  "other FHIR versions", "EXTENSION_FHIR_VERSION_EARLIEST", "EXTENSION_FHIR_VERSION_LATEST"),
+    "valueset-contained-system": _r("rules", "error", "an include system '#id' that names no (or more than one) "
+                                    "contained CodeSystem", "VALUESET_INCLUDE_CS_NOT_FOUND", "VALUESET_INCLUDE_CSVER_NOT_FOUND",
+                                    "VALUESET_INCLUDE_CS_NOT_CS", "VALUESET_INCLUDE_CS_MULTI_FOUND",
+                                    "VALUESET_INCLUDE_CSVER_MULTI_FOUND"),
+    "ig-dependency": _r("rules", "error", "an ImplementationGuide.dependsOn uri with an empty or inconsistent '|version', "
+                        "or not naming the ImplementationGuide resource", "IG_DEPENDENCY_CAN_VERSION_NONE",
+                        "IG_DEPENDENCY_CAN_VERSION_ALONE", "IG_DEPENDENCY_CAN_VERSION_ERROR", "IG_DEPENDENCY_DIRECT"),
+    "ig-dependency-unknown": _r("rules", "warning", "a dependsOn uri naming no ImplementationGuide known to the run",
+                                "IG_DEPENDENCY_INVALID_URL"),
+    "searchparameter-code": _r("rules", "warning", "a search parameter code with '.', '$' or '|'",
+                               "SEARCHPARAMETER_BAD_CHAR"),
+    "searchparameter-derivation": _r("rules", "error", "a derivedFrom SearchParameter that is not found (warning), "
+                                     "lacks a base or has another type (errors), or another expression (warning)",
+                                     "SEARCHPARAMETER_NOTFOUND", "SEARCHPARAMETER_BASE_WRONG",
+                                     "SEARCHPARAMETER_TYPE_WRONG", "SEARCHPARAMETER_EXP_WRONG"),
+    "searchparameter-composite": _r("rules", "error", "a composite search parameter with fewer than two components",
+                                    "SEARCHPARAMETER_MISSING_COMPONENTS"),
     "codesystem-property-uri": _r("rules", "warning", "a property uri 'base#code' whose known base code system has "
                                   "neither that property nor that concept", "CODESYSTEM_PROPERTY_URI_INVALID"),
     "codesystem-property-internal": _r("rules", "information", "a code property without value set information: its "
