@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import lexeme
 from fhirpkg.fhir.model import Node
-from fhirpkg.validation import (codesystem, extension_use, implementation_guide, questionnaire,
+from fhirpkg.validation import (codesystem, extension_use, implementation_guide, profile_slices, questionnaire,
                                 search_parameter)
 
 
@@ -346,7 +346,7 @@ RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
 }
 #: Rules that also need the loaded definitions and the resolver, called with (node, defs, resolver).
 CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
-    "StructureDefinition": (extension_context_elements,),
+    "StructureDefinition": (extension_context_elements, profile_slices.must_support_slices),
     "Questionnaire": (questionnaire.derivation,),
     "CodeSystem": (codesystem.check,),
     "Extension": (extension_use.fhir_version,),

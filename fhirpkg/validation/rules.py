@@ -268,6 +268,8 @@ RULES: dict[str, Rule] = {
                                      "SEARCHPARAMETER_TYPE_WRONG", "SEARCHPARAMETER_EXP_WRONG"),
     "searchparameter-composite": _r("rules", "error", "a composite search parameter with fewer than two components",
                                     "SEARCHPARAMETER_MISSING_COMPONENTS"),
+    "slice-must-support": _r("rules", "warning", "a profile slice not must-support where its slicing element is",
+                             "SD_PATH_SLICE_INCONSISTENT_MS"),
     "codesystem-property-uri": _r("rules", "warning", "a property uri 'base#code' whose known base code system has "
                                   "neither that property nor that concept", "CODESYSTEM_PROPERTY_URI_INVALID"),
     "codesystem-property-internal": _r("rules", "information", "a code property without value set information: its "

@@ -133,3 +133,33 @@ def test_include_of_a_contained_resource_that_is_not_a_code_system(validator):
 
 def test_include_of_the_contained_code_system_is_not_this_rule(validator):
     assert of(validator.validate_resource(value_set("#cs1", [CS])), "valueset-contained-system") == []
+
+
+# --- SD_PATH_SLICE_INCONSISTENT_MS -------------------------------------------------------------
+
+def profile(ssn_must_support) -> dict:
+    ssn = {"id": "Patient.identifier:SSN", "path": "Patient.identifier", "sliceName": "SSN"}
+    if ssn_must_support is not None:
+        ssn["mustSupport"] = ssn_must_support
+    return {"resourceType": "StructureDefinition", "url": "http://example.org/fhir/StructureDefinition/p",
+            "name": "P", "status": "draft", "fhirVersion": "5.0.0", "kind": "resource", "abstract": False,
+            "type": "Patient", "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+            "derivation": "constraint",
+            "differential": {"element": [
+                {"id": "Patient.identifier", "path": "Patient.identifier", "mustSupport": True,
+                 "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "open"}},
+                {"id": "Patient.identifier:MRN", "path": "Patient.identifier", "sliceName": "MRN",
+                 "mustSupport": True},
+                ssn]}}
+
+
+@pytest.mark.parametrize("ssn_must_support", [False, None])  # None: inherited from Patient.identifier (not MS)
+def test_slice_not_must_support_under_a_must_support_slicing(validator, ssn_must_support):
+    assert of(validator.validate_resource(profile(ssn_must_support)), "slice-must-support") == [
+        ("warning", "StructureDefinition.differential",
+         "The slice 'SSN' on path 'Patient.identifier' is not marked as 'must-support' which is not consistent with "
+         "the element that defines the slicing, where 'must-support' is true")]
+
+
+def test_all_slices_must_support_is_fine(validator):
+    assert of(validator.validate_resource(profile(True)), "slice-must-support") == []
