@@ -350,7 +350,7 @@ CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
     "Questionnaire": (questionnaire.derivation,),
     "CodeSystem": (codesystem.check,),
     "Extension": (extension_use.fhir_version,),
-    "ImplementationGuide": (implementation_guide.dependencies,),
+    "ImplementationGuide": (implementation_guide.check,),
     "SearchParameter": (search_parameter.check,),
 }
 #: Rules for every resource (applied to resource roots).

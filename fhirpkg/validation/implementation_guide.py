@@ -7,6 +7,10 @@ makes them (checkDependency), without what needs the package registry.
   an ImplementationGuide resource, as the HL7 validator has it) - errors;
 * the uri should name the ImplementationGuide resource itself (IG_DEPENDENCY_DIRECT, error);
 * a uri naming no ImplementationGuide known to the run (IG_DEPENDENCY_INVALID_URL, warning).
+
+And a guide whose url starts with http://hl7.org/fhir/ (an HL7 guide) must state its standards
+status and work group (IG_HL7_STANDARDS_STATUS_REQUIRED, _WG_REQUIRED: errors) and should state
+its maturity (IG_HL7_FMM_SHOULD: warning).
 """
 from __future__ import annotations
 
@@ -17,10 +21,28 @@ from fhirpkg.fhir.model import Node
 from fhirpkg.validation import canonical_lookup
 
 
-def dependencies(node: Node, defs, resolver=None) -> Iterator[Issue]:
+EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-"
+HL7_GUIDE_EXTENSIONS = ((f"{EXT}standards-status", Severity.ERROR, "must state their status"),
+                        (f"{EXT}wg", Severity.ERROR, "must state their owning workgroup"),
+                        (f"{EXT}fmm", Severity.WARNING, "should state their maturity"))
+
+
+def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
     ig = node.value
     if not isinstance(ig, dict) or node.location != node.frame.location:
         return
+    yield from dependencies(node, defs, resolver)
+    url = ig.get("url")
+    if isinstance(url, str) and url.startswith("http://hl7.org/fhir/"):
+        present = {e.get("url") for e in ig.get("extension") or () if isinstance(e, dict)}
+        for ext, severity, what in HL7_GUIDE_EXTENSIONS:
+            if ext not in present:
+                yield Issue(severity, "business-rule", f"HL7 Implementation Guides {what} explicitly using the "
+                            f"extension {ext}", "ig-hl7-metadata", node.expression, location=node.location)
+
+
+def dependencies(node: Node, defs, resolver=None) -> Iterator[Issue]:
+    ig = node.value
     for i, dep in enumerate(ig.get("dependsOn") or ()):
         if not isinstance(dep, dict):
             continue

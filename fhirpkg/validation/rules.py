@@ -258,6 +258,9 @@ RULES: dict[str, Rule] = {
     "ig-dependency": _r("rules", "error", "an ImplementationGuide.dependsOn uri with an empty or inconsistent '|version', "
                         "or not naming the ImplementationGuide resource", "IG_DEPENDENCY_CAN_VERSION_NONE",
                         "IG_DEPENDENCY_CAN_VERSION_ALONE", "IG_DEPENDENCY_CAN_VERSION_ERROR", "IG_DEPENDENCY_DIRECT"),
+    "ig-hl7-metadata": _r("rules", "error", "an HL7 guide (url under http://hl7.org/fhir/) without standards status or "
+                          "work group (errors) or maturity (warning) extensions", "IG_HL7_STANDARDS_STATUS_REQUIRED",
+                          "IG_HL7_WG_REQUIRED", "IG_HL7_FMM_SHOULD"),
     "ig-dependency-unknown": _r("rules", "warning", "a dependsOn uri naming no ImplementationGuide known to the run",
                                 "IG_DEPENDENCY_INVALID_URL"),
     "searchparameter-code": _r("rules", "warning", "a search parameter code with '.', '$' or '|'",

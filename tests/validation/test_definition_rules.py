@@ -163,3 +163,25 @@ def test_slice_not_must_support_under_a_must_support_slicing(validator, ssn_must
 
 def test_all_slices_must_support_is_fine(validator):
     assert of(validator.validate_resource(profile(True)), "slice-must-support") == []
+
+
+# --- IG_HL7_* ---------------------------------------------------------------------------------
+
+EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-"
+
+
+def test_hl7_guide_must_state_status_and_work_group_and_should_state_maturity(validator):
+    ig = guide({"uri": IG_URI, "packageId": "example.other", "version": "1.0.0"})
+    ig["url"] = "http://hl7.org/fhir/ImplementationGuide/mine"
+    found = of(validator.validate_resource(ig), "ig-hl7-metadata")
+    assert [(s, e) for s, e, _ in found] == [("error", "ImplementationGuide")] * 2 + [("warning", "ImplementationGuide")]
+    assert found[0][2] == ("HL7 Implementation Guides must state their status explicitly using the extension "
+                           f"{EXT}standards-status")
+    ig["extension"] = [{"url": f"{EXT}standards-status", "valueCode": "draft"}, {"url": f"{EXT}wg", "valueCode": "fhir"},
+                       {"url": f"{EXT}fmm", "valueInteger": 0}]
+    assert of(validator.validate_resource(ig), "ig-hl7-metadata") == []
+
+
+def test_non_hl7_guide_needs_none_of_these(validator):
+    ig = guide({"uri": IG_URI, "packageId": "example.other", "version": "1.0.0"})
+    assert of(validator.validate_resource(ig), "ig-hl7-metadata") == []
