@@ -269,6 +269,8 @@ RULES: dict[str, Rule] = {
                                      "lacks a base or has another type (errors), or another expression (warning)",
                                      "SEARCHPARAMETER_NOTFOUND", "SEARCHPARAMETER_BASE_WRONG",
                                      "SEARCHPARAMETER_TYPE_WRONG", "SEARCHPARAMETER_EXP_WRONG"),
+    "searchparameter-expression": _r("rules", "error", "a search expression naming an element its bases do not have "
+                                     "(plain paths only)", "ED_SEARCH_EXPRESSION_ERROR"),
     "searchparameter-composite": _r("rules", "error", "a composite search parameter with fewer than two components",
                                     "SEARCHPARAMETER_MISSING_COMPONENTS"),
     "slice-must-support": _r("rules", "warning", "a profile slice not must-support where its slicing element is",

@@ -7,9 +7,10 @@
   its type (SEARCHPARAMETER_BASE_WRONG, _TYPE_WRONG, errors); a different expression must be
   the same once reduced to the union members on this parameter's bases
   (SEARCHPARAMETER_EXP_WRONG, warning);
-* a composite parameter has two or more components (SEARCHPARAMETER_MISSING_COMPONENTS, error).
-
-Not made here: type-checking the expression against the bases (ED_SEARCH_EXPRESSION_ERROR).
+* a composite parameter has two or more components (SEARCHPARAMETER_MISSING_COMPONENTS, error);
+* the expression must name elements that exist on the bases (ED_SEARCH_EXPRESSION_ERROR, error).
+  The HL7 validator type-checks the whole FHIRPath expression; here only union members that are
+  plain paths (names and dots) are checked, up to the first name that is not found.
 """
 from __future__ import annotations
 
@@ -58,11 +59,73 @@ def canonical_expression(expression: str, bases: list[str], resource_types) -> s
     return " | ".join(sorted(kept)) if kept else None
 
 
+def _children(defs, nodes: list) -> dict:
+    """name -> the elements one step below these elements (choice elements by their name without [x])."""
+    out: dict = {}
+    for e in nodes:
+        kids = list(e.children.values())
+        if not kids:
+            for code in e.type_codes:
+                td = defs.base_type(code)
+                if td is not None:
+                    kids.extend(td.root.children.values())
+        for k in kids:
+            names = [k.name]
+            if k.is_choice:  # 'value', and (as the HL7 type checker accepts) 'valueQuantity'
+                names = [k.name[:-3]] + [k.name[:-3] + c[:1].upper() + c[1:] for c in k.type_codes]
+            for name in names:
+                out.setdefault(name, []).append(k)
+    return out
+
+
+def _labels(nodes) -> list[str]:
+    """The possible types as the HL7 validator lists them: type URLs, element#path for backbones."""
+    out = []
+    for e in nodes:
+        codes = e.type_codes
+        if e.children and (not codes or codes[0] in ("BackboneElement", "Element")) and "." in e.path:
+            out.append(f"http://hl7.org/fhir/StructureDefinition/{e.path.split('.')[0]}#{e.path}")
+        else:
+            out.extend(f"http://hl7.org/fhir/StructureDefinition/{c}" for c in (codes or (e.path,)))
+    return out
+
+
+def path_problem(expression: str, bases: list[str], defs) -> str | None:
+    """The HL7 validator's message for the first name of a plain-path union member that no
+    possible type has (the bases, then each step's types), or None."""
+    for member in _union_members(expression) or ():
+        if not _SIMPLE.match(member):
+            continue
+        names, pos = member.split("."), max(expression.find(member), 0)
+        if defs.is_resource_type(names[0]) or names[0] in bases:
+            td = defs.base_type(names[0])
+            nodes = [td.root] if td is not None else []
+            pos += len(names[0]) + 1
+            names = names[1:]
+        else:
+            nodes = [td.root for td in map(defs.base_type, bases) if td is not None]
+        for name in names:
+            if not nodes or any(n.content_reference for n in nodes):
+                break  # an unknown base, or a recursive element (Questionnaire.item.item): not followed
+            step = _children(defs, nodes).get(name)
+            if not step:
+                return (f"Error evaluating FHIRPath expression: The name '{name}' is not valid for any of the "
+                        f"possible types: [{', '.join(_labels(nodes))}] (@char {pos + 1})")
+            nodes, pos = step, pos + len(name) + 1
+    return None
+
+
 def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
     sp = node.value
     if not isinstance(sp, dict) or node.location != node.frame.location:
         return
     expr, loc = node.expression, node.location
+    bases = [b for b in sp.get("base") or () if isinstance(b, str)]
+    if isinstance(sp.get("expression"), str) and bases:
+        problem = path_problem(sp["expression"], bases, defs)
+        if problem:
+            yield Issue(Severity.ERROR, "invalid", f"Error in search expression '{sp['expression']}': {problem}",
+                        "searchparameter-expression", f"{expr}.expression", location=loc + ("expression",))
     code = sp.get("code")
     if isinstance(code, str):
         for ch in (".", "$", "|"):

@@ -185,3 +185,28 @@ def test_hl7_guide_must_state_status_and_work_group_and_should_state_maturity(va
 def test_non_hl7_guide_needs_none_of_these(validator):
     ig = guide({"uri": IG_URI, "packageId": "example.other", "version": "1.0.0"})
     assert of(validator.validate_resource(ig), "ig-hl7-metadata") == []
+
+
+# --- ED_SEARCH_EXPRESSION_ERROR ---------------------------------------------------------------
+
+def test_search_expression_naming_an_element_the_base_lacks(validator):
+    # R5 Organization has no address (it moved to Organization.contact.address)
+    sp = search_parameter(base=["Organization"], expression="Organization.address.country")
+    del sp["derivedFrom"]
+    assert of(validator.validate_resource(sp), "searchparameter-expression") == [
+        ("error", "SearchParameter.expression",
+         "Error in search expression 'Organization.address.country': Error evaluating FHIRPath expression: The name "
+         "'address' is not valid for any of the possible types: [http://hl7.org/fhir/StructureDefinition/Organization]"
+         " (@char 14)")]
+
+
+@pytest.mark.parametrize("base,expression", [
+    (["Organization"], "Organization.contact.address.country"),
+    (["Observation"], "Observation.value.unit"),
+    (["Patient", "Practitioner"], "Patient.name.family | Practitioner.name.family"),
+    (["Questionnaire"], "Questionnaire.item.item.linkId"),
+])
+def test_search_expression_with_existing_elements_is_fine(validator, base, expression):
+    sp = search_parameter(base=base, expression=expression)
+    del sp["derivedFrom"]
+    assert of(validator.validate_resource(sp), "searchparameter-expression") == []
