@@ -87,7 +87,7 @@ def _property_rule(prop: dict, r5: bool, defs, resolver, expr: str, loc: tuple) 
     """Issues about one property declaration, then (last) how its code values are checked."""
     uri, ptype, pcode = prop.get("uri"), prop.get("type"), prop.get("code")
     uri = uri if isinstance(uri, str) else None
-    rule, value_set = INTERNAL_WARNING, False
+    value_set = False
     if uri is not None and "#" in uri:
         base, code = uri.split("#", 1)
         found = _base_code_system(base, defs, resolver)
@@ -113,7 +113,7 @@ def _property_rule(prop: dict, r5: bool, defs, resolver, expr: str, loc: tuple) 
         yield Issue(Severity.INFORMATION, "business-rule", "The type of property 'code' is 'code', but no ValueSet "
                     "information was found, so the codes will be validated as internal codes",
                     "codesystem-property-internal", expr, location=loc)
-        yield rule
+        yield INTERNAL_WARNING
 
 
 def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
