@@ -5,6 +5,11 @@ version-specific-use extension (startFhirVersion / endFhirVersion, compared by m
 used in a resource of a version outside it, the HL7 validator reports an error on the element
 that holds the extension (EXTENSION_FHIR_VERSION_EARLIEST / _LATEST).  Contexts limited the same
 way are handled where contexts are checked (fhirpkg.fhir.elements.compile_contexts).
+
+An extension url in one of HL7's own URL spaces that names no definition is also reported on the
+url itself (Type_Specific_Checks_DT_URL_Resolve, error), besides the unknown extension: the HL7
+validator resolves every uri it meets and knows these spaces hold definitions.  (It does the same
+for other uri elements; only Extension.url is checked here.)
 """
 from __future__ import annotations
 
@@ -13,7 +18,17 @@ from typing import Iterator
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.model import Node
 
-RELEASE_NAMES = {"1.0": "R2", "1.4": "R2B", "3.0": "R3", "4.0": "R4", "4.3": "R4B", "5.0": "R5", "6.0": "R6"}
+#: URL spaces whose URLs must resolve to a definition (InstanceValidator.isKnownSpace)
+KNOWN_SPACES = ("http://hl7.org/fhir", "http://terminology.hl7.org/", "http://fhir.org/guides")
+RELEASE_BY_MAJOR_MINOR = {"1.0": "R2", "1.4": "R2B", "3.0": "R3", "4.0": "R4", "4.3": "R4B", "5.0": "R5", "6.0": "R6"}
+
+
+def unresolved_url(url: str) -> Issue | None:
+    """The issue for an unknown extension's url in an HL7 URL space (cross-version and the HL7
+    tools' own extensions are told apart before this is asked)."""
+    if not url.startswith(KNOWN_SPACES):
+        return None
+    return Issue(Severity.ERROR, "invalid", f"No definition could be found for URL value '{url}'", "url-unresolved")
 
 
 def _major_minor(version: str) -> tuple[int, ...] | None:
@@ -25,7 +40,7 @@ def _major_minor(version: str) -> tuple[int, ...] | None:
 
 def release_name(version: str) -> str:
     """'R4B' for 4.3 (VersionUtilities.getNameForVersion)."""
-    return RELEASE_NAMES.get(".".join(version.split(".")[:2]), "R?")
+    return RELEASE_BY_MAJOR_MINOR.get(".".join(version.split(".")[:2]), "R?")
 
 
 def fhir_version(node: Node, defs, resolver=None) -> Iterator[Issue]:

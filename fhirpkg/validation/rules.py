@@ -275,6 +275,8 @@ RULES: dict[str, Rule] = {
                                     "SEARCHPARAMETER_MISSING_COMPONENTS"),
     "slice-must-support": _r("rules", "warning", "a profile slice not must-support where its slicing element is",
                              "SD_PATH_SLICE_INCONSISTENT_MS"),
+    "url-unresolved": _r("rules", "error", "an extension url in an HL7 URL space (hl7.org/fhir, terminology.hl7.org, "
+                         "fhir.org/guides) naming no definition", "Type_Specific_Checks_DT_URL_Resolve"),
     "codesystem-property-uri": _r("rules", "warning", "a property uri 'base#code' whose known base code system has "
                                   "neither that property nor that concept", "CODESYSTEM_PROPERTY_URI_INVALID"),
     "codesystem-property-internal": _r("rules", "information", "a code property without value set information: its "

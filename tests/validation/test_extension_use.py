@@ -51,3 +51,26 @@ def test_extension_from_r6_on_used_in_r5_is_an_error(defs):
 @pytest.mark.parametrize("start,end", [("4.0", None), ("4.0", "5.0"), (None, None)])
 def test_extension_whose_range_includes_r5_is_fine(defs, start, end):
     assert found(_validator(defs, start, end)) == []
+
+
+# --- Type_Specific_Checks_DT_URL_Resolve (url-unresolved) ---------------------------------------
+
+@pytest.mark.parametrize("url,expected", [
+    ("http://hl7.org/fhir/StructureDefinition/no-such-extension", True),
+    ("http://terminology.hl7.org/StructureDefinition/no-such-extension", True),
+    ("http://example.org/StructureDefinition/no-such-extension", False),  # not an HL7 URL space
+])
+def test_unknown_extension_url_in_an_hl7_space_does_not_resolve(validator, url, expected):
+    patient = {"resourceType": "Patient", "extension": [{"url": url, "valueString": "x"}]}
+    issues = validator.validate_resource(patient)
+    found = [(i.severity.code, i.expression, i.message) for i in issues if i.rule == "url-unresolved"]
+    assert found == ([("error", "Patient.extension[0].url", f"No definition could be found for URL value '{url}'")]
+                     if expected else [])
+    assert any(i.rule == "extension-unknown" for i in issues)
+
+
+def test_known_extension_url_resolves(validator):
+    patient = {"resourceType": "Patient", "extension": [
+        {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+         "valueAddress": {"city": "Springfield"}}]}
+    assert [i for i in validator.validate_resource(patient) if i.rule == "url-unresolved"] == []
