@@ -57,6 +57,9 @@ VERDICTS: list[tuple[str, str, str, str]] = [
      "(EXTENSION_FHIR_VERSION_LATEST, same paths, checked on OperationDefinition-CodeSystem-lookup)."),
     ("ig-hl7-metadata", r"", REAL, "an ImplementationGuide under http://hl7.org/fhir/ without the standards-status "
      "and work group extensions. HL7 reports the same (IG_HL7_STANDARDS_STATUS_REQUIRED, IG_HL7_WG_REQUIRED)."),
+    ("url-unresolved", r"structuredefinition-implements|usagecontext-group", REAL,
+     "the url of an extension that no package available offline defines (see extension-unknown); the HL7 validator "
+     "also reports the url itself (Type_Specific_Checks_DT_URL_Resolve, checked on PlanDefinition-KDN5)."),
     ("workgroup-multiple", r"", REAL, "the resource names more than one owning work group "
      "(structuredefinition-wg twice). HL7 reports the same."),
     ("canonical-unresolved", r"", REAL, "a canonical '#id' names no contained resource. HL7 reports the same."),
