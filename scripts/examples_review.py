@@ -51,6 +51,15 @@ VERDICTS: list[tuple[str, str, str, str]] = [
     ("extension-context", r"codesystem-concept-comments", REAL,
      "codesystem-concept-comments is limited to FHIR versions up to 4.3 (version-specific-use), so it has no "
      "context in R5. HL7 reports the same ('allowed for this version = ')."),
+    ("extension-fhir-version", r"operationdefinition-allowed-type", REAL,
+     "operationdefinition-allowed-type limits itself (version-specific-use endFhirVersion 4.3) to R4/R4B, where "
+     "R5 has OperationDefinition.parameter.allowedType instead. HL7 reports the same "
+     "(EXTENSION_FHIR_VERSION_LATEST, same paths, checked on OperationDefinition-CodeSystem-lookup)."),
+    ("ig-hl7-metadata", r"", REAL, "an ImplementationGuide under http://hl7.org/fhir/ without the standards-status "
+     "and work group extensions. HL7 reports the same (IG_HL7_STANDARDS_STATUS_REQUIRED, IG_HL7_WG_REQUIRED)."),
+    ("url-unresolved", r"structuredefinition-implements|usagecontext-group", REAL,
+     "the url of an extension that no package available offline defines (see extension-unknown); the HL7 validator "
+     "also reports the url itself (Type_Specific_Checks_DT_URL_Resolve, checked on PlanDefinition-KDN5)."),
     ("workgroup-multiple", r"", REAL, "the resource names more than one owning work group "
      "(structuredefinition-wg twice). HL7 reports the same."),
     ("canonical-unresolved", r"", REAL, "a canonical '#id' names no contained resource. HL7 reports the same."),

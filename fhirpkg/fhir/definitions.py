@@ -22,12 +22,13 @@ from typing import Iterable
 import orjson
 
 from fhirpkg.fsutil import cache_root
-from fhirpkg.fhir.elements import FHIRPATH_TYPES, build_json_index, compile_constraint, compile_contexts, compile_element
+from fhirpkg.fhir.elements import (FHIRPATH_TYPES, build_json_index, compile_constraint, compile_contexts, compile_element,
+                                   version_range)
 from fhirpkg.fhir.model import ElementDef, TypeDef
 from fhirpkg.fhir.packages import Package
 
 #: Bump when the compiled form changes, so old caches are ignored.
-MODEL_VERSION = "14"
+MODEL_VERSION = "15"
 
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
 IMPLEMENTS_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-implements"
@@ -121,7 +122,7 @@ def compile_structure_definition(sd: dict, package: str = "", fhir_version: str 
         derivation=sd.get("derivation"), base_definition=sd.get("baseDefinition"), root=root,
         regex=_regex_of(snapshot) if sd.get("kind") == "primitive-type" else None,
         contexts=contexts, context_declared=bool(sd.get("context")), status=sd.get("status"), package=package,
-        by_id=by_id)
+        by_id=by_id, fhir_versions=version_range(sd))
 
 
 def _root_constraints(sd_by_url: dict[str, dict], sd: dict) -> list[dict]:

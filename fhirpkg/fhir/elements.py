@@ -118,6 +118,21 @@ def _applies_to(ctx: dict, fhir_version: str = "5.0.0") -> bool:
     return True
 
 
+def version_range(sd: dict) -> tuple[str | None, str | None]:
+    """The (startFhirVersion, endFhirVersion) a definition's own version-specific-use extension
+    limits it to (an extension definition used in other FHIR versions than these is an error)."""
+    start = end = None
+    for ext in sd.get("extension") or ():
+        if isinstance(ext, dict) and ext.get("url") == VERSION_USE_EXT:
+            for sub in ext.get("extension") or ():
+                v = sub.get("valueCode") or sub.get("valueString") if isinstance(sub, dict) else None
+                if isinstance(v, str) and sub.get("url") == "startFhirVersion":
+                    start = v
+                elif isinstance(v, str) and sub.get("url") == "endFhirVersion":
+                    end = v
+    return start, end
+
+
 def compile_contexts(contexts, fhir_version: str = "5.0.0") -> tuple:
     """An extension's contexts that apply to this FHIR version: (type, expression) pairs."""
     return tuple((c.get("type", ""), c.get("expression", "")) for c in contexts if _applies_to(c, fhir_version))

@@ -121,6 +121,8 @@ class TypeDef:
     #: Extension definitions: where the extension may be used.
     contexts: tuple[tuple[str, str], ...] = ()  # (type, expression), those that apply to R5
     context_declared: bool = False  # the definition states contexts (even if none apply to R5)
+    #: (startFhirVersion, endFhirVersion) of the definition's own version-specific-use extension
+    fhir_versions: tuple = (None, None)
     status: str | None = None
     package: str = ""  # "id#version" of the package that defines it
     #: Element id -> ElementDef, for resolving ``contentReference`` ("#Questionnaire.item").

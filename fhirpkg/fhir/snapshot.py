@@ -14,7 +14,8 @@ import copy
 import pickle
 import re
 
-from fhirpkg.fhir.elements import build_json_index, choice_value, compile_binding, compile_constraint, compile_contexts, compile_element, max_cardinality
+from fhirpkg.fhir.elements import (build_json_index, choice_value, compile_binding, compile_constraint, compile_contexts,
+                                   compile_element, max_cardinality, version_range)
 from fhirpkg.fhir.model import Discriminator, ElementDef, Slicing, TypeDef
 
 
@@ -26,14 +27,22 @@ def _clone(td: TypeDef) -> TypeDef:
     return pickle.loads(pickle.dumps(td, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _segments(element: dict) -> list[tuple[str, str | None]]:
-    """('name', slice) pairs of an element id: Patient.identifier:SSN.system."""
+def _segments(element: dict, open_slices: dict[str, str | None] | None = None) -> list[tuple[str, str | None]]:
+    """('name', slice) pairs of an element id: Patient.identifier:SSN.system.
+
+    An element without an id belongs to the slices last opened on its ancestors' paths
+    (``open_slices``: path -> slice name, updated here): a differential lists a slice and
+    then the slice's children by path alone."""
     eid = element.get("id")
     if not eid:
         parts = element["path"].split(".")
-        segs = [(p, None) for p in parts]
+        ctx = open_slices if open_slices is not None else {}
+        segs = [(p, ctx.get(".".join(parts[:i + 1]))) for i, p in enumerate(parts[:-1])] + [(parts[-1], None)]
         if element.get("sliceName"):
             segs[-1] = (segs[-1][0], element["sliceName"])
+        ctx[element["path"]] = element.get("sliceName")
+        for key in [k for k in ctx if k.startswith(element["path"] + ".")]:
+            del ctx[key]  # a new slice (or the slicing entry again) closes the slices below it
         return segs
     out = []
     for part in re.split(r"\.(?![^\[]*\])", eid):
@@ -57,9 +66,11 @@ def compile_profile(sd: dict, defs) -> TypeDef:
     if sd.get("context"):
         td.contexts = compile_contexts(sd["context"], defs.fhir_version)
         td.context_declared = True
+    td.fhir_versions = version_range(sd)
     applier = _Applier(defs, td)
+    open_slices: dict[str, str | None] = {}
     for element in (sd.get("differential") or {}).get("element") or ():
-        applier.apply(element, sd.get("url", ""))
+        applier.apply(element, sd.get("url", ""), open_slices)
     _reindex(td.root)
     td.by_id = {}
     _index_ids(td.root, td.by_id)
@@ -71,8 +82,8 @@ class _Applier:
         self.defs = defs
         self.td = td
 
-    def apply(self, element: dict, source: str) -> None:
-        segs = _segments(element)
+    def apply(self, element: dict, source: str, open_slices: dict | None = None) -> None:
+        segs = _segments(element, open_slices)
         node = self.td.root
         if segs[0][0] != node.path.split(".")[0] and segs[0][0] != self.td.type:
             raise SnapshotError(f"differential element {element.get('id')} does not start at {self.td.type}")

@@ -15,7 +15,8 @@ from typing import Callable, Iterator
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import lexeme
 from fhirpkg.fhir.model import Node
-from fhirpkg.validation import questionnaire
+from fhirpkg.validation import (codesystem, extension_use, implementation_guide, profile_slices, questionnaire,
+                                search_parameter)
 
 
 def attachment(node: Node) -> Iterator[Issue]:
@@ -76,6 +77,31 @@ def value_set(node: Node) -> Iterator[Issue]:
                             f"extension (found '{system}')", "valueset-system-absolute",
                             f"{node.expression}.compose.{part}[{i}]",
                             location=node.location + ("compose", part, i))
+            if isinstance(system, str) and system.startswith("#"):
+                yield from _contained_code_system(vs, inc, system, f"{node.expression}.compose.{part}[{i}]",
+                                                  node.location + ("compose", part, i))
+
+
+def _contained_code_system(vs: dict, inc: dict, system: str, expr: str, loc: tuple) -> Iterator[Issue]:
+    """An include naming a contained code system by '#id' (VALUESET_INCLUDE_CS_*): one CodeSystem
+    with that id (and the include's version, if it gives one) must be contained."""
+    version = inc.get("version") if isinstance(inc.get("version"), str) else None
+    found = []
+    for c in vs.get("contained") or ():
+        if isinstance(c, dict) and f"#{c.get('id')}" == system:
+            if c.get("resourceType") != "CodeSystem":
+                yield Issue(Severity.ERROR, "invalid", f"The include system '{system}' is a reference to a contained "
+                            f"resource, but the contained resource with that id is not a CodeSystem, it's a "
+                            f"{c.get('resourceType')}", "valueset-contained-system", expr, location=loc)
+            elif version is None or version == c.get("version"):
+                found.append(c)
+    ver = f" version '{version}'" if version is not None else ""
+    if not found:
+        yield Issue(Severity.ERROR, "invalid", f"No matching contained code system found for system '{system}'{ver}",
+                    "valueset-contained-system", expr, location=loc)
+    elif len(found) > 1:
+        yield Issue(Severity.ERROR, "invalid", f"Multiple matching contained code systems found for system "
+                    f"'{system}'{ver}", "valueset-contained-system", expr, location=loc)
 
 
 WG_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-wg"
@@ -320,8 +346,12 @@ RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
 }
 #: Rules that also need the loaded definitions and the resolver, called with (node, defs, resolver).
 CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
-    "StructureDefinition": (extension_context_elements,),
+    "StructureDefinition": (extension_context_elements, profile_slices.must_support_slices),
     "Questionnaire": (questionnaire.derivation,),
+    "CodeSystem": (codesystem.check,),
+    "Extension": (extension_use.fhir_version,),
+    "ImplementationGuide": (implementation_guide.check,),
+    "SearchParameter": (search_parameter.check,),
 }
 #: Rules for every resource (applied to resource roots).
 #: Bundle.link relations that name one page or the Bundle itself (http.html#paging): at most once each.

@@ -150,6 +150,8 @@ RULES: dict[str, Rule] = {
                        "Display_Name_for__should_be_one_of__instead_of", "Terminology_TX_Display_Wrong"),
     "code-inactive": _r("terminology", "warning", "an inactive code", "INACTIVE_CONCEPT_FOUND",
                         "INACTIVE_CONCEPT_FOUND_ADD"),
+    "code-not-active": _r("terminology", "error", "an inactive code where the required value set leaves inactive "
+                          "codes out (compose.inactive = false), said on the code", "STATUS_CODE_WARNING_CODE"),
     "code-case": _r("terminology", "information", "a code that matches only case-insensitively", "CODE_CASE_DIFFERENCE"),
     "code-system-invalid": _r("terminology", "error", "a system that is a value set or not a URL",
                               "Terminology_TX_System_Unknown", "Terminology_TX_System_ValueSet",
@@ -247,6 +249,41 @@ RULES: dict[str, Rule] = {
     "package-cycle": _r("package", "warning", "a cycle of canonical dependencies"),
     "bundle-link-unique": _r("rules", "error", "a Bundle paging or self link relation given more than once",
                              "BUNDLE_LINK_SEARCH_NO_DUPLICATES"),
+    "extension-fhir-version": _r("rules", "error", "an extension whose definition (version-specific-use) is limited to "
+                                 "other FHIR versions", "EXTENSION_FHIR_VERSION_EARLIEST", "EXTENSION_FHIR_VERSION_LATEST"),
+    "valueset-contained-system": _r("rules", "error", "an include system '#id' that names no (or more than one) "
+                                    "contained CodeSystem", "VALUESET_INCLUDE_CS_NOT_FOUND", "VALUESET_INCLUDE_CSVER_NOT_FOUND",
+                                    "VALUESET_INCLUDE_CS_NOT_CS", "VALUESET_INCLUDE_CS_MULTI_FOUND",
+                                    "VALUESET_INCLUDE_CSVER_MULTI_FOUND"),
+    "ig-dependency": _r("rules", "error", "an ImplementationGuide.dependsOn uri with an empty or inconsistent '|version', "
+                        "or not naming the ImplementationGuide resource", "IG_DEPENDENCY_CAN_VERSION_NONE",
+                        "IG_DEPENDENCY_CAN_VERSION_ALONE", "IG_DEPENDENCY_CAN_VERSION_ERROR", "IG_DEPENDENCY_DIRECT"),
+    "ig-hl7-metadata": _r("rules", "error", "an HL7 guide (url under http://hl7.org/fhir/) without standards status or "
+                          "work group (errors) or maturity (warning) extensions", "IG_HL7_STANDARDS_STATUS_REQUIRED",
+                          "IG_HL7_WG_REQUIRED", "IG_HL7_FMM_SHOULD"),
+    "ig-dependency-unknown": _r("rules", "warning", "a dependsOn uri naming no ImplementationGuide known to the run",
+                                "IG_DEPENDENCY_INVALID_URL"),
+    "searchparameter-code": _r("rules", "warning", "a search parameter code with '.', '$' or '|'",
+                               "SEARCHPARAMETER_BAD_CHAR"),
+    "searchparameter-derivation": _r("rules", "error", "a derivedFrom SearchParameter that is not found (warning), "
+                                     "lacks a base or has another type (errors), or another expression (warning)",
+                                     "SEARCHPARAMETER_NOTFOUND", "SEARCHPARAMETER_BASE_WRONG",
+                                     "SEARCHPARAMETER_TYPE_WRONG", "SEARCHPARAMETER_EXP_WRONG"),
+    "searchparameter-expression": _r("rules", "error", "a search expression naming an element its bases do not have "
+                                     "(plain paths only)", "ED_SEARCH_EXPRESSION_ERROR"),
+    "searchparameter-composite": _r("rules", "error", "a composite search parameter with fewer than two components",
+                                    "SEARCHPARAMETER_MISSING_COMPONENTS"),
+    "slice-must-support": _r("rules", "warning", "a profile slice not must-support where its slicing element is",
+                             "SD_PATH_SLICE_INCONSISTENT_MS"),
+    "url-unresolved": _r("rules", "error", "an extension url in an HL7 URL space (hl7.org/fhir, terminology.hl7.org, "
+                         "fhir.org/guides) naming no definition", "Type_Specific_Checks_DT_URL_Resolve"),
+    "codesystem-property-uri": _r("rules", "warning", "a property uri 'base#code' whose known base code system has "
+                                  "neither that property nor that concept", "CODESYSTEM_PROPERTY_URI_INVALID"),
+    "codesystem-property-internal": _r("rules", "information", "a code property without value set information: its "
+                                       "values are checked as internal codes", "CODESYSTEM_PROPERTY_CODE_DEFAULT_WARNING"),
+    "codesystem-property-code": _r("rules", "warning", "a code property value that is not a code of the code system "
+                                   "(error for parent/child/partOf/synonym and in supplements)",
+                                   "CODESYSTEM_PROPERTY_BAD_INTERNAL_REFERENCE"),
     "codesystem-supplement-content": _r("rules", "error", "a CodeSystem supplement whose content is not 'supplement'",
                                         "CODESYSTEM_CS_HL7_PRESENT_ELEMENT_SUPPL_WRONG"),
     "extension-cross-version": _r("structure", "warning", "a cross-version extension url, not checked"),

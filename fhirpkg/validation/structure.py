@@ -20,6 +20,7 @@ from fhirpkg.fhir.definitions import RELEASE_NAMES, Definitions
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import BadConstant, lexeme
 from fhirpkg.fhir.model import ElementDef, Node, ResourceFrame, TypeDef
+from fhirpkg.validation.extension_use import unresolved_url
 
 NodeSink = Callable[[Node], None]
 
@@ -628,6 +629,8 @@ class StructureWalker:
                 self.error("structure", f"The extension {url} could not be found so is not allowed here",
                            "extension-unknown", expr + ".url",
                            loc + ("url",))
+                if (unresolved := unresolved_url(url)) is not None:
+                    self.error(unresolved.code, unresolved.message, unresolved.rule, expr + ".url", loc + ("url",))
             base = self.defs.base_type("Extension")
             self._object(ext, base.root, base, "Extension", expr, loc, frame, logical=Logical.fixed({"Extension"}))
             return

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FLOOR = 0.91  # measured 113/124 = 91.1 % when set (was 87.9 %); raise it as agreement improves
+FLOOR = 0.935  # measured 116/124 = 93.5 % when set (was 91.1 %); raise it as agreement improves
 #: R4 (the suite's version 4.0 JSON cases): measured 343/450 = 76.2 % when set, below the 85 % the
 #: issue asks for; docs/cross-version.md lists what the remaining disagreements need (a terminology
 #: server for display names, packages npm lacks, HL7-only rule sets).

@@ -242,9 +242,18 @@ def _coding(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strengt
     if res.status == "not-checked":
         yield from _not_checked(node, vs_url, strength, res)
     elif res.invalid:
+        if strength == "required" and res.reason == "inactive":
+            yield _not_active(code, node, "code")
         sev, rule, _, text, _ = _NOT_IN_VS[strength]
         yield _issue(sev, "code-invalid", text.format(value=f"{system}#{code}", vs=vs.describe(), detail=_detail(res)),
                      rule, node)
+
+
+def _not_active(code: str, node: Node, suffix: str) -> Issue:
+    """STATUS_CODE_WARNING_CODE: the value set leaves inactive codes out (compose.inactive = false)
+    and the code is inactive; the HL7 validator says so on the code, besides the binding error."""
+    return _issue(Severity.ERROR, "business-rule", f"The concept '{code}' is valid but is not active",
+                  "code-not-active", node, suffix)
 
 
 def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDef, strength: str,
@@ -261,15 +270,23 @@ def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDe
                          f"No code provided, and a code should be provided from the value set {vs.describe()}",
                          "binding-extensible", node)
         return
-    results = []
+    results, not_active = [], []
     for c in coded:
         system = c.get("system") if isinstance(c.get("system"), str) else None
         if system is None:
             continue  # a code without a system is in no value set (the HL7 validator: not in the value set)
         version = c.get("version") if isinstance(c.get("version"), str) else None
         results.append(term.validate_code(vs_url, system, c["code"], version=version))
+        if results[-1].invalid and results[-1].reason == "inactive":
+            not_active.append(c)
     if any(r.valid for r in results):
         return
+    if strength == "required":
+        for c in not_active:
+            i = next(i for i, x in enumerate(_as_list(cc.get("coding"))) if x is c)
+            yield _issue(Severity.ERROR, "business-rule", f"The concept '{c['code']}' is valid but is not active",
+                         "code-not-active", node).at(expression=f"{node.expression}.coding[{i}].code",
+                                                     location=node.location + ("coding", i, "code"))
     unsure = [r for r in results if not r.checked]
     if unsure:
         yield from _not_checked(node, vs_url, strength, unsure[0])
