@@ -33,7 +33,7 @@ def unavailable(reason: str):
     pytest.skip(f"interop suite cannot run here: {reason}")
 
 
-def _check_tools() -> None:
+def check_tools() -> None:
     if reasons := hl7.missing_tools():
         unavailable("; ".join(reasons))
 
@@ -84,7 +84,7 @@ class Hl7Harness:
 
 @pytest.fixture(scope="session")
 def hl7_validator(request):
-    _check_tools()
+    check_tools()
     try:
         harness = Hl7Harness()
     except hl7.InteropUnavailable as e:
@@ -100,7 +100,7 @@ def hl7_validator(request):
 
 @pytest.fixture(scope="session")
 def hapi_server_process(request):
-    _check_tools()
+    check_tools()
     try:
         hapi.jar_path()
     except hl7.InteropUnavailable as e:

@@ -26,8 +26,8 @@ SERVER_META = ("versionId", "lastUpdated", "source")
 
 
 def _server(request, *args):
-    from .conftest import _check_tools, unavailable
-    _check_tools()
+    from .conftest import check_tools, unavailable
+    check_tools()
     try:
         hapi.jar_path()
     except hl7.InteropUnavailable as e:
