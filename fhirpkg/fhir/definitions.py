@@ -206,6 +206,22 @@ class Definitions:
             url = self.type_names.get(FHIRPATH_TYPES.get(name, ""))
         return self.get(url) if url else None
 
+    def children_of(self, edef: ElementDef, td: TypeDef, type_code: str | None) -> tuple:
+        """Where the children of an element are defined: the element itself, the element its
+        contentReference names, or the root of its type; (None, None) when there are none.
+        One answer for every reader and writer that walks a resource by its definitions."""
+        if edef.children:
+            return edef, td
+        if edef.content_reference and "#" in edef.content_reference:
+            target = td.by_id.get(edef.content_reference.split("#", 1)[1])
+            if target is not None:
+                return target, td
+        if type_code:
+            t = self.base_type(type_code)
+            if t is not None and t.root.children:
+                return t.root, t
+        return None, None
+
     def is_resource_type(self, name: str) -> bool:
         td = self.base_type(name)
         return td is not None and td.kind == "resource" and not td.abstract

@@ -114,19 +114,6 @@ class Orderer:
         out.update(self._object(res, td.root, td, skip=("resourceType",)))
         return out
 
-    def _children(self, edef: ElementDef, td: TypeDef, type_code: str | None):
-        if edef.children:
-            return edef, td
-        if edef.content_reference and "#" in edef.content_reference:
-            target = td.by_id.get(edef.content_reference.split("#", 1)[1])
-            if target is not None:
-                return target, td
-        if type_code:
-            t = self.defs.base_type(type_code)
-            if t is not None and t.root.children:
-                return t.root, t
-        return None, None
-
     def _object(self, obj: dict, edef: ElementDef, td: TypeDef, skip=()) -> dict:
         parent, ptd = edef, td
         index = parent.json_index
@@ -163,7 +150,7 @@ class Orderer:
             return value
         if "resourceType" in value and (tcode in (None, "Resource") or child.name in ("resource", "contained")):
             return self.resource(value)
-        parent, ptd = self._children(child, td, tcode or (child.types[0].code if child.types else None))
+        parent, ptd = self.defs.children_of(child, td, tcode or (child.types[0].code if child.types else None))
         if parent is None:
             return value
         return self._object(value, parent, ptd)

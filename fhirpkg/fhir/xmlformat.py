@@ -72,16 +72,6 @@ class _Reader:
         out.update(self._object(el, td.root, td))
         return out
 
-    def _children_def(self, edef: ElementDef, td: TypeDef, tcode: str | None):
-        if edef.children:
-            return edef, td
-        if edef.content_reference and "#" in edef.content_reference:
-            target = td.by_id.get(edef.content_reference.split("#", 1)[1])
-            if target is not None:
-                return target, td
-        t = self.defs.base_type(tcode) if tcode else None
-        return (t.root, t) if t is not None else (None, None)
-
     def _object(self, el, edef: ElementDef, td: TypeDef) -> dict:
         out: dict = {}
         for attr in ("id", "url"):
@@ -133,7 +123,7 @@ class _Reader:
             if exts:
                 shadow["extension"] = exts
             return value, (shadow or None)
-        parent, ptd = self._children_def(cdef, td, tcode)
+        parent, ptd = self.defs.children_of(cdef, td, tcode)
         if parent is None:
             raise XmlError(f"no definition for the children of {cdef.path}")
         return self._object(el, parent, ptd), None

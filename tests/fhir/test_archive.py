@@ -11,26 +11,11 @@ from fhirpkg.fhir import archive as A
 from fhirpkg.fhir import packages as pk
 from fhirpkg.fhir.inputs import Source, read_package
 from fhirpkg.publish.diff import DiffError, load_side
+from streams import Repeat
 
 MANIFEST = json.dumps({"name": "example.test.pkg", "version": "1.0.0"}).encode()
 PATIENT = json.dumps({"resourceType": "Patient", "id": "p1"}).encode()
 REF = pk.PackageRef("example.test.pkg", "1.0.0")
-
-
-class Repeat(io.RawIOBase):
-    """``size`` copies of one byte, for big members made without the memory."""
-
-    def __init__(self, byte: bytes, size: int):
-        self.byte, self.left = byte, size
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        n = min(len(b), self.left)
-        b[:n] = self.byte * n
-        self.left -= n
-        return n
 
 
 def make_tgz(path, members):

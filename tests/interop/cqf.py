@@ -98,6 +98,14 @@ def expected_file() -> Path:
     return PATIENTS / "expected.json"
 
 
+def panel_names() -> list[str]:
+    """The names of the panel's patients with recorded expectations (none if the file is unreadable)."""
+    try:
+        return sorted(json.loads(expected_file().read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return []
+
+
 def patient_runs(names: Sequence[str] | None = None) -> list[PatientRun]:
     """The panel's patients (all, or the ``names`` given), in file-name order."""
     doc = json.loads(expected_file().read_text(encoding="utf-8"))

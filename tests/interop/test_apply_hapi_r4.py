@@ -35,14 +35,7 @@ from .conftest import require_interop, unavailable
 pytestmark = pytest.mark.interop
 
 
-def _panel_names() -> list[str]:
-    try:
-        return sorted(json.loads(cqf.expected_file().read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return []
-
-
-PANEL = _panel_names()
+PANEL = cqf.panel_names()
 
 
 def _r4_transaction() -> dict:

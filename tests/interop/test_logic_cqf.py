@@ -26,14 +26,7 @@ from .conftest import require_interop, unavailable
 pytestmark = pytest.mark.interop
 
 
-def _panel_names() -> list[str]:
-    try:
-        return sorted(json.loads(cqf.expected_file().read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return []
-
-
-PANEL = _panel_names()
+PANEL = cqf.panel_names()
 ARTIFACT = cqf.REPO / "tests" / "artifacts" / "cqf-apply-panel.json"  # the engine's output, for reading
 
 

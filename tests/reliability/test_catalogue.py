@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from reliability_support import cli, cli_subprocess, is_root, subprocess_env
+from streams import Repeat
 
 CATALOGUE = Path(__file__).resolve().parent / "catalogue"
 CASES = sorted(p for p in CATALOGUE.iterdir() if (p / "expect.json").is_file())
@@ -128,22 +129,6 @@ def gen_raw_name(work: Path, spec: dict) -> None:
         f.write(spec["text"])
 
 
-class _Repeat(io.RawIOBase):
-    """A file-like object of ``size`` copies of one byte, for tar members made without the memory."""
-
-    def __init__(self, byte: bytes, size: int):
-        self.byte, self.left = byte, size
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        n = min(len(b), self.left)
-        b[:n] = self.byte * n
-        self.left -= n
-        return n
-
-
 def gen_tgz(work: Path, spec: dict) -> None:
     with tarfile.open(work / spec["path"], "w:gz", compresslevel=1) as tar:
         for m in spec["members"]:
@@ -160,7 +145,7 @@ def gen_tgz(work: Path, spec: dict) -> None:
                 tar.addfile(info)
             elif "fill" in m:
                 info.size = m["megabytes"] * 2**20
-                tar.addfile(info, io.BufferedReader(_Repeat(m["fill"].encode(), info.size)))
+                tar.addfile(info, io.BufferedReader(Repeat(m["fill"].encode(), info.size)))
             else:
                 data = (json.dumps(m["json"]) if "json" in m else m["text"]).encode()
                 info.size = len(data)
