@@ -774,12 +774,29 @@ def _operand(kind):
     return typed
 
 
-_PARAM_CHECKS = {
-    "Integer": check_integer_param,
-    "Number": check_number_param,
-    "Boolean": check_boolean_param,
-    "String": check_string_param,
-}
+def _checked(kind: str, check):
+    """fhirpathpy's operand checks raise a bare Exception whose message json-dumps the value, which
+    itself fails on a decimal: a wrong operand type becomes one FhirPathError naming the kind."""
+
+    def run(value):
+        try:
+            return check(value)
+        except Exception as e:
+            data = fp_util.get_data(value)
+            got = ("Boolean" if isinstance(data, bool) else "Integer" if isinstance(data, int)
+                   else "Decimal" if isinstance(data, (float, Decimal)) else "String" if isinstance(data, str)
+                   else "an element")
+            raise FhirPathError(f"expected a {kind}, got {got} {str(data)[:40]!r}") from e
+
+    return run
+
+
+_PARAM_CHECKS = {kind: _checked(kind, check) for kind, check in (
+    ("Integer", check_integer_param),
+    ("Number", check_number_param),
+    ("Boolean", check_boolean_param),
+    ("String", check_string_param),
+)}
 
 
 def _unescape(text: str) -> str:

@@ -458,3 +458,16 @@ def test_parse_trees_are_kept_between_runs(tmp_path, monkeypatch):
 def test_compiled_forms_are_shared_between_engines():
     a, b = FhirPathEngine(), FhirPathEngine()
     assert a.compile("id.exists()") is b.compile("id.exists()")
+
+
+@pytest.mark.parametrize("expression, wrong", [
+    ("id & meta.versionId", "Decimal '1.5'"),       # & takes strings (FHIRPath 6.6.3)
+    ("meta.versionId.substring(0, id)", "String 'p'"),  # substring's start is an Integer
+])
+def test_an_operand_of_the_wrong_type_is_an_evaluation_error(engine, expression, wrong):
+    """A JSON number where the model says string (already a structure error) must not crash the engine:
+    it is one FhirPathError naming the expected and the found type (bdl-7 on such a Bundle, found by
+    tests/reliability/test_properties.py)."""
+    patient = {"resourceType": "Patient", "id": "p", "meta": {"versionId": Decimal("1.5")}}
+    with pytest.raises(FhirPathError, match=f"expected an? (String|Integer), got {wrong}"):
+        ev(engine, expression, patient)
