@@ -18,7 +18,6 @@ MAX_LINES = 800
 # without being taken off this list, so the list can only get shorter.
 OVER_LIMIT_STILL = {
     "fhirpkg/validation/fhirpath.py",
-    "fhirpkg/validation/structure.py",
     "fhirpkg/validation/terminology/codes.py",
 }
 

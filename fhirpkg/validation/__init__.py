@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 from fhirpkg.fhir.definitions import Definitions
@@ -82,7 +82,7 @@ class Validator:
 
     def _slice_matches(self, value, profile_url: str, slice_name: str):
         prof = self.defs.get(profile_url)
-        return None if prof is None else StructureWalker(self.defs).matches_slice(value, prof, slice_name)
+        return None if prof is None else StructureWalker(self.defs).slices.matches_slice(value, prof, slice_name)
 
     def warm(self) -> None:
         """Load what every document may need (terminology, the FHIRPath engine) now: called

@@ -10,17 +10,18 @@ layers (terminology, invariants, references) see the same typed tree.
 """
 from __future__ import annotations
 
-import json
 import re
-from datetime import date
 from decimal import Decimal
-from typing import Callable, Iterator
+from typing import Callable
 
 from fhirpkg.fhir.definitions import RELEASE_NAMES, Definitions
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import BadConstant, lexeme
 from fhirpkg.fhir.model import ElementDef, Node, ResourceFrame, TypeDef
-from fhirpkg.validation.extension_use import unresolved_url
+from fhirpkg.validation.extension_use import Logical, context_ok, unknown_extension_allowed, unresolved_url
+from fhirpkg.validation.json_values import (WHITESPACE, brief, clip, date_edge, decimal_out_of_range, escaped,
+                                            json_contains, json_equal, json_kind, quantity_text, valid_calendar)
+from fhirpkg.validation.slicing import SliceMatcher
 
 NodeSink = Callable[[Node], None]
 
@@ -39,7 +40,6 @@ NODE_TYPES = frozenset({"Reference", "canonical", "Coding", "CodeableConcept", "
                         "Quantity", "Age", "Duration", "Distance", "Count", "SimpleQuantity", "MoneyQuantity",
                         "Attachment"})
 EXTENSION_NAMES = ("extension", "modifierExtension")
-TOOLS_EXTENSION_PREFIX = "http://hl7.org/fhir/tools/StructureDefinition/"
 BUILD_EXTENSION_PREFIX = "http://hl7.org/fhir/build/StructureDefinition/"
 #: Extensions the HL7 validator defines internally (SpecialExtensions.KNOWN_EXTENSIONS).
 SPECIAL_KNOWN_EXTENSIONS = frozenset({
@@ -54,7 +54,6 @@ SPECIAL_KNOWN_EXTENSIONS = frozenset({
 MAX_STRING = 1024 * 1024
 _ILLEGAL_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _REGEX_CACHE: dict[str, re.Pattern] = {}
-_DATE_PARTS = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 #: Types whose spec regex accepts any non-empty text (checked as such, without the regex).
 ANY_TEXT_TYPES = frozenset({"string", "markdown"})
@@ -89,6 +88,7 @@ class StructureWalker:
         self._want_cache: dict[tuple, bool] = {}
         self._required_cache: dict[int, tuple] = {}
         self.issues: list[Issue] = []
+        self.slices = SliceMatcher(defs, self.conforms)
 
     def _type(self, code: str | None) -> TypeDef | None:
         """Base definition of a type code, memoised for the walk."""
@@ -298,12 +298,12 @@ class StructureWalker:
             values = value if has_value else None
             shadows = shadow if has_shadow else None
             if has_value and not isinstance(value, list):
-                self.error("structure", f"The property {name} must be a JSON Array, not {_json_kind(value)} (at {child.path})",
+                self.error("structure", f"The property {name} must be a JSON Array, not {json_kind(value)} (at {child.path})",
                            "json-array-expected",
                            item_expr, loc + (name,))
                 values = [value]
             if has_shadow and not isinstance(shadow, list):
-                self.error("structure", f"The property _{name} must be a JSON Array, not {_json_kind(shadow)} (at {child.path})",
+                self.error("structure", f"The property _{name} must be a JSON Array, not {json_kind(shadow)} (at {child.path})",
                            "json-array-expected",
                            item_expr, loc + ("_" + name,))
                 shadows = [shadow]
@@ -375,7 +375,7 @@ class StructureWalker:
             return
         if not isinstance(value, dict):
             if value is not None:
-                self.error("structure", f"The property {name} must be a JSON Object, not {_json_kind(value)} (at {edef.path})",
+                self.error("structure", f"The property {name} must be a JSON Object, not {json_kind(value)} (at {edef.path})",
                            "json-object-expected",
                            expr, loc)
             return
@@ -392,7 +392,7 @@ class StructureWalker:
 
     def _nested_resource(self, value, edef: ElementDef, expr: str, loc: tuple, frame: ResourceFrame) -> None:
         if not isinstance(value, dict):
-            self.error("structure", f"{edef.path} must be a JSON Object holding a resource, not {_json_kind(value)}",
+            self.error("structure", f"{edef.path} must be a JSON Object holding a resource, not {json_kind(value)}",
                        "json-object-expected", expr, loc)
             return
         full_url = None
@@ -428,7 +428,7 @@ class StructureWalker:
                    expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, host: "Logical") -> None:
         if shadow is not None:
             if not isinstance(shadow, dict):
-                self.error("structure", f"The shadow property for {edef.path} must be a JSON Object, not {_json_kind(shadow)}",
+                self.error("structure", f"The shadow property for {edef.path} must be a JSON Object, not {json_kind(shadow)}",
                            "json-object-expected",
                            expr, sloc)
                 shadow = None
@@ -466,40 +466,40 @@ class StructureWalker:
             return  # reported by the JSON rules
         if isinstance(value, (dict, list)):
             self.error("structure", f"The property {edef.name} must be a JSON {'number' if tcode in NUMBER_TYPES else 'boolean' if tcode == 'boolean' else 'string'}, "
-                       f"not {_json_kind(value)} (at {edef.path})",
+                       f"not {json_kind(value)} (at {edef.path})",
                        "json-primitive-expected", expr, loc)
             return
         if tcode == "boolean":
             if not isinstance(value, bool):
                 self.error("structure", f"Error parsing JSON: the primitive value must be a boolean "
-                           f"(found {_json_kind(value)} {_clip(repr(value))})", "json-type", expr, loc)
+                           f"(found {json_kind(value)} {clip(repr(value))})", "json-type", expr, loc)
             return
         if tcode in NUMBER_TYPES:
             if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
                 self.error("structure", f"Error parsing JSON: the primitive value must be a number "
-                           f"(found {_json_kind(value)} '{_clip(str(value))}')", "json-type", expr, loc)
+                           f"(found {json_kind(value)} '{clip(str(value))}')", "json-type", expr, loc)
                 return
             text = lexeme(value)
             if tcode in INT_TYPES:
                 if not isinstance(value, int):
-                    self.error("invalid", f"The value '{_clip(text)}' is not a valid integer", "format", expr, loc)
+                    self.error("invalid", f"The value '{clip(text)}' is not a valid integer", "format", expr, loc)
                     return
                 lo = 1 if tcode == "positiveInt" else 0 if tcode == "unsignedInt" else -2147483648
                 if value < lo or value > 2147483647:
-                    self.error("invalid", f"The value '{_clip(text)}' is outside the range of {tcode} "
+                    self.error("invalid", f"The value '{clip(text)}' is outside the range of {tcode} "
                                f"({lo}..2147483647)", "format", expr, loc)
             else:
-                if _decimal_out_of_range(text):
-                    self.warning("value", f"The value '{_clip(text)}' is outside the range of "
+                if decimal_out_of_range(text):
+                    self.warning("value", f"The value '{clip(text)}' is outside the range of "
                                  "commonly/reasonably supported decimals", "decimal-range", expr, loc)
                 if type_def is not None and type_def.regex and not _regex(type_def.regex).fullmatch(text):
-                    self.error("invalid", f"Element value '{_clip(text)}' does not meet decimal regex "
+                    self.error("invalid", f"Element value '{clip(text)}' does not meet decimal regex "
                                f"'{type_def.regex}'", "format", expr, loc)
             self._min_max(value, edef, expr, loc)
             return
         if not isinstance(value, str):
             self.error("structure", f"Error parsing JSON: the primitive value must be a string "
-                       f"(found {_json_kind(value)} '{_clip(str(lexeme(value) if isinstance(value, (int, Decimal)) else value))}')", "json-type",
+                       f"(found {json_kind(value)} '{clip(str(lexeme(value) if isinstance(value, (int, Decimal)) else value))}')", "json-type",
                        expr, loc)
             return
         if tcode == "xhtml":
@@ -513,11 +513,11 @@ class StructureWalker:
             self.error("invalid", f"value is longer than permitted maximum length of {edef.max_length}",
                        "string-length", expr, loc)
         if not value.strip():
-            self.warning("invalid", f"value should not be all whitespace '{_escaped(value)}'"
+            self.warning("invalid", f"value should not be all whitespace '{escaped(value)}'"
                          if tcode == "string" else "Primitive types should not only be whitespace", "string-whitespace", expr, loc)
-        elif tcode == "string" and value != value.strip(_WS):
+        elif tcode == "string" and value != value.strip(WHITESPACE):
             self.warning("invalid", "value should not start or finish with whitespace "
-                         f"'{_escaped(value)}'", "string-whitespace", expr, loc)
+                         f"'{escaped(value)}'", "string-whitespace", expr, loc)
         if tcode == "base64Binary":
             # the spec's regex backtracks badly on large attachments; this is the same language
             if not _BASE64.fullmatch(value) or len("".join(value.split())) % 4:
@@ -532,23 +532,23 @@ class StructureWalker:
                          expr, loc)
         if type_def is not None and type_def.regex and tcode not in ANY_TEXT_TYPES \
                 and not _regex(type_def.regex).fullmatch(value):
-            self.error("invalid", f"The value '{_clip(value)}' is not a valid {tcode} "
+            self.error("invalid", f"The value '{clip(value)}' is not a valid {tcode} "
                        f"(does not match the regex {type_def.regex})", "format", expr, loc)
             return
-        if tcode in ("date", "dateTime", "instant") and not _valid_calendar(value):
-            self.error("invalid", f"The value '{_clip(str(value))}' is not a valid {tcode}: not a calendar date", "format",
+        if tcode in ("date", "dateTime", "instant") and not valid_calendar(value):
+            self.error("invalid", f"The value '{clip(str(value))}' is not a valid {tcode}: not a calendar date", "format",
                        expr, loc)
         elif tcode in ("dateTime", "instant") and "T" in value and not _TIMEZONE.search(value):
-            self.error("invalid", f"The value '{_clip(str(value))}' is not a valid {tcode}: a time must have a "
+            self.error("invalid", f"The value '{clip(str(value))}' is not a valid {tcode}: a time must have a "
                        "timezone (Z or +hh:mm)", "format", expr, loc)
         elif tcode == "integer64":
             try:
                 n = int(value)
             except ValueError:
-                self.error("invalid", f"The value '{_clip(str(value))}' is not a valid integer64", "format", expr, loc)
+                self.error("invalid", f"The value '{clip(str(value))}' is not a valid integer64", "format", expr, loc)
             else:
                 if not -2**63 <= n < 2**63:
-                    self.error("invalid", f"The value '{_clip(str(value))}' is outside the range of integer64", "format", expr, loc)
+                    self.error("invalid", f"The value '{clip(str(value))}' is outside the range of integer64", "format", expr, loc)
         elif tcode == "canonical" and value.endswith("|"):
             if edef.path == "ImplementationGuide.dependsOn.uri":  # a dependency must name its version
                 self.error("business-rule", "The canonical URL cannot end in '|'", "canonical-format", expr, loc)
@@ -566,10 +566,10 @@ class StructureWalker:
             limit = bound[1]
             if isinstance(limit, dict) and isinstance(value, str):
                 # a Duration bound on a date: min = not before now - duration, max = not after now + duration
-                edge = _date_edge(limit, -1 if word.startswith("less") else 1)
+                edge = date_edge(limit, -1 if word.startswith("less") else 1)
                 if edge is not None and bad(value[:len(edge)], edge[:len(value)]):
-                    self.error("invalid", f"The value '{_clip(value)}' is {word} value of "
-                               f"{_quantity_text(limit)} {'before' if word.startswith('less') else 'after'} today "
+                    self.error("invalid", f"The value '{clip(value)}' is {word} value of "
+                               f"{quantity_text(limit)} {'before' if word.startswith('less') else 'after'} today "
                                f"({edge[:10]})", "value-range", expr, loc)
                 continue
             if isinstance(limit, dict) or isinstance(value, dict):
@@ -577,12 +577,12 @@ class StructureWalker:
                 from fhirpkg.validation.fhirpath import ucum_values  # imported here: fhirpathpy is slow to import
                 a, b = ucum_values(value, limit) if isinstance(value, dict) and isinstance(limit, dict) else (None, None)
                 if a is not None and bad(a, b):
-                    self.error("invalid", f"The value in the instance ({_quantity_text(value)}) is "
-                               f"{word} value ({_quantity_text(limit)})", "value-range", expr, loc)
+                    self.error("invalid", f"The value in the instance ({quantity_text(value)}) is "
+                               f"{word} value ({quantity_text(limit)})", "value-range", expr, loc)
                 continue
             try:
                 if bad(value if not isinstance(value, str) else value, limit if not isinstance(value, str) else str(limit)):
-                    self.error("invalid", f"The value '{_clip(str(value))}' is {word} value of '{limit}'", "value-range", expr, loc)
+                    self.error("invalid", f"The value '{clip(str(value))}' is {word} value of '{limit}'", "value-range", expr, loc)
             except TypeError:
                 pass
 
@@ -623,7 +623,7 @@ class StructureWalker:
                 self.warning("structure", f"The cross-version extension {url} is not checked: the HL7 tools generate its "
                              "definition from the other FHIR version's element",
                              "extension-cross-version", expr + ".url", loc + ("url",))
-            elif self._unknown_extension_allowed(url):
+            elif unknown_extension_allowed(url, self.allow_example_urls, self.allowed_extension_domains):
                 self.info("structure", f"Unknown extension {url}", "extension-unknown", expr + ".url", loc + ("url",))
             else:
                 self.error("structure", f"The extension {url} could not be found so is not allowed here",
@@ -639,16 +639,16 @@ class StructureWalker:
                        "extension-definition", expr + ".url",
                        loc + ("url",))
             return
-        if ext_def.status in ("retired",) or _deprecated(ext_def):
+        if ext_def.status == "retired":
             self.info("business-rule", f"The extension {ext_def.url}|{ext_def.version} is deprecated",
                       "extension-deprecated", expr, loc)
-        if (ext_def.contexts or ext_def.context_declared) and not self._context_ok(ext_def, host.paths):
+        if (ext_def.contexts or ext_def.context_declared) and not context_ok(self.defs, ext_def, host.paths):
             shown = sorted(h for h in host.paths if not h.startswith("@"))
             self.error("structure", f"The extension {url}{' v' + ext_def.version if ext_def.version else ''} is not allowed to be "
                        f"used at this point (allowed = {', '.join(t[0] + ':' + e for t, e in ext_def.contexts)}; "
                        f"this element is [{', '.join(shown)}])",
                        "extension-context", expr, loc)
-        modifier = any(e.is_modifier for e in (ext_def.root,)) or _is_modifier_extension(ext_def)
+        modifier = bool(ext_def.root.is_modifier)
         if is_modifier and not modifier:
             self.error("structure", f"The extension {url} is not a modifier extension but is used as modifierExtension",
                        "extension-modifier", expr, loc)
@@ -659,59 +659,17 @@ class StructureWalker:
         self._object(ext, ext_def.root, ext_def, "Extension", expr, loc, frame,
                      logical=Logical.fixed({"Extension", url}))
 
-    def _unknown_extension_allowed(self, url: str) -> bool:
-        """Unknown extensions are errors except in namespaces the HL7 validator also lets pass."""
-        if self.allow_example_urls and ("example.org" in url or "acme.com" in url):
-            return True
-        if "nema.org" in url or url.startswith(TOOLS_EXTENSION_PREFIX) or \
-                url == "http://hl7.org/fhir/StructureDefinition/structuredefinition-expression":
-            return True
-        return any(url.startswith(d) for d in self.allowed_extension_domains)
-
-    def _context_ok(self, ext_def: TypeDef, plist: frozenset) -> bool:
-        """May this extension be used on an element with these logical paths? (FHIR extension contexts)."""
-        from fhirpkg.fhir.definitions import CANONICAL_TYPES
-        for ctype, en in _fixed_contexts(ext_def):
-            if ctype == "element":
-                profile_part = None
-                if "#" in en:
-                    profile_part, en = en.split("#", 1)
-                if en in ("Element", "Any", "Base"):
-                    return True
-                if en == "Resource" and "@resource" in plist:
-                    return True
-                if en == "CanonicalResource" and "@resource" in plist and plist & CANONICAL_TYPES:
-                    return True
-                if _has_element_name(plist, en) and profile_part is None:
-                    return True
-                for p in plist:  # a context on a base type covers its specializations
-                    head, dot, rest = p.partition(".")
-                    td = self.defs.base_type(head)
-                    hops = 0
-                    while td is not None and hops < 12:
-                        if td.type + dot + rest == en:
-                            return True
-                        td = self.defs.get(td.base_definition) if td.base_definition else None
-                        hops += 1
-            elif ctype == "extension":
-                # on the extension itself, or on its value (HL7: an element named value* of an Extension)
-                if en in plist or any(p.startswith(en + ".value") for p in plist):
-                    return True
-            elif ctype == "fhirpath":
-                return True  # FHIRPath contexts are not evaluated: allowed rather than guessed
-        return False
-
     # --- slicing, fixed and pattern values ---------------------------------------------------
     def _fixed_pattern(self, value, edef: ElementDef, tcode: str, td: TypeDef, expr: str, loc: tuple) -> None:
         if edef.fixed is not None:
             want = edef.fixed[1]
-            if not _json_equal(value, want):
-                self.error("value", f"Value is '{_brief(value)}' but is fixed to '{_brief(want)}' in the "
+            if not json_equal(value, want):
+                self.error("value", f"Value is '{brief(value)}' but is fixed to '{brief(want)}' in the "
                            f"profile {td.url}", "fixed", expr, loc)
         if edef.pattern is not None:
             want = edef.pattern[1]
-            if not _json_contains(value, want):
-                self.error("value", f"The value does not match the pattern {_brief(want)} required by "
+            if not json_contains(value, want):
+                self.error("value", f"The value does not match the pattern {brief(want)} required by "
                            f"{edef.path} in the profile {td.url}", "pattern", expr, loc)
 
     def _slice(self, base: ElementDef, items: list, name: str, tcode, td: TypeDef, expr: str, loc: tuple,
@@ -725,7 +683,7 @@ class StructureWalker:
             i, v, s = it
             hit = None
             for k, sl in enumerate(base.slices):
-                if self._matches_slice(v, sl, base, tcode, td):
+                if self.slices.matches(v, sl, base, tcode, td):
                     hit = (k, sl)
                     break
             iexpr = f"{expr}.{name}[{i}]" if i is not None else f"{expr}.{name}"
@@ -770,124 +728,6 @@ class StructureWalker:
                            f"(from {td.url}{'|' + td.version if td.version else ''})",
                            "cardinality-min", expr, loc)
 
-    def _matches_slice(self, value, sl: ElementDef, base: ElementDef, tcode, td: TypeDef) -> bool:
-        discs = base.slicing.discriminators
-        if not discs:
-            return False
-        for d in discs:
-            if not self._discriminator_ok(value, sl, d, tcode, td):
-                return False
-        return True
-
-    def _discriminator_ok(self, value, sl: ElementDef, d, tcode, td: TypeDef) -> bool:
-        path = d.path
-        if d.type == "position":
-            return False
-        targets = _navigate(value, path)
-        sdef = self._slice_element(sl, path, td)
-        if d.type in ("value", "pattern"):
-            candidates = self._slice_elements(sl, path, td)
-            wants = [(e.pattern is not None and e.fixed is None, (e.fixed or e.pattern)[1])
-                     for e in candidates if e.fixed is not None or e.pattern is not None]
-            if not wants and path == "url" and sl.types and sl.types[0].profiles:
-                wants = [(False, sl.types[0].profiles[0])]
-            if not wants:
-                bound = [e for e in candidates if e.binding is not None and e.binding.value_set]
-                if bound and self.defs.terminology is not None:
-                    return any(self._in_value_set(t, e.binding.value_set) for t in targets for e in bound)
-                # the slice fixes nothing at this path, so this discriminator cannot tell it apart
-                return sdef is not None
-            return any(_json_contains(t, w) if is_pattern else _json_equal(t, w)
-                       for t in targets for is_pattern, w in wants)
-        if d.type == "exists":
-            present = bool(targets)
-            if sdef is None:
-                return present
-            if sdef.max == 0:
-                return not present
-            return present if sdef.min >= 1 else True
-        if d.type == "type":
-            want_types = {t.code for t in (sdef.types if sdef is not None else sl.types)}
-            if path == "$this" or path == "resolve()":
-                if isinstance(value, dict) and "resourceType" in value:
-                    return value["resourceType"] in want_types
-                return (tcode in want_types) if tcode else False
-            return any(isinstance(t, dict) and t.get("resourceType") in want_types for t in targets) or \
-                (len(want_types) == 1 and bool(targets))
-        if d.type == "profile":
-            profiles = [p for t in (sdef.types if sdef is not None else sl.types) for p in t.profiles]
-            for t in targets:
-                if isinstance(t, dict):
-                    for p in profiles:
-                        prof = self.defs.get(p)
-                        if prof is not None and self.conforms(t, prof):
-                            return True
-            return False
-        return False
-
-    def _slice_elements(self, sl: ElementDef, path: str, td: TypeDef) -> list[ElementDef]:
-        """The definitions a discriminator path reaches in a slice, looking into the slices of
-        sliced elements on the way (``code.coding.code`` is fixed in a slice of ``coding``)."""
-        if path in ("$this", ""):
-            return [sl]
-        nodes = [sl]
-        for part in _split_path(path):
-            if part.startswith("extension(") or part in ("resolve()",) or part.startswith("ofType("):
-                return []
-            nxt = []
-            for node in nodes:
-                child = self._slice_element(node, part, td)
-                if child is not None:
-                    nxt.append(child)
-                    nxt.extend(child.slices)
-            nodes = nxt
-        return nodes
-
-    def _slice_element(self, sl: ElementDef, path: str, td: TypeDef) -> ElementDef | None:
-        if path in ("$this", ""):
-            return sl
-        node = sl
-        for part in _split_path(path):
-            if part.startswith("extension(") or part in ("resolve()",) or part.startswith("ofType("):
-                return None
-            nxt = node.children.get(part)
-            if nxt is None and node.types and not node.children:
-                # not unrolled in the profile: look in the type's profile, if any
-                for t in node.types:
-                    for p in t.profiles:
-                        prof = self.defs.get(p)
-                        if prof is not None:
-                            nxt = prof.root.children.get(part)
-                            break
-                    if nxt is not None:
-                        break
-            if nxt is None:
-                return None
-            node = nxt
-        return node
-
-    def _in_value_set(self, value, vs: str | None) -> bool:
-        term = self.defs.terminology
-        if term is None or vs is None:
-            return False
-        try:
-            r = term.member_of(value, vs)
-        except Exception:
-            return False
-        return bool(r)
-
-    def matches_slice(self, value, profile: TypeDef, slice_name: str) -> bool | None:
-        """Does a value match the named slice of a profile (by its discriminators)? None: no such slice."""
-        for sl in profile.by_id.values():
-            if sl.slice_name != slice_name or ":" not in sl.id:
-                continue
-            base = profile.by_id.get(sl.id.rsplit(":", 1)[0])
-            if base is None or base.slicing is None:
-                continue
-            tcode = base.types[0].code if len(base.types) == 1 else None
-            return isinstance(value, dict) and self._matches_slice(value, sl, base, tcode, profile)
-        return None
-
     def conforms(self, resource_or_value: dict, profile: TypeDef) -> bool:
         """Does a value conform to a profile? (A quiet sub-validation, for profile discriminators.)"""
         sub = StructureWalker(self.defs, allowed_extension_domains=self.allowed_extension_domains)
@@ -907,252 +747,3 @@ def _is_contained(frame: ResourceFrame) -> bool:
     return len(frame.location) >= 2 and frame.location[-2] == "contained"
 
 
-def _json_kind(value) -> str:
-    if isinstance(value, dict):
-        return "an Object"
-    if isinstance(value, list):
-        return "an Array"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, Decimal)):
-        return "a number"
-    if value is None:
-        return "null"
-    return "a string"
-
-
-#: the whitespace the HL7 validator trims (Utilities.isWhitespace): ASCII 09-0D and space, and Unicode spaces
-_WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
-      "\u2028\u2029\u202f\u205f\u3000"
-
-
-_DECIMAL_PARTS = re.compile(r"[+-]?(\d*)(?:\.(\d*))?(?:[eE][+-]?(\d*))?")
-
-
-def _decimal_out_of_range(text: str) -> bool:
-    """The HL7 validator's bounds on a decimal (Utilities.checkDecimal): at most 18 digits before and after
-    the point together, and an exponent of at most 4 digits."""
-    m = _DECIMAL_PARTS.fullmatch(text)
-    if m is None:
-        return False
-    whole, frac, exp = m.group(1), m.group(2) or "", m.group(3) or ""
-    return len(exp) > 4 or len(whole) + len(frac) > 18
-
-
-def _escaped(value: str) -> str:
-    """A value as the HL7 validator shows it in whitespace messages (JSON-escaped)."""
-    return json.dumps(value, ensure_ascii=False)[1:-1]
-
-
-def _clip(text: str, n: int = 80) -> str:
-    """Echo at most ``n`` characters of a value: a 100,000-digit number is not a message."""
-    return text if len(text) <= n else f"{text[:n]}... ({len(text):,} characters)"
-
-
-def _brief(value) -> str:
-    import json
-    if isinstance(value, str):
-        return value
-    try:
-        return _clip(json.dumps(value, default=str, separators=(",", ":")), 120)
-    except (TypeError, ValueError):
-        return _clip(str(value), 120)
-
-
-def _json_equal(a, b) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys_a = {k for k in a if k != "id" and not k.startswith("_")}
-        keys_b = {k for k in b if k != "id" and not k.startswith("_")}
-        return keys_a == keys_b and all(_json_equal(a[k], b[k]) for k in keys_a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, (int, Decimal)) and isinstance(b, (int, Decimal, float)):
-        return Decimal(str(a)) == Decimal(str(b))
-    return a == b
-
-
-def _json_contains(value, pattern) -> bool:
-    """FHIR pattern matching: every property in the pattern appears in the value."""
-    if isinstance(pattern, dict):
-        if not isinstance(value, dict):
-            return False
-        return all(k in value and _json_contains(value[k], v) for k, v in pattern.items())
-    if isinstance(pattern, list):
-        if not isinstance(value, list):
-            return False
-        return all(any(_json_contains(item, p) for item in value) for p in pattern)
-    return _json_equal(value, pattern)
-
-
-def _split_path(path: str) -> list[str]:
-    parts, depth, cur = [], 0, ""
-    for ch in path:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "." and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur:
-        parts.append(cur)
-    return parts
-
-
-def _navigate(value, path: str) -> list:
-    """Follow a discriminator path (the FHIRPath subset slicing uses) through JSON."""
-    if path in ("$this", ""):
-        return [value] if value is not None else []
-    current = [value]
-    for part in _split_path(path):
-        nxt = []
-        m = re.fullmatch(r"extension\(['\"](.+)['\"]\)", part)
-        for v in current:
-            if not isinstance(v, dict):
-                continue
-            if m:
-                nxt.extend(e for e in v.get("extension", ()) if isinstance(e, dict) and e.get("url") == m.group(1))
-            elif part == "resolve()":
-                nxt.append(v)  # resolution is not possible here; the reference itself stands in
-            elif part.startswith("ofType("):
-                nxt.append(v)
-            elif part in v:
-                x = v[part]
-                nxt.extend(x if isinstance(x, list) else [x])
-            elif part == "value" or part.endswith("[x]"):
-                prefix = part[:-3] if part.endswith("[x]") else part
-                for k, x in v.items():
-                    if k.startswith(prefix) and len(k) > len(prefix) and k[len(prefix)].isupper():
-                        nxt.extend(x if isinstance(x, list) else [x])
-        current = nxt
-    return [c for c in current if c is not None]
-
-
-def _valid_calendar(text: str) -> bool:
-    m = _DATE_PARTS.match(text)
-    if not m:
-        return True
-    y, mo, d = m.group(1), m.group(2), m.group(3)
-    if mo and not 1 <= int(mo) <= 12:
-        return False
-    if d:
-        try:
-            date(int(y), int(mo), int(d))
-        except ValueError:
-            return False
-    return True
-
-
-def _deprecated(td: TypeDef) -> bool:
-    return False
-
-
-def _is_modifier_extension(td: TypeDef) -> bool:
-    ext = td.root.children.get("extension")
-    return bool(td.root.is_modifier)
-
-
-def _strip_indexes(expr: str) -> str:
-    return re.sub(r"\[\d+\]", "", expr)
-
-
-_REAL_PATHS = {"Element": ("id", "extension"), "BackboneElement": ("modifierExtension",),
-               "BackboneType": ("modifierExtension",), "Resource": ("id", "meta", "implicitRules", "language"),
-               "DomainResource": ("text", "contained", "extension", "modifierExtension")}
-
-
-class Logical:
-    """An element's logical paths (HL7 NodeStack), worked out only when an extension asks.
-
-    Most elements never carry an extension, so the walker keeps just the parent
-    link, the definition and the type; ``paths`` builds the set on first use.
-    """
-
-    __slots__ = ("parent", "edef", "tcode", "expr", "_paths")
-
-    def __init__(self, parent: "Logical | None", edef: ElementDef | None, tcode: str | None, expr: str):
-        self.parent, self.edef, self.tcode, self.expr = parent, edef, tcode, expr
-        self._paths = None
-
-    @classmethod
-    def fixed(cls, paths) -> "Logical":
-        obj = cls(None, None, None, "")
-        obj._paths = frozenset(paths)
-        return obj
-
-    @property
-    def paths(self) -> frozenset:
-        if self._paths is None:
-            self._paths = _child_logical(self.parent.paths, self.edef, self.tcode) | {_strip_indexes(self.expr)}
-        return self._paths
-
-
-def _child_logical(logical: frozenset, edef: ElementDef, tcode: str | None) -> frozenset:
-    """The logical paths of a child element (HL7 NodeStack.push)."""
-    tail = edef.path.rsplit(".", 1)[-1]
-    out = set()
-    for lp in logical:
-        if lp.startswith("@"):
-            continue
-        allowed = _REAL_PATHS.get(lp)
-        if allowed is None or tail in allowed:
-            out.add(f"{lp}.{tail}")
-            if tail.endswith("[x]") and tcode:
-                out.add(f"{lp}.{tail[:-3]}{tcode[:1].upper()}{tcode[1:]}")
-    if edef.content_reference:
-        out.add(edef.content_reference.split("#", 1)[-1])
-    elif tcode:
-        out.add(tcode)
-    return frozenset(out)
-
-
-def _has_element_name(plist, en: str) -> bool:
-    if en in plist:
-        return True
-    ep = en.split(".")
-    for s in plist:
-        sp = s.split(".")
-        if len(sp) != len(ep):
-            continue
-        if all(a == b or (b.endswith("[x]") and a.startswith(b[:-3])) for a, b in zip(sp, ep)):
-            return True
-    return False
-
-
-def _fixed_contexts(ext_def: TypeDef) -> tuple:
-    """Extension contexts, with the corrections the HL7 validator applies to a few core
-    extensions whose published context is known to be wrong (FHIR-13328 and others)."""
-    contexts = ext_def.contexts
-    url = ext_def.url
-    if url == "http://hl7.org/fhir/StructureDefinition/regex":
-        return contexts + (("element", "ElementDefinition.type"),)
-    if url == "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type" and contexts:
-        return (("element", "ElementDefinition.type"),) + contexts[1:]
-    if url == "http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version" and contexts:
-        return (("element", "Element"),) + contexts[1:]
-    return contexts
-
-
-def _quantity_text(q: dict) -> str:
-    return f"{q.get('value')} {q.get('code') or q.get('unit') or ''}".strip()
-
-
-#: UCUM time units -> days, for Duration bounds on dates (a = Julian year, mo = Julian month).
-_DAYS = {"a": 365.25, "mo": 30.4375, "wk": 7.0, "d": 1.0, "h": 1 / 24, "min": 1 / 1440, "s": 1 / 86400}
-
-
-def _date_edge(duration: dict, sign: int) -> str | None:
-    """Today (UTC) moved by a Duration, as an ISO date-time, or None for a bound that is not a time."""
-    import datetime as dt
-    unit, value = duration.get("code") or duration.get("unit"), duration.get("value")
-    if unit not in _DAYS or isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        return None
-    try:
-        when = dt.datetime.now(dt.timezone.utc) + sign * dt.timedelta(days=float(value) * _DAYS[unit])
-    except OverflowError:
-        return None
-    return when.strftime("%Y-%m-%dT%H:%M:%S")

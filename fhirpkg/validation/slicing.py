@@ -1,0 +1,139 @@
+"""Which slice an element belongs to: a profile's discriminators evaluated on a JSON value.
+
+The HL7 validator's slice matching (InstanceValidator.sliceMatches): value and pattern
+discriminators compare the fixed or pattern values the slice sets at the discriminator's path
+(or value-set membership where it only binds one), exists/type/profile discriminators look at
+presence, resource type and conformance to a profile.  Conformance to a profile is a quiet
+sub-validation, so the matcher is given the walker's ``conforms``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from fhirpkg.fhir.definitions import Definitions
+from fhirpkg.fhir.model import ElementDef, TypeDef
+from fhirpkg.validation.json_values import json_contains, json_equal, navigate, split_path
+
+
+class SliceMatcher:
+    def __init__(self, defs: Definitions, conforms: Callable[[dict, TypeDef], bool]):
+        self.defs = defs
+        self.conforms = conforms
+
+    def matches(self, value, sl: ElementDef, base: ElementDef, tcode, td: TypeDef) -> bool:
+        discs = base.slicing.discriminators
+        if not discs:
+            return False
+        for d in discs:
+            if not self.discriminator_ok(value, sl, d, tcode, td):
+                return False
+        return True
+
+    def discriminator_ok(self, value, sl: ElementDef, d, tcode, td: TypeDef) -> bool:
+        path = d.path
+        if d.type == "position":
+            return False
+        targets = navigate(value, path)
+        sdef = self.slice_element(sl, path, td)
+        if d.type in ("value", "pattern"):
+            candidates = self.slice_elements(sl, path, td)
+            wants = [(e.pattern is not None and e.fixed is None, (e.fixed or e.pattern)[1])
+                     for e in candidates if e.fixed is not None or e.pattern is not None]
+            if not wants and path == "url" and sl.types and sl.types[0].profiles:
+                wants = [(False, sl.types[0].profiles[0])]
+            if not wants:
+                bound = [e for e in candidates if e.binding is not None and e.binding.value_set]
+                if bound and self.defs.terminology is not None:
+                    return any(self.in_value_set(t, e.binding.value_set) for t in targets for e in bound)
+                # the slice fixes nothing at this path, so this discriminator cannot tell it apart
+                return sdef is not None
+            return any(json_contains(t, w) if is_pattern else json_equal(t, w)
+                       for t in targets for is_pattern, w in wants)
+        if d.type == "exists":
+            present = bool(targets)
+            if sdef is None:
+                return present
+            if sdef.max == 0:
+                return not present
+            return present if sdef.min >= 1 else True
+        if d.type == "type":
+            want_types = {t.code for t in (sdef.types if sdef is not None else sl.types)}
+            if path == "$this" or path == "resolve()":
+                if isinstance(value, dict) and "resourceType" in value:
+                    return value["resourceType"] in want_types
+                return (tcode in want_types) if tcode else False
+            return any(isinstance(t, dict) and t.get("resourceType") in want_types for t in targets) or \
+                (len(want_types) == 1 and bool(targets))
+        if d.type == "profile":
+            profiles = [p for t in (sdef.types if sdef is not None else sl.types) for p in t.profiles]
+            for t in targets:
+                if isinstance(t, dict):
+                    for p in profiles:
+                        prof = self.defs.get(p)
+                        if prof is not None and self.conforms(t, prof):
+                            return True
+            return False
+        return False
+
+    def slice_elements(self, sl: ElementDef, path: str, td: TypeDef) -> list[ElementDef]:
+        """The definitions a discriminator path reaches in a slice, looking into the slices of
+        sliced elements on the way (``code.coding.code`` is fixed in a slice of ``coding``)."""
+        if path in ("$this", ""):
+            return [sl]
+        nodes = [sl]
+        for part in split_path(path):
+            if part.startswith("extension(") or part in ("resolve()",) or part.startswith("ofType("):
+                return []
+            nxt = []
+            for node in nodes:
+                child = self.slice_element(node, part, td)
+                if child is not None:
+                    nxt.append(child)
+                    nxt.extend(child.slices)
+            nodes = nxt
+        return nodes
+
+    def slice_element(self, sl: ElementDef, path: str, td: TypeDef) -> ElementDef | None:
+        if path in ("$this", ""):
+            return sl
+        node = sl
+        for part in split_path(path):
+            if part.startswith("extension(") or part in ("resolve()",) or part.startswith("ofType("):
+                return None
+            nxt = node.children.get(part)
+            if nxt is None and node.types and not node.children:
+                # not unrolled in the profile: look in the type's profile, if any
+                for t in node.types:
+                    for p in t.profiles:
+                        prof = self.defs.get(p)
+                        if prof is not None:
+                            nxt = prof.root.children.get(part)
+                            break
+                    if nxt is not None:
+                        break
+            if nxt is None:
+                return None
+            node = nxt
+        return node
+
+    def in_value_set(self, value, vs: str | None) -> bool:
+        term = self.defs.terminology
+        if term is None or vs is None:
+            return False
+        try:
+            r = term.member_of(value, vs)
+        except Exception:
+            return False
+        return bool(r)
+
+    def matches_slice(self, value, profile: TypeDef, slice_name: str) -> bool | None:
+        """Does a value match the named slice of a profile (by its discriminators)? None: no such slice."""
+        for sl in profile.by_id.values():
+            if sl.slice_name != slice_name or ":" not in sl.id:
+                continue
+            base = profile.by_id.get(sl.id.rsplit(":", 1)[0])
+            if base is None or base.slicing is None:
+                continue
+            tcode = base.types[0].code if len(base.types) == 1 else None
+            return isinstance(value, dict) and self.matches(value, sl, base, tcode, profile)
+        return None
