@@ -171,7 +171,7 @@ def report_focus(index, paths, runs, timeout):
           f"| {sum(errors.values())} |")
     engine_errors = errors
     def cold_run():
-        fhirpath._SHARED_COMPILED.clear()  # a fresh process: compile again (parse trees come from the disk cache)
+        fhirpath.SHARED_COMPILED.clear()  # a fresh process: compile again (parse trees come from the disk cache)
         return run_layer(tasks)
 
     cold, cold_s = median_of(runs, cold_run)

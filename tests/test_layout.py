@@ -17,7 +17,6 @@ MAX_LINES = 800
 # below fails if another module grows past the limit, and also if one of these shrinks under it
 # without being taken off this list, so the list can only get shorter.
 OVER_LIMIT_STILL = {
-    "fhirpkg/validation/fhirpath.py",
     "fhirpkg/validation/terminology/codes.py",
 }
 

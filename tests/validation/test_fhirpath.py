@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fhirpkg.validation import fhirpath as fp
+from fhirpkg.validation.fhirpath import parsing
 from fhirpkg.validation.fhirpath import (
     EvaluationTimeout,
     FhirPathEngine,
@@ -54,7 +55,7 @@ def ev(engine, expression, value=PATIENT, type_path=None, resource=None, **kw):
 
 def test_fhirpathpy_is_the_version_we_patch_around():
     assert fhirpathpy.__version__ == fp.FHIRPATHPY_VERSION
-    fp._check_fhirpathpy()  # raises ImportError naming what changed
+    fp.check_fhirpathpy()  # raises ImportError naming what changed
 
 
 def test_fhirpathpy_ast_shape_is_what_the_compiler_reads():
@@ -435,22 +436,22 @@ def test_date_boundaries_bracket_the_date(day, cut):
 def test_parse_trees_are_kept_between_runs(tmp_path, monkeypatch):
     path = tmp_path / "asts.json"
     monkeypatch.setenv(fp.AST_CACHE_ENV, str(path))
-    monkeypatch.setattr(fp, "_ASTS", {})
-    monkeypatch.setattr(fp, "_AST_STATE", {"loaded": False, "dirty": False})
+    monkeypatch.setattr(parsing, "_ASTS", {})
+    monkeypatch.setattr(parsing, "_AST_STATE", {"loaded": False, "dirty": False})
     expression = "name.given.where($this = 'kept').exists()"
     tree = fp.parse_cached(expression)
     fp.save_ast_cache()
     saved = __import__("json").loads(path.read_text())
     assert saved["fhirpathpy"] == fp.FHIRPATHPY_VERSION and saved["asts"][expression] == tree
     # a new process: trees come from the file, not from ANTLR
-    monkeypatch.setattr(fp, "_ASTS", {})
-    monkeypatch.setattr(fp, "_AST_STATE", {"loaded": False, "dirty": False})
-    monkeypatch.setattr(fp, "parse", lambda text: pytest.fail("parsed again"))
+    monkeypatch.setattr(parsing, "_ASTS", {})
+    monkeypatch.setattr(parsing, "_AST_STATE", {"loaded": False, "dirty": False})
+    monkeypatch.setattr(parsing, "parse", lambda text: pytest.fail("parsed again"))
     assert fp.parse_cached(expression) == tree
     # a damaged file is ignored
     path.write_text("{not json")
-    monkeypatch.setattr(fp, "_ASTS", {})
-    monkeypatch.setattr(fp, "_AST_STATE", {"loaded": False, "dirty": False})
+    monkeypatch.setattr(parsing, "_ASTS", {})
+    monkeypatch.setattr(parsing, "_AST_STATE", {"loaded": False, "dirty": False})
     monkeypatch.undo()
     assert fp.parse_cached("1 + 1") is not None
 
