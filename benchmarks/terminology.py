@@ -17,7 +17,9 @@ import sys
 import time
 
 from fhirpkg.fhir.packages import R5_DEFAULT_PACKAGES, PackageRef, installed
-from fhirpkg.validation.terminology.codes import BCP47, LOINC, SNOMED, UCUM, Terminology, check_bcp47
+from fhirpkg.validation.terminology.codes import Terminology
+from fhirpkg.validation.terminology.grammars import check_bcp47
+from fhirpkg.validation.terminology.systems import BCP47, LOINC, SNOMED, UCUM
 
 VS = "http://hl7.org/fhir/ValueSet/"
 THO_VS = "http://terminology.hl7.org/ValueSet/"

@@ -16,7 +16,9 @@ import pytest
 from fhirpkg.issues import Severity
 from fhirpkg.fhir.model import Binding, ElementDef, Node, ResourceFrame
 from fhirpkg.fhir.packages import R5_DEFAULT_PACKAGES, PackageRef, installed
-from fhirpkg.validation.terminology.codes import BCP13, BCP47, LOINC, RXNORM, SNOMED, UCUM, IsoData, Terminology, check_bcp47, check_mime_type, check_ucum, load_iso_codes
+from fhirpkg.validation.terminology.codes import Terminology
+from fhirpkg.validation.terminology.grammars import IsoData, check_bcp47, check_mime_type, check_ucum, load_iso_codes
+from fhirpkg.validation.terminology.systems import BCP13, BCP47, LOINC, RXNORM, SNOMED, UCUM
 from fhirpkg.validation.terminology.layer import check_binding, check_coding_systems, check_node
 
 CONFORMANCE = Path("/work/shared/conformance/fhir-test-cases/validator")

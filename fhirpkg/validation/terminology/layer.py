@@ -29,7 +29,9 @@ from typing import Iterator
 
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.model import Node
-from fhirpkg.validation.terminology.codes import NO_TX_EXEMPT, SERVER_SIDE, CodeResult, Terminology, ValueSetDef
+from fhirpkg.validation.terminology.codes import Terminology
+from fhirpkg.validation.terminology.compiled import CodeResult, ValueSetDef
+from fhirpkg.validation.terminology.systems import NO_TX_EXEMPT, SERVER_SIDE
 
 QUANTITY_TYPES = frozenset({"Quantity", "Age", "Duration", "Distance", "Count", "SimpleQuantity",
                             "MoneyQuantity"})
