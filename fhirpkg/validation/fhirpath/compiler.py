@@ -251,15 +251,8 @@ class Compiler:
         if check is None:
             raise FhirPathError(f"unsupported parameter type {kind}")
 
-        def typed(ctx, focus):
-            values = body(ctx, ctx["$this"])
-            if not values:
-                return []
-            if len(values) > 1:
-                raise FhirPathError(f"expected a single {kind}, got {len(values)} items")
-            return check(values[0])
-
-        return typed
+        single = _single(kind, check)
+        return lambda ctx, focus: single(body(ctx, ctx["$this"]))
 
     # operators --------------------------------------------------------------------------
     def _binary(self, op, node):
@@ -343,7 +336,11 @@ def _operand(kind):
         return lambda values: values
     if isinstance(kind, list):
         return _as_boolean
-    check = _PARAM_CHECKS[kind]
+    return _single(kind, _PARAM_CHECKS[kind])
+
+
+def _single(kind, check):
+    """An argument or operand: empty stays empty, one item is checked for its type, more is an error."""
 
     def typed(values):
         if not values:

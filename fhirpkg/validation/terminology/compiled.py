@@ -46,8 +46,22 @@ class CodeResult:
 
 # --- compiled code systems and value sets -----------------------------------------------
 
+class CanonicalNames:
+    """What code systems and value sets are called in messages (their fields are the dataclass's)."""
+
+    __slots__ = ()
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name or self.url
+
+    @property
+    def versioned_url(self) -> str:
+        return f"{self.url}|{self.version}" if self.version else self.url
+
+
 @dataclass(slots=True, eq=False)
-class CodeSystemDef:
+class CodeSystemDef(CanonicalNames):
     """A CodeSystem reduced to what validation needs.
 
     ``concepts`` maps every code to its display (None when it has none);
@@ -73,14 +87,6 @@ class CodeSystemDef:
     supplements: str | None = None
 
     @property
-    def label(self) -> str:
-        return self.title or self.name or self.url
-
-    @property
-    def versioned_url(self) -> str:
-        return f"{self.url}|{self.version}" if self.version else self.url
-
-    @property
     def enumerable(self) -> bool:
         return self.content == "complete"
 
@@ -104,7 +110,7 @@ class ConceptSet:
 
 
 @dataclass(slots=True, eq=False)
-class ValueSetDef:
+class ValueSetDef(CanonicalNames):
     url: str
     version: str | None
     name: str | None
@@ -119,14 +125,6 @@ class ValueSetDef:
     #: is False when the expansion says it is partial (offset, total > contains).
     expansion: dict[str, frozenset[str]] | None = None
     expansion_complete: bool = False
-
-    @property
-    def label(self) -> str:
-        return self.title or self.name or self.url
-
-    @property
-    def versioned_url(self) -> str:
-        return f"{self.url}|{self.version}" if self.version else self.url
 
     def describe(self) -> str:
         """'Title' (url|version), as the HL7 validator names a value set in messages."""
