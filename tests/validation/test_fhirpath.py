@@ -472,3 +472,26 @@ def test_an_operand_of_the_wrong_type_is_an_evaluation_error(engine, expression,
     patient = {"resourceType": "Patient", "id": "p", "meta": {"versionId": Decimal("1.5")}}
     with pytest.raises(FhirPathError, match=f"expected an? (String|Integer), got {wrong}"):
         ev(engine, expression, patient)
+
+
+@pytest.mark.parametrize("expression, result", [
+    ("1 in (1 | 2 | 3)", [True]),
+    ("(1 | 2) in (1 | 2 | 3)", [True]),     # several items on the left: each must be in the right
+    ("(1 | 5) in (1 | 2 | 3)", [False]),
+    ("{} in (1 | 2)", []),
+    ("1 in {}", [False]),
+    ("(1 | 2 | 3) contains (1 | 3)", [True]),
+    ("(1 | 2 | 3) contains (1 | 4)", [False]),
+])
+def test_membership_takes_collections_as_the_hl7_engine_does(engine, expression, result):
+    """The HL7 FHIRPathEngine's opIn/opContains test every item; core invariants need it (pld-3)."""
+    assert ev(engine, expression) == result
+
+
+def test_pld_3_is_evaluated_for_an_action_with_several_goals(engine):
+    expression = "%context.repeat(action).where((goalId in %context.goal.id).not()).exists().not()"
+    plan = {"resourceType": "PlanDefinition", "goal": [{"id": "g1"}, {"id": "g2"}],
+            "action": [{"goalId": ["g1", "g2"]}]}
+    assert ev(engine, expression, plan) == [True]
+    plan["action"][0]["goalId"].append("g3")
+    assert ev(engine, expression, plan) == [False]

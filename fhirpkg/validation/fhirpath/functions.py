@@ -9,6 +9,7 @@ from collections import deque
 from functools import lru_cache
 
 from fhirpathpy.engine import util as fp_util
+from fhirpathpy.engine.invocations.collections import contains_impl
 from fhirpathpy.engine.invocations import invocation_registry as FP_REGISTRY
 from fhirpathpy.engine.nodes import FP_DateTime, ResourceNode, TypeInfo
 
@@ -373,6 +374,26 @@ def _instant_order(a, b) -> int | None:
 
 
 
+def op_in(ctx, left, right):
+    """``in`` as the HL7 validator evaluates it: every item of the left operand is in the right one
+    (FHIRPath asks for one item on the left; the HL7 engine accepts several, and core invariants
+    such as pld-3, ``goalId in %context.goal.id`` with goalId 0..*, rely on it)."""
+    if not left:
+        return []
+    if not right:
+        return False
+    return all(contains_impl(ctx, right, [item]) for item in left)
+
+
+def op_contains(ctx, left, right):
+    """``contains``, with the same leniency: every item of the right operand is in the left one."""
+    if not right:
+        return []
+    if not left:
+        return False
+    return all(contains_impl(ctx, left, [item]) for item in right)
+
+
 def _build_registry() -> dict:
     registry = dict(FP_REGISTRY)
     ours = {
@@ -405,6 +426,8 @@ def _build_registry() -> dict:
     }
     for op in ("<", "<=", ">", ">="):
         ours[op] = {**FP_REGISTRY[op], "fn": _compare(op)}
+    ours["inOp"] = {**FP_REGISTRY["inOp"], "fn": op_in}
+    ours["containsOp"] = {**FP_REGISTRY["containsOp"], "fn": op_contains}
     registry.update(ours)
     return registry
 
@@ -416,4 +439,4 @@ ADDED_FUNCTIONS = ("hasValue", "getValue", "resolve", "memberOf", "conformsTo", 
                    XHTML_CONTENT_FUNCTION, "lowBoundary", "highBoundary", "comparable")
 REPLACED_FUNCTIONS = ("children", "descendants", "extension", "trace", "where", "exists", "repeat", "single", "ofType",
                       "startsWith", "endsWith", "contains", "matches", "substring", "length",
-                      "<", "<=", ">", ">=")
+                      "<", "<=", ">", ">=", "inOp", "containsOp")
