@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup packages package test test-fast interop-setup translator browser-setup clean
+.PHONY: setup packages package test test-fast interop-setup translator browser-setup spark-setup clean
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV)/: pip install -e '.[test]'"
@@ -38,12 +38,16 @@ translator: setup
 browser-setup:
 	@if [ -x tests/site/setup.sh ]; then tests/site/setup.sh; fi
 
-test: packages interop-setup browser-setup
+# pyspark for the --spark tests (the spark extra; about 450 MB, so only the test command installs it)
+spark-setup: setup
+	@$(BIN)/python -c "import pyspark" 2>/dev/null || $(BIN)/pip install -q -e '.[test,spark]'
+
+test: packages interop-setup browser-setup spark-setup
 	FHIRPKG_REQUIRE_INTEROP=1 $(BIN)/pytest -q -ra --durations=15
 	$(BIN)/fhirpkg build --check
 
 test-fast: packages
-	$(BIN)/pytest -q -ra -m "not slow and not interop and not browser"
+	$(BIN)/pytest -q -ra -m "not slow and not interop and not browser and not spark"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -10,10 +10,13 @@ largest process.
   2. streaming: peak RSS of -j 1 on the bulk file and on one 4x larger (flat = streaming);
   3. the R5 examples (all 2,822 files, every layer), -j 1 and -j N   [--examples: minutes];
   4. `fhirpkg build` of a generated project (benchmarks/build.py), --build-size resources,
-     validating with 1 process and with N (in-process; --build).
+     validating with 1 process and with N (in-process; --build);
+  5. Apache Spark on this machine: --spark local[1] and local[N] beside -j N (--spark; needs
+     pyspark; each run starts its own JVM, about 10-20 s, which the figures include), on a file
+     of --spark-resources resources (default --resources: larger files show executor scaling).
 
 Usage: python benchmarks/scale.py [--runs 3] [--resources 5000] [--jobs N] [--examples] [--build]
-       [--build-size 10000]
+       [--build-size 10000] [--spark] [--spark-resources N]
 """
 from __future__ import annotations
 
@@ -62,6 +65,9 @@ def main() -> int:
     ap.add_argument("--examples", action="store_true", help="also validate all R5 examples (minutes)")
     ap.add_argument("--build", action="store_true", help="also build a generated project")
     ap.add_argument("--build-size", type=int, default=10000)
+    ap.add_argument("--spark", action="store_true", help="also run on Spark local[1] and local[N]")
+    ap.add_argument("--spark-resources", type=int, default=0,
+                    help="resources in the Spark section's file (default: --resources)")
     args = ap.parse_args()
     import bulk_ndjson
     j = str(args.jobs)
@@ -97,6 +103,21 @@ def main() -> int:
             print(f"   speed-up: x{e1['wall'] / en['wall']:.2f} wall")
         if args.build:
             build_figures(args, tmp)
+        if args.spark:
+            sbulk, sn_res, jn = bulk, n, many
+            if args.spark_resources and args.spark_resources != args.resources:
+                sbulk = tmp / "spark.ndjson"
+                sn_res = bulk_ndjson.write(sbulk, args.spark_resources)
+                jn = median_run(["validate", "-j", j, str(sbulk)], args.runs)
+            print(f"5. Apache Spark, bulk clinical NDJSON, {sn_res} resources "
+                  f"({sbulk.stat().st_size / 2**20:.0f} MB; JVM start included):")
+            s1 = median_run(["validate", "--spark", "local[1]", str(sbulk)], args.runs)
+            sn = median_run(["validate", "--spark", f"local[{j}]", str(sbulk)], args.runs)
+            print(line("local[1]", sn_res, s1))
+            print(line(f"local[{j}]", sn_res, sn))
+            print(line(f"-j {j}", sn_res, jn))
+            print(f"   executors 1 -> {j}: x{s1['wall'] / sn['wall']:.2f} wall; Spark local[{j}] / -j {j}: "
+                  f"x{sn['wall'] / jn['wall']:.2f} wall")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

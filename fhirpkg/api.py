@@ -222,17 +222,48 @@ def source_issues(src: inputs.Source, validator: Validator, other_versions: dict
     """The issues of one source, and how many resources it held: its documents (``docs``, or all
     it holds) validated against ``fhir_version``, else the version its name states."""
     file_issues: list[Issue] = []
-    v = version_validator(fhir_version or src.fhir_version, validator, other_versions)
     resources = 0
+    for _doc, issues, count in document_issues(src, validator, other_versions, docs, fhir_version):
+        file_issues.extend(issues)
+        resources += count
+    return file_issues, resources
+
+
+def document_issues(src: inputs.Source, validator: Validator, other_versions: dict,
+                    docs: Iterable | None = None, fhir_version: str | None = None) -> Iterator[tuple]:
+    """(document, its issues, how many resources it held) for each document of one source."""
+    v = version_validator(fhir_version or src.fhir_version, validator, other_versions)
     for doc in (read_source(src) if docs is None else docs):
         if src.in_folder and doc.ok and isinstance(doc.value, dict) and "resourceType" not in doc.value:
-            file_issues.append(Issue(Severity.INFORMATION, "informational",
-                                     "Not a FHIR resource (no resourceType): skipped", "not-a-resource",
-                                     file=doc.file, line=1, column=1))
+            yield doc, [Issue(Severity.INFORMATION, "informational", "Not a FHIR resource (no resourceType): skipped",
+                              "not-a-resource", file=doc.file, line=1, column=1)], 0
             continue
-        file_issues.extend(v.validate_document(doc))
-        resources += count_resources(doc.value) if doc.ok else 0
-    return file_issues, resources
+        yield doc, v.validate_document(doc), (count_resources(doc.value) if doc.ok else 0)
+
+
+@dataclass(frozen=True)
+class ValidatorSpec:
+    """What a validator is made of, small enough to send to another process (a Spark executor)
+    that makes the same validator there: the FHIR version, --ig inputs and --profile URLs."""
+
+    fhir_version: str | None = None
+    igs: tuple[str, ...] = ()
+    profiles: tuple[str, ...] = ()
+    timings: bool = False
+
+
+def make_validator(spec: ValidatorSpec, log: Callable | None = pk.log_to_stderr) -> Validator:
+    """The validator ``fhirpkg validate`` uses for these options.  A --profile that no loaded
+    package or --ig input defines is an InputError."""
+    defs = load_definitions(pk.DEFAULT_PACKAGES[spec.fhir_version or "5.0.0"], log=log)
+    if spec.igs:
+        n = add_conformance_resources(defs, read_conformance_inputs(spec.igs, defs))
+        if log is not None:
+            log(f"Loaded {n} conformance resources from {', '.join(spec.igs)}")
+    for url in spec.profiles:
+        if defs.get(url) is None:
+            raise InputError(f"--profile {url}: no such profile in the loaded packages or --ig inputs")
+    return Validator(defs, Options(profiles=spec.profiles, timings=spec.timings))
 
 
 def version_validator(version: str, validator: Validator, other_versions: dict) -> Validator:

@@ -78,8 +78,9 @@ def main(offline: bool) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "operationoutcome", "junit", "sarif"]),
-              default="text", show_default=True, help="Report format.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "operationoutcome", "junit", "sarif", "parquet"]),
+              default="text", show_default=True,
+              help="Report format; parquet (with --spark and -o DIR): one row per issue, written by Spark.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report to this file (atomically) instead of standard output.")
 @click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True,
@@ -100,31 +101,38 @@ def main(offline: bool) -> None:
 @click.option("--fhir-version", type=click.Choice(["5.0.0", "4.3.0", "4.0.1"]), default=None,
               help="Validate every file as this FHIR version (default: R5, or the version a name such as "
                    "x.r4.json or x.r4b.json states).")
+@click.option("--spark", "spark_master", metavar="MASTER",
+              help="Validate on Apache Spark (local[N], spark://host:port, yarn, ...): one validator per executor "
+                   "process; needs the spark extra (pip install 'fhirpkg[spark]').")
 def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, progress, timings, jobs,
-             fhir_version):
+             fhir_version, spark_master):
     """Validate FHIR JSON (R5, R4B, R4): files, folders (recursive), Bundles, NDJSON, or - for stdin.
 
     The text report gives one line per kind of problem (rule and message, with its count and first
     places); -v lists every issue.
     """
     from fhirpkg import api, reports
-    from fhirpkg.fhir import packages as pk
-    from fhirpkg.validation import Options, Validator
-    defs = api.load_definitions(pk.DEFAULT_PACKAGES[fhir_version or "5.0.0"])
-    if igs:
-        n = api.add_conformance_resources(defs, api.read_conformance_inputs(igs, defs))
-        _err(f"Loaded {n} conformance resources from {', '.join(igs)}")
-    for url in profiles:
-        if defs.get(url) is None:
-            raise click.UsageError(f"--profile {url}: no such profile in the loaded packages or --ig inputs")
-    validator = Validator(defs, Options(profiles=tuple(profiles), timings=timings))
+    if fmt == "parquet" and not (spark_master and output):
+        raise click.UsageError("--format parquet needs --spark MASTER and -o DIR")
+    spec = api.ValidatorSpec(fhir_version, tuple(igs), tuple(profiles), timings)
+    validator = api.make_validator(spec)
+    if spark_master:
+        from fhirpkg import spark
+        if fmt == "parquet":
+            counts = spark.write_parquet(spark_master, list(paths), spec, output)
+            _err(f"wrote {counts.total} issues to {output}: {counts.errors} errors, {counts.warnings} warnings, "
+                 f"{counts.information} information")
+            sys.exit(1 if counts.at_least(Severity.parse(fail_on)) else 0)
+        results = spark.run(spark_master, list(paths), spec)
+    else:
+        if jobs is None:
+            from fhirpkg.parallel import cores
+            jobs = 1 if timings else cores()
+        results = api.iter_validate(list(paths), validator, fhir_version=fhir_version, jobs=jobs)
     show = progress if progress is not None else sys.stderr.isatty()
     issues, files, resources = [], [], 0
     started = last = time.perf_counter()
-    if jobs is None:
-        from fhirpkg.parallel import cores
-        jobs = 1 if timings else cores()
-    for result in api.iter_validate(list(paths), validator, fhir_version=fhir_version, jobs=jobs):
+    for result in results:
         files.append(result.file)
         issues.extend(result.issues)
         resources += result.resources

@@ -136,11 +136,12 @@ def test_no_module_over_800_lines():
 
 def test_stages_have_their_own_subpackages():
     """read (fhir/) -> validate (validation/) -> build and publish (publish/), content/ and logic/ beside:
-    the top level keeps only the CLI, the API and what every stage shares."""
+    the top level keeps only the CLI, the API, the two ways of spreading work (parallel: worker
+    processes, spark: a Spark cluster) and what every stage shares."""
     for sub in ("fhir", "validation", "content", "publish", "logic"):
         assert (PACKAGE / sub / "__init__.py").is_file(), sub
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__", "api", "cli", "errors", "fsutil", "issues", "loader", "parallel", "reports"]
+    assert top == ["__init__", "api", "cli", "errors", "fsutil", "issues", "loader", "parallel", "reports", "spark"]
 
 
 def test_reading_does_not_depend_on_publishing():
