@@ -152,24 +152,54 @@ def iter_validate(paths: list[str], validator: Validator, other_versions: dict |
 
     With ``jobs`` > 1 the files (and NDJSON files in chunks of lines) are validated by
     that many worker processes forked from this one (``fhirpkg.parallel``); the results
-    come back in input order and are the same as with one job.
+    come back in input order and are the same as with one job.  ``iter_parts`` gives the same
+    issues without holding a whole file's.
     """
+    current = None
+    for part in iter_parts(paths, validator, other_versions, fhir_version, jobs):
+        if part.first:
+            if current is not None:
+                yield current
+            current = FileResult(part.file, [], 0)
+        current.issues.extend(part.issues)
+        current.resources += part.resources
+    if current is not None:
+        yield current
+
+
+@dataclass
+class Part:
+    """Some of one file's issues as validation yields them (one document, or a chunk of NDJSON
+    lines), so a reader of a large file holds only a part at a time; ``first`` marks the first
+    part of each file, in input order."""
+
+    file: str
+    issues: list[Issue]
+    resources: int = 0
+    first: bool = False
+
+
+def iter_parts(paths: list[str], validator: Validator, other_versions: dict | None = None,
+               fhir_version: str | None = None, jobs: int = 1) -> Iterator[Part]:
+    """``iter_validate``'s issues in parts of a file (see there for the arguments)."""
     other_versions = {} if other_versions is None else other_versions
     plain = []
     for path in paths:
         if path != "-" and Path(path, "package.json").is_file() and Path(path).is_dir():
             # a content project: its resources, plus the package rules
             project, issues, _ = validate_project(path, defs=validator.defs, jobs=jobs)
-            by_file = {str(r.path): FileResult(str(r.path), [], 1) for r in project.resources}
+            by_file = {str(r.path): Part(str(r.path), [], 1, True) for r in project.resources}
             for i in issues:
-                by_file.setdefault(i.file, FileResult(i.file, [])).issues.append(i)
+                by_file.setdefault(i.file, Part(i.file, [], 0, True)).issues.append(i)
             yield from by_file.values()
         else:
             plain.append(path)
     if jobs <= 1:
         for src in find_sources(plain):
-            issues, resources = source_issues(src, validator, other_versions, fhir_version=fhir_version)
-            yield FileResult(src.name, issues, resources)
+            yield Part(src.name, [], 0, True)
+            for _doc, issues, count in document_issues(src, validator, other_versions, fhir_version=fhir_version):
+                if issues or count:
+                    yield Part(src.name, issues, count)
         return
 
     def work(task: tuple) -> tuple[list[Issue], int]:
@@ -177,18 +207,12 @@ def iter_validate(paths: list[str], validator: Validator, other_versions: dict |
         docs = None if lines is None else inputs.ndjson_documents(lines, src.name, prefix)
         return source_issues(src, validator, other_versions, docs, fhir_version)
 
-    current, merged, count = None, [], 0
+    current = None
     tasks = _tasks(find_sources(plain))
     stdin = lambda task: task[0].name == "-"  # noqa: E731 - workers have no standard input
     for (src, _, _), (issues, resources) in parallel.ordered_map(work, tasks, jobs, validator.warm, in_parent=stdin):
-        if src is not current:
-            if current is not None:
-                yield FileResult(current.name, merged, count)
-            current, merged, count = src, [], 0
-        merged.extend(issues)
-        count += resources
-    if current is not None:
-        yield FileResult(current.name, merged, count)
+        yield Part(src.name, issues, resources, src is not current)
+        current = src
 
 
 NDJSON_CHUNK = 200  # lines per task: large enough to make the hand-over cheap, small enough to balance

@@ -123,41 +123,56 @@ def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, 
             _err(f"wrote {counts.total} issues to {output}: {counts.errors} errors, {counts.warnings} warnings, "
                  f"{counts.information} information")
             sys.exit(1 if counts.at_least(Severity.parse(fail_on)) else 0)
-        results = spark.run(spark_master, list(paths), spec)
+        parts = (api.Part(r.file, r.issues, r.resources, True) for r in spark.run(spark_master, list(paths), spec))
     else:
         if jobs is None:
             from fhirpkg.parallel import cores
             jobs = 1 if timings else cores()
-        results = api.iter_validate(list(paths), validator, fhir_version=fhir_version, jobs=jobs)
+        parts = api.iter_parts(list(paths), validator, fhir_version=fhir_version, jobs=jobs)
     show = progress if progress is not None else sys.stderr.isatty()
-    issues, files, resources = [], [], 0
     started = last = time.perf_counter()
-    for result in results:
-        files.append(result.file)
-        issues.extend(result.issues)
-        resources += result.resources
-        now = time.perf_counter()
-        if show and now - last > 0.5:
-            last = now
-            click.echo(f"\rvalidated {len(files)} files, {sum(i.is_error for i in issues)} errors ...",
-                       err=True, nl=False)
-    if show and files:
-        click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
-    report = reports.render(fmt, issues, files, Severity.parse("error" if quiet else level),
-                            resources=resources, verbose=verbose)
-    if output:
-        from fhirpkg.fsutil import atomic_write_text
-        atomic_write_text(output, report)
-        if fmt != "text":
-            _err(reports.summary(issues, len(files), resources))
-    else:
-        click.echo(report, nl=False)
+    with reports.Collector(keep_all=fmt != "text" or verbose) as found:
+        for part in parts:
+            if part.first:
+                found.add_file(part.file)
+            found.add(part.issues, part.resources)
+            now = time.perf_counter()
+            if show and now - last > 0.5:
+                last = now
+                click.echo(f"\rvalidated {len(found.files)} files, {found.errors} errors ...", err=True, nl=False)
+        if show and found.files:
+            click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
+        report = _batched(reports.chunks(fmt, found, Severity.parse("error" if quiet else level),
+                                         resources=found.resources, verbose=verbose))
+        if output:
+            from fhirpkg.fsutil import atomic_writer
+            with atomic_writer(output) as f:
+                for text in report:
+                    f.write(text.encode("utf-8"))
+            if fmt != "text":
+                _err(reports.summary(found.counts, len(found.files), found.resources))
+        else:
+            for text in report:
+                click.echo(text, nl=False)
     if timings:
         total = time.perf_counter() - started
-        _err(f"validated {len(files)} files in {total:.2f} s")
+        _err(f"validated {len(found.files)} files in {total:.2f} s")
         for layer, secs in sorted(validator.layer_seconds.items(), key=lambda kv: -kv[1]):
             _err(f"  {layer:12s} {secs:8.3f} s")
-    sys.exit(1 if any(i.severity >= Severity.parse(fail_on) for i in issues) else 0)
+    sys.exit(1 if found.any_at_least(Severity.parse(fail_on)) else 0)
+
+
+def _batched(texts, size: int = 1 << 16):
+    """Report pieces joined into writes of about ``size`` characters."""
+    held, n = [], 0
+    for text in texts:
+        held.append(text)
+        n += len(text)
+        if n >= size:
+            yield "".join(held)
+            held, n = [], 0
+    if held:
+        yield "".join(held)
 
 
 # --- build ------------------------------------------------------------------------

@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+@contextmanager
+def atomic_writer(path: Path | str) -> Iterator[BinaryIO]:
+    """A binary file for ``path``, written as a temporary sibling and renamed over ``path`` when
+    the block ends without an exception (else removed): ``path`` is whole or as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -22,6 +27,11 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    with atomic_writer(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

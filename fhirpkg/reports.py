@@ -5,10 +5,14 @@ so pipelines built around either tool can read the other's output.
 """
 from __future__ import annotations
 
+import heapq
 import json
+import pickle
 import re
+import tempfile
 from collections import Counter, defaultdict
-from typing import Iterable
+from pathlib import Path
+from typing import Iterable, Iterator
 from xml.sax.saxutils import escape, quoteattr
 
 from fhirpkg import __version__
@@ -25,10 +29,11 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
-def summary(issues: list[Issue], files: int, resources: int | None = None) -> str:
+def summary(issues: Iterable[Issue] | Counter, files: int, resources: int | None = None) -> str:
     """"N resources in M files: E errors, W warnings, I information" (resources: NDJSON lines and
-    Bundle entries each count; without a count, files only)."""
-    c = Counter(i.severity for i in issues)
+    Bundle entries each count; without a count, files only).  ``issues``, or their counts by
+    severity."""
+    c = issues if isinstance(issues, Counter) else Counter(i.severity for i in issues)
     e = c[Severity.ERROR] + c[Severity.FATAL]
     where = (f"{_plural(resources, 'resource')} in {_plural(files, 'file')}" if resources is not None
              else f"{_plural(files, 'file')} checked")
@@ -64,50 +69,25 @@ def message_pattern(message: str) -> str:
     return _NUMBER.sub("N", _PARENTHESIS.sub("(…)", _QUOTED.sub("'…'", message)))
 
 
-def group(issues: Iterable[Issue]) -> list[list[Issue]]:
-    """Issues grouped by (severity, rule, message pattern), worst first, each group in file order."""
-    groups: dict[tuple, list[Issue]] = {}
-    for i in sorted(issues, key=Issue.sort_key):
-        groups.setdefault((i.severity, i.rule, message_pattern(i.message)), []).append(i)
-    return sorted(groups.values(), key=lambda g: (-g[0].severity, g[0].sort_key()))
-
-
 def location(i: Issue) -> str:
     where = printable(i.file or "<input>")
     return where + (f":{i.line}:{i.column or 1}" if i.line is not None else "")
 
 
-def group_line(issues: list[Issue]) -> str:
-    """The first issue as a full line, then how many more there are and where the next ones are."""
-    line = text_line(issues[0])
-    if len(issues) == 1:
+def group_line(first: list[Issue], count: int) -> str:
+    """A group of ``count`` like issues: the first as a full line, then how many more there are
+    and where the next ones (``first[1:]``) are."""
+    line = text_line(first[0])
+    if count == 1:
         return line
-    also = [location(i) for i in issues[1:FIRST_LOCATIONS]]
-    more = len(issues) - FIRST_LOCATIONS
-    return f"{line} [{len(issues)} like this; also {', '.join(also)}{f' and {more} more' if more > 0 else ''}]"
-
-
-def to_text(issues: list[Issue], files: int, min_severity: Severity = Severity.INFORMATION, *,
-            resources: int | None = None, verbose: bool = False) -> str:
-    """Repeats grouped into one line each (``verbose``: every issue), then the summary."""
-    shown = [i for i in issues if i.severity >= min_severity]
-    lines = ([text_line(i) for i in sorted(shown, key=Issue.sort_key)] if verbose
-             else [group_line(g) for g in group(shown)])
-    lines.append(summary(issues, files, resources))
-    return "\n".join(lines) + "\n"
+    also = [location(i) for i in first[1:FIRST_LOCATIONS]]
+    more = count - FIRST_LOCATIONS
+    return f"{line} [{count} like this; also {', '.join(also)}{f' and {more} more' if more > 0 else ''}]"
 
 
 def issue_dict(i: Issue) -> dict:
     return {"file": i.file, "line": i.line, "column": i.column, "severity": i.severity.code, "code": i.code,
             "rule": i.rule, "message": i.message, "expression": i.expression}
-
-
-def to_json(issues: list[Issue], files: int, resources: int | None = None) -> str:
-    c = Counter(i.severity.code for i in issues)
-    doc = {"tool": "fhirpkg", "version": __version__, "files": files, "resources": resources,
-           "summary": {s.code: c.get(s.code, 0) for s in Severity},
-           "issues": [issue_dict(i) for i in sorted(issues, key=Issue.sort_key)]}
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
 def oo_issue(i: Issue) -> dict:
@@ -126,28 +106,218 @@ def oo_issue(i: Issue) -> dict:
     return out
 
 
-def to_operation_outcome(issues: list[Issue], files: int) -> str:
-    ordered = sorted(issues, key=Issue.sort_key)
-    oo = {"resourceType": "OperationOutcome",
-          "issue": [oo_issue(i) for i in ordered] or [
-              {"severity": "information", "code": "informational", "details": {"text": "All OK"}}]}
-    return json.dumps(oo, indent=2, ensure_ascii=False) + "\n"
+SARIF_LEVEL = {Severity.FATAL: "error", Severity.ERROR: "error", Severity.WARNING: "warning",
+               Severity.INFORMATION: "note"}
 
 
-def to_junit(issues: list[Issue], file_names: list[str]) -> str:
-    """One testcase per file; errors (and fatals) fail it, warnings go to system-out."""
+def sarif_result(i: Issue) -> dict:
+    loc = {"physicalLocation": {"artifactLocation": {"uri": i.file or "stdin"}}}
+    if i.line is not None:
+        loc["physicalLocation"]["region"] = {"startLine": i.line, "startColumn": i.column or 1}
+    if i.expression:
+        loc["logicalLocations"] = [{"fullyQualifiedName": i.expression, "kind": "element"}]
+    return {"ruleId": i.rule, "level": SARIF_LEVEL[i.severity], "message": {"text": i.message},
+            "locations": [loc], "properties": {"fhirIssueType": i.code}}
+
+
+# --- collecting issues in memory that does not grow with the input --------------------------
+
+SPILL_AFTER = 20_000  # issues held before a sorted run of them goes to a temporary file
+_BATCH = 1_000        # issues per pickle in a run file
+
+
+class Collector:
+    """The issues of a run as validation yields them, kept for a report written at the end.
+
+    Counts, rule ids and file names are kept in memory.  For the grouped text report only the
+    groups are kept (a count and the first places of each); for the other reports every issue,
+    in sorted runs spilled to a temporary folder past ``spill_after`` and merged when written,
+    so a 1 GB NDJSON with millions of issues is reported in bounded memory.  Use it as a
+    context manager (the runs are removed on exit)."""
+
+    def __init__(self, keep_all: bool = True, spill_after: int = SPILL_AFTER):
+        self.files: list[str] = []
+        self.resources = 0
+        self.counts: Counter = Counter()
+        self.rules: set[str] = set()
+        self.files_with_errors: set = set()
+        self.issue_files: dict = {}  # the files issues name, in arrival order (members of archives too)
+        self.keep_all = keep_all
+        self._spill_after = max(spill_after, 1)
+        self._groups: dict[tuple, list] = {}  # (severity, rule, pattern) -> [count, first issues]
+        self._held: list[Issue] = []
+        self._runs: list[Path] = []
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> "Collector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._held, self._runs = [], []
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def add_file(self, name: str) -> None:
+        self.files.append(name)
+
+    def add(self, issues: Iterable[Issue], resources: int = 0) -> None:
+        self.resources += resources
+        for i in issues:
+            self.counts[i.severity] += 1
+            self.rules.add(i.rule)
+            self.issue_files.setdefault(i.file)
+            if i.is_error:
+                self.files_with_errors.add(i.file)
+            if self.keep_all:
+                self._held.append(i)
+            else:
+                self._group(i)
+        if len(self._held) >= self._spill_after:
+            self._spill()
+
+    @property
+    def errors(self) -> int:
+        return self.counts[Severity.ERROR] + self.counts[Severity.FATAL]
+
+    def any_at_least(self, severity: Severity) -> bool:
+        return any(n for s, n in self.counts.items() if s >= severity)
+
+    def _group(self, i: Issue) -> None:
+        """A group keeps its count and its first FIRST_LOCATIONS issues in report order (ties in
+        arrival order, as a stable sort of every issue would give)."""
+        g = self._groups.get(key := (i.severity, i.rule, message_pattern(i.message)))
+        if g is None:
+            self._groups[key] = [1, [i]]
+            return
+        g[0] += 1
+        first, k = g[1], i.sort_key()
+        if len(first) < FIRST_LOCATIONS or k < first[-1].sort_key():
+            at = len(first)
+            while at and k < first[at - 1].sort_key():
+                at -= 1
+            first.insert(at, i)
+            del first[FIRST_LOCATIONS:]
+
+    def groups(self, min_severity: Severity = Severity.INFORMATION) -> list[tuple[int, list[Issue]]]:
+        """(count, first issues) per (severity, rule, message pattern), worst first, then in file order."""
+        if self.keep_all:
+            out: dict[tuple, list] = {}
+            for i in self.issues():
+                if i.severity >= min_severity:
+                    g = out.setdefault((i.severity, i.rule, message_pattern(i.message)), [0, []])
+                    g[0] += 1
+                    if len(g[1]) < FIRST_LOCATIONS:
+                        g[1].append(i)
+            found = out.values()
+        else:
+            found = [g for key, g in self._groups.items() if key[0] >= min_severity]
+        return sorted(((n, first) for n, first in found), key=lambda g: (-g[1][0].severity, g[1][0].sort_key()))
+
+    def _spill(self) -> None:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="fhirpkg-issues-")
+        self._held.sort(key=Issue.sort_key)
+        run = Path(self._tmp.name) / f"run-{len(self._runs)}.pickle"
+        with open(run, "wb") as f:
+            for k in range(0, len(self._held), _BATCH):
+                pickle.dump(self._held[k:k + _BATCH], f, protocol=pickle.HIGHEST_PROTOCOL)
+        self._runs.append(run)
+        self._held = []
+
+    def issues(self) -> Iterator[Issue]:
+        """Every issue in report order (``Issue.sort_key``; equal keys in arrival order)."""
+        if not self.keep_all:
+            raise ValueError("this collector kept only the groups of the text report")
+        self._held.sort(key=Issue.sort_key)  # stable: arrival order among equals, as runs merge
+        if not self._runs:
+            return iter(self._held)
+        return heapq.merge(*(_read_run(r) for r in self._runs), iter(self._held), key=Issue.sort_key)
+
+
+def _read_run(path: Path) -> Iterator[Issue]:
+    with open(path, "rb") as f:
+        while True:
+            try:
+                yield from pickle.load(f)
+            except EOFError:
+                return
+
+
+def collect(issues: Iterable[Issue], file_names: list[str], resources: int | None = None,
+            keep_all: bool = True) -> Collector:
+    c = Collector(keep_all)
+    for name in file_names:
+        c.add_file(name)
+    c.add(issues, resources or 0)
+    return c
+
+
+# --- writing reports, a piece at a time ------------------------------------------------------
+
+_HOLE = "\ue000fhirpkg-items\ue000"  # stands for a streamed list in a document dumped around it
+
+
+def _json_around(doc: dict, items: Iterable[dict]) -> Iterator[str]:
+    """``json.dumps(doc, indent=2, ensure_ascii=False)`` where the value ``_HOLE`` in ``doc`` is
+    the list ``items``, written item by item."""
+    head, tail = json.dumps(doc, indent=2, ensure_ascii=False).split(json.dumps(_HOLE, ensure_ascii=False))
+    line = head[head.rfind("\n") + 1:]
+    pad = " " * (len(line) - len(line.lstrip(" ")))
+    yield head + "["
+    sep = "\n"
+    for item in items:
+        yield sep + "\n".join(pad + "  " + text for text in json.dumps(item, indent=2, ensure_ascii=False).split("\n"))
+        sep = ",\n"
+    yield ("]" if sep == "\n" else "\n" + pad + "]") + tail + "\n"
+
+
+def text_chunks(c: Collector, min_severity: Severity = Severity.INFORMATION, *,
+                resources: int | None = None, verbose: bool = False) -> Iterator[str]:
+    """Repeats grouped into one line each (``verbose``: every issue), then the summary."""
+    if verbose:
+        for i in c.issues():
+            if i.severity >= min_severity:
+                yield text_line(i) + "\n"
+    else:
+        for n, first in c.groups(min_severity):
+            yield group_line(first, n) + "\n"
+    yield summary(c.counts, len(c.files), resources) + "\n"
+
+
+def json_chunks(c: Collector, resources: int | None) -> Iterator[str]:
+    doc = {"tool": "fhirpkg", "version": __version__, "files": len(c.files), "resources": resources,
+           "summary": {s.code: c.counts.get(s, 0) for s in Severity}, "issues": _HOLE}
+    return _json_around(doc, (issue_dict(i) for i in c.issues()))
+
+
+def operation_outcome_chunks(c: Collector) -> Iterator[str]:
+    if not sum(c.counts.values()):
+        yield json.dumps({"resourceType": "OperationOutcome", "issue": [
+            {"severity": "information", "code": "informational", "details": {"text": "All OK"}}]},
+            indent=2, ensure_ascii=False) + "\n"
+        return
+    yield from _json_around({"resourceType": "OperationOutcome", "issue": _HOLE}, (oo_issue(i) for i in c.issues()))
+
+
+def junit_chunks(c: Collector) -> Iterator[str]:
+    """One testcase per file; errors (and fatals) fail it, warnings go to system-out.  Test cases
+    are in input order and issues in file order, so this one report holds every issue at once."""
     by_file: dict[str, list[Issue]] = defaultdict(list)
-    for i in issues:
+    for i in c.issues():
         by_file[i.file].append(i)
-    names = list(dict.fromkeys(list(file_names) + list(by_file)))
-    failures = sum(1 for n in names if any(i.is_error for i in by_file.get(n, ())))
-    out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f'<testsuites name="fhirpkg validate" tests="{len(names)}" failures="{failures}">',
-           f'  <testsuite name="fhirpkg validate" tests="{len(names)}" failures="{failures}" errors="0">']
+    names = list(dict.fromkeys(list(c.files) + list(c.issue_files)))
+    failures = sum(1 for n in names if n in c.files_with_errors)
+    yield ('<?xml version="1.0" encoding="UTF-8"?>\n'
+           f'<testsuites name="fhirpkg validate" tests="{len(names)}" failures="{failures}">\n'
+           f'  <testsuite name="fhirpkg validate" tests="{len(names)}" failures="{failures}" errors="0">\n')
     for name in names:
-        file_issues = sorted(by_file.get(name, ()), key=Issue.sort_key)
+        file_issues = by_file.pop(name, ())
         errs = [i for i in file_issues if i.is_error]
-        out.append(f'    <testcase classname="fhirpkg.validate" name={quoteattr(printable(name or "<input>"))}>')
+        out = [f'    <testcase classname="fhirpkg.validate" name={quoteattr(printable(name or "<input>"))}>']
         if errs:
             body = "\n".join(text_line(i) for i in errs)
             out.append(f'      <failure message={quoteattr(f"{len(errs)} error(s)")} type="fhir-validation">'
@@ -156,44 +326,38 @@ def to_junit(issues: list[Issue], file_names: list[str]) -> str:
         if others:
             out.append(f"      <system-out>{escape(chr(10).join(text_line(i) for i in others))}</system-out>")
         out.append("    </testcase>")
-    out += ["  </testsuite>", "</testsuites>"]
-    return "\n".join(out) + "\n"
+        yield "\n".join(out) + "\n"
+    yield "  </testsuite>\n</testsuites>\n"
 
 
-SARIF_LEVEL = {Severity.FATAL: "error", Severity.ERROR: "error", Severity.WARNING: "warning",
-               Severity.INFORMATION: "note"}
-
-
-def to_sarif(issues: list[Issue]) -> str:
-    rules = sorted({i.rule for i in issues})
-    results = []
-    for i in sorted(issues, key=Issue.sort_key):
-        loc = {"physicalLocation": {"artifactLocation": {"uri": i.file or "stdin"}}}
-        if i.line is not None:
-            loc["physicalLocation"]["region"] = {"startLine": i.line, "startColumn": i.column or 1}
-        if i.expression:
-            loc["logicalLocations"] = [{"fullyQualifiedName": i.expression, "kind": "element"}]
-        results.append({"ruleId": i.rule, "level": SARIF_LEVEL[i.severity], "message": {"text": i.message},
-                        "locations": [loc], "properties": {"fhirIssueType": i.code}})
+def sarif_chunks(c: Collector) -> Iterator[str]:
     doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
            "runs": [{"tool": {"driver": {"name": "fhirpkg", "version": __version__,
                                          "informationUri": "https://hl7.org/fhir/R5/validation.html",
-                                         "rules": [{"id": r} for r in rules]}},
-                     "results": results}]}
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+                                         "rules": [{"id": r} for r in sorted(c.rules)]}},
+                     "results": _HOLE}]}
+    return _json_around(doc, (sarif_result(i) for i in c.issues()))
+
+
+def chunks(fmt: str, c: Collector, min_severity: Severity = Severity.INFORMATION, *,
+           resources: int | None = None, verbose: bool = False) -> Iterator[str]:
+    """The report in ``fmt``, a piece at a time (what ``render`` joins)."""
+    if fmt == "text":
+        return text_chunks(c, min_severity, resources=resources, verbose=verbose)
+    if fmt == "json":
+        return json_chunks(c, resources)
+    if fmt == "operationoutcome":
+        return operation_outcome_chunks(c)
+    if fmt == "junit":
+        return junit_chunks(c)
+    if fmt == "sarif":
+        return sarif_chunks(c)
+    raise ValueError(f"unknown format {fmt}")
 
 
 def render(fmt: str, issues: list[Issue], file_names: list[str],
            min_severity: Severity = Severity.INFORMATION, *, resources: int | None = None,
            verbose: bool = False) -> str:
-    if fmt == "text":
-        return to_text(issues, len(file_names), min_severity, resources=resources, verbose=verbose)
-    if fmt == "json":
-        return to_json(issues, len(file_names), resources)
-    if fmt == "operationoutcome":
-        return to_operation_outcome(issues, len(file_names))
-    if fmt == "junit":
-        return to_junit(issues, file_names)
-    if fmt == "sarif":
-        return to_sarif(issues)
-    raise ValueError(f"unknown format {fmt}")
+    """The whole report as one string."""
+    with collect(issues, file_names, resources, keep_all=fmt != "text" or verbose) as c:
+        return "".join(chunks(fmt, c, min_severity, resources=resources, verbose=verbose))

@@ -121,7 +121,7 @@ def test_internal_error_is_one_line_exit_3(files, monkeypatch):
 
     def boom(*a, **k):
         raise RuntimeError("simulated failure")
-    monkeypatch.setattr(api, "iter_validate", boom)
+    monkeypatch.setattr(api, "iter_parts", boom)
     r = CliRunner().invoke(main, ["validate", str(files / "good.json")])
     assert r.exit_code == 3
     assert "internal error: RuntimeError: simulated failure" in r.output and "Traceback" not in r.output
