@@ -39,6 +39,11 @@ VERDICTS: list[tuple[str, str, str, str]] = [
     ("sdf-27", r"", REAL, "the logical models have a baseDefinition but no derivation. HL7 reports the same."),
     ("scs-1", r"", REAL, "a CodeSystem with nested concepts and no hierarchyMeaning (the R5 scs-1 rule). "
      "HL7 reports it in CodeSystem-fhir-types; inside Bundle-valuesets it reports other errors of that Bundle."),
+    ("bundle-entry-url", r"looks like a RESTful server URL", REAL,
+     "a fullUrl shaped like a RESTful URL that does not end with its resource's type and id "
+     "(Bundle-lri-example: .../Observation/lri-gramstain1 holding Observation gramstain1; the message Bundles: "
+     ".../Patient/pat12 holding Patient pat2). HL7 reports the same (BUNDLE_ENTRY_URL_MATCHES_TYPE_ID, checked "
+     "on those three files)."),
     ("valueset-system-absolute", r"", REAL, "ValueSet.compose.include.system is not an absolute URI (the rule the "
      "HL7 validator applies; conformance case contained-canonical-bad-2). HL7 reports the same in "
      "ValueSet-security-role-type."),

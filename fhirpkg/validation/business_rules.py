@@ -16,7 +16,7 @@ from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import lexeme
 from fhirpkg.fhir.model import Node
 from fhirpkg.validation import (codesystem, extension_use, implementation_guide, profile_slices, questionnaire,
-                                search_parameter)
+                                bundle, search_parameter)
 
 
 def attachment(node: Node) -> Iterator[Issue]:
@@ -352,6 +352,7 @@ CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
     "Extension": (extension_use.fhir_version,),
     "ImplementationGuide": (implementation_guide.check,),
     "SearchParameter": (search_parameter.check,),
+    "Bundle": (bundle.check,),
 }
 #: Rules for every resource (applied to resource roots).
 #: Bundle.link relations that name one page or the Bundle itself (http.html#paging): at most once each.

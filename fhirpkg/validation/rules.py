@@ -247,6 +247,16 @@ RULES: dict[str, Rule] = {
     "package-identifier": _r("package", "error", "a non-canonical artifact without an identifier"),
     "package-duplicate": _r("package", "error", "two resources with the same type/id or url"),
     "package-cycle": _r("package", "warning", "a cycle of canonical dependencies"),
+    "bundle-entry-url": _r("rules", "error", "a Bundle entry fullUrl that is not absolute, a RESTful one that does not "
+                           "end with its resource's type and id, or none where the Bundle type needs one",
+                           "BUNDLE_ENTRY_URL_ABSOLUTE", "BUNDLE_ENTRY_URL_MATCHES_NO_ID", "BUNDLE_ENTRY_URL_MATCHES_TYPE_ID",
+                           "BUNDLE_BUNDLE_ENTRY_FULLURL_REQUIRED"),
+    "bundle-search": _r("rules", "error", "a searchset Bundle: self link, search modes, ids of results, result types "
+                        "the search asked for, outcome entries that are OperationOutcomes", "BUNDLE_SEARCH_NOSELF",
+                        "BUNDLE_SEARCH_NO_MODE", "BUNDLE_SEARCH_ENTRY_NO_RESOURCE_ID",
+                        "BUNDLE_SEARCH_ENTRY_WRONG_RESOURCE_TYPE_MODE", "BUNDLE_SEARCH_ENTRY_WRONG_RESOURCE_TYPE_OUTCOME",
+                        "BUNDLE_SEARCH_ENTRY_WRONG_RESOURCE_TYPE_NO_MODE", "BUNDLE_SEARCH_ENTRY_NO_RESOURCE",
+                        "BUNDLE_SEARCH_SELF_NOT_UNDERSTOOD", "BUNDLE_SEARCH_ENTRY_TYPE_NOT_SURE"),
     "bundle-link-unique": _r("rules", "error", "a Bundle paging or self link relation given more than once",
                              "BUNDLE_LINK_SEARCH_NO_DUPLICATES"),
     "extension-fhir-version": _r("rules", "error", "an extension whose definition (version-specific-use) is limited to "

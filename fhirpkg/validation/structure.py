@@ -380,6 +380,8 @@ class StructureWalker:
                            expr, loc)
             return
         self._fixed_pattern(value, edef, tcode, td, expr, loc)
+        if edef.min_value is not None or edef.max_value is not None:  # minValueQuantity / maxValueQuantity
+            self._min_max(value, edef, expr, loc)
         if tcode == "Extension" or name in EXTENSION_NAMES:
             self._extension(value, edef, td, expr, loc, frame, host, is_modifier=(name == "modifierExtension"))
             return
@@ -577,8 +579,16 @@ class StructureWalker:
                 from fhirpkg.validation.fhirpath import ucum_values  # imported here: fhirpathpy is slow to import
                 a, b = ucum_values(value, limit) if isinstance(value, dict) and isinstance(limit, dict) else (None, None)
                 if a is not None and bad(a, b):
+                    # the HL7 validator's words: "specified minimum value (...)" in the same unit,
+                    # "specified minValue (...) after UCUM conversion" otherwise
+                    below = word.startswith("less")
+                    if value.get("code") == limit.get("code"):
+                        what = f"the specified {'minimum' if below else 'maximum'} value ({quantity_text(limit)})"
+                    else:
+                        what = (f"the specified {'minValue' if below else 'maxValue'} ({quantity_text(limit)}) "
+                                "after UCUM conversion")
                     self.error("invalid", f"The value in the instance ({quantity_text(value)}) is "
-                               f"{word} value ({quantity_text(limit)})", "value-range", expr, loc)
+                               f"{'less' if below else 'greater'} than {what}", "value-range", expr, loc)
                 continue
             try:
                 if bad(value if not isinstance(value, str) else value, limit if not isinstance(value, str) else str(limit)):

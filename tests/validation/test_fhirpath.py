@@ -495,3 +495,32 @@ def test_pld_3_is_evaluated_for_an_action_with_several_goals(engine):
     assert ev(engine, expression, plan) == [True]
     plan["action"][0]["goalId"].append("g3")
     assert ev(engine, expression, plan) == [False]
+
+
+# FHIRPath 2.0, Comparison: "If one value is specified to a different level of precision than the
+# other, the result is empty ({ }) to indicate that the result of the comparison is unknown";
+# date-times with time zones are compared as instants.  The HL7 validator fails R4's per-1
+# (start <= end) on a Period from "2023-06-21" to "2023-06-21T06:20:00Z" (the suite's
+# encounter-period case) because the comparison is empty.
+@pytest.mark.parametrize("start,end,op,result", [
+    ("2023-06-21", "2023-06-21T06:20:00Z", "<=", []),
+    ("2023-06-21", "2023-06-21T06:20:00Z", ">", []),
+    ("2023-06-22", "2023-06-21T06:20:00Z", "<=", [False]),
+    ("2023-06-20", "2023-06-21T06:20:00Z", "<", [True]),
+    ("2023-06-21T10:00:00+02:00", "2023-06-21T09:00:00Z", "<=", [True]),   # 08:00Z <= 09:00Z
+    ("2023-06-21T10:00:00+02:00", "2023-06-21T07:00:00Z", "<=", [False]),  # as strings: true
+    ("2023", "2024-01", "<", [True]),
+    ("2023-05", "2023", ">=", []),
+])
+def test_dates_of_elements_compare_by_precision_and_time_zone(engine, start, end, op, result):
+    period = {"start": start, "end": end}
+    assert ev(engine, f"start {op} end", period, type_path="Period", resource={}) == result
+
+
+def test_r4_per_1_fails_on_a_period_of_unknown_order():
+    r4 = FhirPathEngine(model="r4")
+    per_1 = "start.hasValue().not() or end.hasValue().not() or (start <= end)"
+    assert r4.evaluate(per_1, {"start": "2023-06-21", "end": "2023-06-21T06:20:00Z"},
+                       type_path="Period", resource={}) == []
+    assert r4.evaluate(per_1, {"start": "2023-06-21", "end": "2023-06-22T06:20:00Z"},
+                       type_path="Period", resource={}) == [True]

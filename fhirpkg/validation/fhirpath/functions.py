@@ -11,7 +11,7 @@ from functools import lru_cache
 from fhirpathpy.engine import util as fp_util
 from fhirpathpy.engine.invocations.collections import contains_impl
 from fhirpathpy.engine.invocations import invocation_registry as FP_REGISTRY
-from fhirpathpy.engine.nodes import FP_DateTime, ResourceNode, TypeInfo
+from fhirpathpy.engine.nodes import FP_DateTime, FP_Time, FP_TimeBase, ResourceNode, TypeInfo
 
 from fhirpkg.validation.fhirpath.common import (
     EvaluationTimeout,
@@ -340,12 +340,33 @@ def _compare(op_name):
             qa, qb = as_quantity(a[0]), as_quantity(b[0])
             if qa is not None and qb is not None:
                 return compare_quantities(op_name, qa, qb)
+            ta, tb = _temporal(a[0]), _temporal(b[0])
+            if isinstance(ta, FP_TimeBase) and isinstance(tb, FP_TimeBase):
+                a, b = [ta], [tb]
             order = _instant_order(a[0], b[0])
             if order is not None:
                 return verdict(order)
         return base(ctx, a, b)
 
     return compare
+
+
+#: The FHIR primitive types whose values fhirpathpy orders as FHIRPath dates, date-times and times.
+_TEMPORAL_TYPES = {"date": FP_DateTime, "dateTime": FP_DateTime, "instant": FP_DateTime, "time": FP_Time}
+
+
+def _temporal(item):
+    """A date, dateTime, instant or time element as fhirpathpy's temporal value, else ``item``.
+
+    Our JSON nodes keep a primitive's JSON string (fhirpathpy's own nodes convert it when built,
+    which costs on every node): compared as strings, "2023-06-21" <= "2023-06-21T06:20:00Z" was
+    true, where FHIRPath (and the HL7 engine, e.g. on R4's per-1) gives empty for values equal up
+    to the lesser of two precisions, and date-times in different time zones were misordered."""
+    if isinstance(item, ResourceNode) and type(item.data) is str:
+        cls = _TEMPORAL_TYPES.get(item.path)
+        if cls is not None:
+            return FP_TimeBase.check_string(cls, item.data) or item
+    return item
 
 
 _VERDICTS = {"<": lambda c: c < 0, "<=": lambda c: c <= 0, ">": lambda c: c > 0, ">=": lambda c: c >= 0}
