@@ -67,7 +67,7 @@ def compile_profile(sd: dict, defs) -> TypeDef:
         td.contexts = compile_contexts(sd["context"], defs.fhir_version)
         td.context_declared = True
     td.fhir_versions = version_range(sd)
-    applier = _Applier(defs, td)
+    applier = _Applier(defs, td, base)
     open_slices: dict[str, str | None] = {}
     for element in (sd.get("differential") or {}).get("element") or ():
         applier.apply(element, sd.get("url", ""), open_slices)
@@ -78,9 +78,12 @@ def compile_profile(sd: dict, defs) -> TypeDef:
 
 
 class _Applier:
-    def __init__(self, defs, td: TypeDef):
+    def __init__(self, defs, td: TypeDef, base: TypeDef | None = None):
         self.defs = defs
         self.td = td
+        #: contentReference targets are unrolled from the base, not from this profile's element:
+        #: a constraint on Parameters.parameter.part (min 3) does not apply to part.part.
+        self.base = base or td
 
     def apply(self, element: dict, source: str, open_slices: dict | None = None) -> None:
         segs = _segments(element, open_slices)
@@ -100,7 +103,7 @@ class _Applier:
         if edef.children:
             return
         if edef.content_reference:
-            target = self.td.by_id.get(edef.content_reference.split("#", 1)[-1])
+            target = self.base.by_id.get(edef.content_reference.split("#", 1)[-1])
             if target is not None:
                 edef.children = copy.deepcopy(target.children)
             return

@@ -40,11 +40,9 @@ from typing import Iterator
 
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.model import Node
+from fhirpkg.validation.references import ABSOLUTE_URI
 
 FULL_URL_OPTIONAL = ("transaction", "transaction-response", "batch", "batch-response")
-#: The HL7 validator's test of an absolute URL (Utilities.isAbsoluteUrl): a lower-case token or
-#: http/https/urn as the scheme, then something without spaces.
-_SCHEME = re.compile(r"^(?:https?|urn|[a-z][a-z0-9_\[\]]*):[^ ]+$", re.S)
 NO_SELF = "SearchSet Bundles should have a self link that specifies what the search was"
 NO_MODE = "SearchSet bundles should have search modes on the entries"
 NO_ID = "Search results must have ids"
@@ -102,7 +100,7 @@ def entry_urls(bundle: dict, resource_types: set, expr: str, loc: tuple) -> Iter
         rtype = res.get("resourceType") if res is not None else None
         rid = res.get("id") if res is not None else None
         if isinstance(full_url, str) and full_url:
-            if not _SCHEME.match(full_url):
+            if not ABSOLUTE_URI.match(full_url):
                 yield Issue(Severity.ERROR, "invalid", f"The fullUrl must be an absolute URL (not '{full_url}')",
                             "bundle-entry-url", eexpr, location=eloc)
             elif isinstance(rtype, str) and restful.match(full_url):

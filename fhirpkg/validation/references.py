@@ -18,6 +18,9 @@ from fhirpkg.fhir.model import Node, ResourceFrame
 
 _RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
 _ABSOLUTE = re.compile(r"^(https?://\S+?)/?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
+#: An absolute URI as the HL7 validator's Utilities.isAbsoluteUrl accepts it: a lower-case token
+#: as the scheme (http, urn, resource, ...), then something without spaces.
+ABSOLUTE_URI = re.compile(r"^[a-z][a-z0-9_]*:[^ ]+$")
 _CONDITIONAL = re.compile(r"^([A-Z][A-Za-z]+)\?(.+)$")
 _UUID = re.compile(r"^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -130,6 +133,8 @@ def check_reference(node: Node, resolver: Resolver, defs) -> Iterator[Issue]:
     elif "://" in ref:
         m = _ABSOLUTE.match(ref)
         ref_type = m.group(2) if m else None
+    elif ABSOLUTE_URI.match(ref):
+        pass  # an absolute URI of another scheme ("resource:0" in SMART Health Cards), as the HL7 validator reads it
     else:
         m = _RELATIVE.match(ref)
         c = _CONDITIONAL.match(ref)

@@ -30,7 +30,7 @@ class SliceMatcher:
         return True
 
     def discriminator_ok(self, value, sl: ElementDef, d, tcode, td: TypeDef) -> bool:
-        path = d.path
+        path = d.path[len("$this."):] if d.path.startswith("$this.") else d.path  # "$this.name" is "name"
         if d.type == "position":
             return False
         targets = navigate(value, path)
@@ -42,7 +42,9 @@ class SliceMatcher:
             if not wants and path == "url" and sl.types and sl.types[0].profiles:
                 wants = [(False, sl.types[0].profiles[0])]
             if not wants:
-                bound = [e for e in candidates if e.binding is not None and e.binding.value_set]
+                # profiling.html#discriminator: "fixed value, pattern, or required ValueSet binding"
+                bound = [e for e in candidates if e.binding is not None and e.binding.value_set
+                         and e.binding.strength == "required"]
                 if bound and self.defs.terminology is not None:
                     return any(self.in_value_set(t, e.binding.value_set) for t in targets for e in bound)
                 # the slice fixes nothing at this path, so this discriminator cannot tell it apart
@@ -62,8 +64,9 @@ class SliceMatcher:
                 if isinstance(value, dict) and "resourceType" in value:
                     return value["resourceType"] in want_types
                 return (tcode in want_types) if tcode else False
-            return any(isinstance(t, dict) and t.get("resourceType") in want_types for t in targets) or \
-                (len(want_types) == 1 and bool(targets))
+            if any(isinstance(t, dict) and "resourceType" in t for t in targets):  # resources: by their type
+                return any(isinstance(t, dict) and t.get("resourceType") in want_types for t in targets)
+            return len(want_types) == 1 and bool(targets)
         if d.type == "profile":
             profiles = [p for t in (sdef.types if sdef is not None else sl.types) for p in t.profiles]
             for t in targets:

@@ -279,7 +279,10 @@ class StructureWalker:
         has_shadow = ("_" + name) in obj
         if tcode is None and child.types:
             codes = {t.code for t in child.types}
-            tcode = next(iter(codes)) if len(codes) == 1 else None
+            if len(codes) == 1:
+                tcode = next(iter(codes))
+            elif isinstance(value, dict) and value.get("resourceType") in codes:
+                tcode = value["resourceType"]  # a resource element profiled to several resource types
         elif tcode is None and child.content_reference:
             tcode = "BackboneElement"  # the referenced element's children apply
         type_def = self._type(tcode)

@@ -136,3 +136,20 @@ def test_every_entry_needs_a_full_url_except_in_transactions_and_batches(check):
         ("error", "Bundle.entry[0]", "Except for transactions and batches, each entry in a Bundle must have a "
                                      "fullUrl which is the identity of the resource in the entry")]
     assert entry_url_issues(check, "transaction", {"resource": dict(patient)}) == []
+
+
+def test_smart_health_card_resource_uris_are_absolute(check):
+    """The official case shc (validator-r4): fullUrls "resource:0" and references to them; the HL7
+    validator's recorded outcome for it is empty (a lower-case scheme makes an absolute URI)."""
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "resource:0", "resource": {"resourceType": "Patient", "name": [{"family": "A"}]}},
+        {"fullUrl": "resource:1", "resource": {"resourceType": "Immunization", "status": "completed",
+                                               "vaccineCode": {"text": "x"}, "occurrenceDateTime": "2021-01-01",
+                                               "patient": {"reference": "resource:0"}}}]}
+    assert [i for i in check(bundle) if i.is_error] == []
+
+
+@pytest.mark.parametrize("reference", ["Resource:0", "not a ref", "resource: 0"])
+def test_what_is_not_an_absolute_uri_is_still_a_malformed_relative_reference(check, reference):
+    patient = {"resourceType": "Patient", "managingOrganization": {"reference": reference}}
+    assert [i.rule for i in check(patient) if i.is_error] == ["reference-format"]

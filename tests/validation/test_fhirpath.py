@@ -524,3 +524,18 @@ def test_r4_per_1_fails_on_a_period_of_unknown_order():
                        type_path="Period", resource={}) == []
     assert r4.evaluate(per_1, {"start": "2023-06-21", "end": "2023-06-22T06:20:00Z"},
                        type_path="Period", resource={}) == [True]
+
+
+def test_type_info_has_name_and_namespace():
+    """FHIRPath type(): a TypeInfo with name and namespace, which expressions navigate (the
+    official case contained-invariant: %context.type().name = 'Reference' on generalPractitioner)."""
+    r4 = FhirPathEngine(model="r4")
+    patient = {"resourceType": "Patient", "generalPractitioner": [{"reference": "#p1"}],
+               "contained": [{"resourceType": "Practitioner", "id": "p1"}]}
+    gp = patient["generalPractitioner"][0]
+    cont_3 = ("%context.type().name = 'Reference' and %resource.type().name = 'Patient' "
+              "and %rootResource.type().name = 'Patient'")
+    assert r4.evaluate(cont_3, gp, type_path="Reference", resource=patient, root_resource=patient) == [True]
+    assert r4.evaluate("1.type().namespace", patient, type_path="Patient", resource=patient) == ["System"]
+    assert r4.evaluate("type().name", patient["contained"][0], type_path="Practitioner",
+                       resource=patient) == ["Practitioner"]

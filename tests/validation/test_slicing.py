@@ -25,3 +25,67 @@ def test_another_category_or_system_does_not(defs):
 
 def test_an_unknown_slice_is_none(defs):
     assert matcher(defs).matches_slice({}, defs.get(VITALS), "NoSuchSlice") is None
+
+
+# --- discriminators on resources and on paths a slice leaves open -----------------------------
+# The official cases type-slicing-multiple, profile-slicing-multiple and type-subtype-slicing1
+# (fhir-test-cases, validator-r4): the HL7 validator's recorded outcomes have no error.
+
+def _validator(defs, url, resource_type, differential):
+    from fhirpkg import api
+    from fhirpkg.validation import Options, Validator
+    sd = {"resourceType": "StructureDefinition", "url": url, "name": "SliceTest", "status": "draft",
+          "fhirVersion": "5.0.0", "kind": "resource", "abstract": False, "type": resource_type,
+          "baseDefinition": f"http://hl7.org/fhir/StructureDefinition/{resource_type}", "derivation": "constraint",
+          "differential": {"element": differential}}
+    d = defs.derive()
+    api.add_conformance_resources(d, [sd])
+    return Validator(d, Options(profiles=(url,)))
+
+
+def _errors(validator, resource):
+    return [(i.rule, i.expression) for i in validator.validate_resource(resource) if i.is_error]
+
+
+def test_a_type_discriminator_on_bundle_entries_goes_by_resource_type(defs):
+    v = _validator(defs, "http://example.org/StructureDefinition/entry-types", "Bundle", [
+        {"id": "Bundle.entry", "path": "Bundle.entry",
+         "slicing": {"discriminator": [{"type": "type", "path": "resource"}], "rules": "open"}},
+        {"id": "Bundle.entry:patient", "path": "Bundle.entry", "sliceName": "patient", "min": 1, "max": "1"},
+        {"id": "Bundle.entry:patient.resource", "path": "Bundle.entry.resource", "type": [{"code": "Patient"}]},
+        {"id": "Bundle.entry:carer", "path": "Bundle.entry", "sliceName": "carer", "min": 1, "max": "2"},
+        {"id": "Bundle.entry:carer.resource", "path": "Bundle.entry.resource",
+         "type": [{"code": "Practitioner"}, {"code": "PractitionerRole"}]}])
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": f"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e{i}", "resource": {"resourceType": rt}}
+        for i, rt in enumerate(("Patient", "Practitioner", "PractitionerRole"))]}
+    assert _errors(v, bundle) == []
+    bundle["entry"].append({"fullUrl": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e9",
+                            "resource": {"resourceType": "Patient"}})
+    assert _errors(v, bundle) == [("cardinality-max", "Bundle.entry")]
+
+
+def test_a_slice_that_leaves_a_discriminator_open_matches_any_value_there(defs):
+    """profiling.html#discriminator: a value/pattern discriminator goes by the fixed value, pattern
+    or required binding; appliesTo's binding is only an example, so Slice3 accepts any appliesTo."""
+    meaning = "http://terminology.hl7.org/CodeSystem/referencerange-meaning"
+
+    def slice_(name, code, applies=None):
+        out = [{"id": f"Observation.referenceRange:{name}", "path": "Observation.referenceRange",
+                "sliceName": name, "min": 1, "max": "1"},
+               {"id": f"Observation.referenceRange:{name}.type", "path": "Observation.referenceRange.type",
+                "patternCodeableConcept": {"coding": [{"system": meaning, "code": code}]}}]
+        if applies:
+            out.append({"id": f"Observation.referenceRange:{name}.appliesTo",
+                        "path": "Observation.referenceRange.appliesTo", "patternCodeableConcept": {"text": applies}})
+        return out
+
+    v = _validator(defs, "http://example.org/StructureDefinition/type-subtype", "Observation", [
+        {"id": "Observation.referenceRange", "path": "Observation.referenceRange",
+         "slicing": {"discriminator": [{"type": "pattern", "path": "type"}, {"type": "pattern", "path": "appliesTo"}],
+                     "rules": "open"}},
+        *slice_("Slice1", "normal", "A"), *slice_("Slice3", "treatment")])
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "referenceRange": [
+        {"type": {"coding": [{"system": meaning, "code": "normal"}]}, "appliesTo": [{"text": "A"}], "text": "r1"},
+        {"type": {"coding": [{"system": meaning, "code": "treatment"}]}, "text": "r3"}]}
+    assert _errors(v, obs) == []

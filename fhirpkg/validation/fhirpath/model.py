@@ -169,6 +169,8 @@ def member(model: TypeModel, items: Focus, name: str) -> list:
         if not isinstance(item, ResourceNode):
             if isinstance(item, FP_Quantity) and name in ("value", "unit"):
                 out.append(item.value if name == "value" else item.unit)
+            elif type(item) is dict and item.keys() == {"name", "namespace"} and name in item:
+                out.append(item[name])  # fhirpathpy's type() gives {name, namespace}: %context.type().name
             continue
         data = item.data
         if isinstance(data, dict):
