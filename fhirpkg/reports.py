@@ -140,7 +140,6 @@ class Collector:
         self.resources = 0
         self.counts: Counter = Counter()
         self.rules: set[str] = set()
-        self.files_with_errors: set = set()
         self.issue_files: dict = {}  # the files issues name, in arrival order (members of archives too)
         self.keep_all = keep_all
         self._spill_after = max(spill_after, 1)
@@ -170,8 +169,6 @@ class Collector:
             self.counts[i.severity] += 1
             self.rules.add(i.rule)
             self.issue_files.setdefault(i.file)
-            if i.is_error:
-                self.files_with_errors.add(i.file)
             if self.keep_all:
                 self._held.append(i)
             else:
@@ -187,34 +184,16 @@ class Collector:
         return any(n for s, n in self.counts.items() if s >= severity)
 
     def _group(self, i: Issue) -> None:
-        """A group keeps its count and its first FIRST_LOCATIONS issues in report order (ties in
-        arrival order, as a stable sort of every issue would give)."""
-        g = self._groups.get(key := (i.severity, i.rule, message_pattern(i.message)))
-        if g is None:
-            self._groups[key] = [1, [i]]
-            return
-        g[0] += 1
-        first, k = g[1], i.sort_key()
-        if len(first) < FIRST_LOCATIONS or k < first[-1].sort_key():
-            at = len(first)
-            while at and k < first[at - 1].sort_key():
-                at -= 1
-            first.insert(at, i)
-            del first[FIRST_LOCATIONS:]
+        _add_to_group(self._groups, i)
 
     def groups(self, min_severity: Severity = Severity.INFORMATION) -> list[tuple[int, list[Issue]]]:
         """(count, first issues) per (severity, rule, message pattern), worst first, then in file order."""
+        groups = self._groups
         if self.keep_all:
-            out: dict[tuple, list] = {}
+            groups = {}
             for i in self.issues():
-                if i.severity >= min_severity:
-                    g = out.setdefault((i.severity, i.rule, message_pattern(i.message)), [0, []])
-                    g[0] += 1
-                    if len(g[1]) < FIRST_LOCATIONS:
-                        g[1].append(i)
-            found = out.values()
-        else:
-            found = [g for key, g in self._groups.items() if key[0] >= min_severity]
+                _add_to_group(groups, i)
+        found = [g for key, g in groups.items() if key[0] >= min_severity]
         return sorted(((n, first) for n, first in found), key=lambda g: (-g[1][0].severity, g[1][0].sort_key()))
 
     def _spill(self) -> None:
@@ -236,6 +215,23 @@ class Collector:
         if not self._runs:
             return iter(self._held)
         return heapq.merge(*(_read_run(r) for r in self._runs), iter(self._held), key=Issue.sort_key)
+
+
+def _add_to_group(groups: dict[tuple, list], i: Issue) -> None:
+    """A group of (severity, rule, message pattern) keeps its count and its first FIRST_LOCATIONS
+    issues in report order (ties in arrival order, as a stable sort of every issue would give)."""
+    g = groups.get(key := (i.severity, i.rule, message_pattern(i.message)))
+    if g is None:
+        groups[key] = [1, [i]]
+        return
+    g[0] += 1
+    first, k = g[1], i.sort_key()
+    if len(first) < FIRST_LOCATIONS or k < first[-1].sort_key():
+        at = len(first)
+        while at and k < first[at - 1].sort_key():
+            at -= 1
+        first.insert(at, i)
+        del first[FIRST_LOCATIONS:]
 
 
 def _read_run(path: Path) -> Iterator[Issue]:
@@ -310,7 +306,7 @@ def junit_chunks(c: Collector) -> Iterator[str]:
     for i in c.issues():
         by_file[i.file].append(i)
     names = list(dict.fromkeys(list(c.files) + list(c.issue_files)))
-    failures = sum(1 for n in names if n in c.files_with_errors)
+    failures = sum(1 for n in names if any(i.is_error for i in by_file.get(n, ())))
     yield ('<?xml version="1.0" encoding="UTF-8"?>\n'
            f'<testsuites name="fhirpkg validate" tests="{len(names)}" failures="{failures}">\n'
            f'  <testsuite name="fhirpkg validate" tests="{len(names)}" failures="{failures}" errors="0">\n')

@@ -72,24 +72,19 @@ def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
     bundle = node.value
     if node.location != node.frame.location or not isinstance(bundle, dict):
         return
-    yield from entry_urls(bundle, set(defs.resource_types), node.expression, node.location)
+    resource_types = set(defs.resource_types)
+    yield from entry_urls(bundle, resource_types, node.expression, node.location)
     if bundle.get("type") == "searchset":
-        yield from search_set(bundle, defs, node.expression, node.location)
+        yield from search_set(bundle, resource_types, node.expression, node.location)
 
 
-def restful_url(resource_types) -> re.Pattern:
-    """A fullUrl that looks like a RESTful server URL, as the HL7 validator's urlRegex matches it."""
-    types = "|".join(sorted(resource_types, key=len, reverse=True))
-    return re.compile(rf"^(?:https?://(?:[A-Za-z0-9.:%$_\-]*/)*)?(?:{types})/[A-Za-z0-9\-.]{{1,64}}"
-                      r"(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
-
-
-_RESTFUL: dict[frozenset, re.Pattern] = {}
+#: A fullUrl that looks like a RESTful server URL (the HL7 validator's urlRegex), when the group is
+#: a resource type: ``[http(s)://base/]Type/id[/_history/version]``.
+RESTFUL_URL = re.compile(r"^(?:https?://(?:[A-Za-z0-9.:%$_\-]*/)*)?([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}"
+                         r"(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 
 
 def entry_urls(bundle: dict, resource_types: set, expr: str, loc: tuple) -> Iterator[Issue]:
-    key = frozenset(resource_types)
-    restful = _RESTFUL.get(key) or _RESTFUL.setdefault(key, restful_url(resource_types))
     optional = bundle.get("type") in FULL_URL_OPTIONAL
     for i, entry in enumerate(bundle.get("entry") or ()):
         if not isinstance(entry, dict):
@@ -103,7 +98,7 @@ def entry_urls(bundle: dict, resource_types: set, expr: str, loc: tuple) -> Iter
             if not ABSOLUTE_URI.match(full_url):
                 yield Issue(Severity.ERROR, "invalid", f"The fullUrl must be an absolute URL (not '{full_url}')",
                             "bundle-entry-url", eexpr, location=eloc)
-            elif isinstance(rtype, str) and restful.match(full_url):
+            elif isinstance(rtype, str) and (m := RESTFUL_URL.match(full_url)) and m.group(1) in resource_types:
                 if rid is None:
                     yield Issue(Severity.ERROR, "invalid", f"The fullUrl '{full_url}' looks like a RESTful server "
                                 "URL, but the resource has no id", "bundle-entry-url", eexpr, location=eloc)
@@ -117,14 +112,14 @@ def entry_urls(bundle: dict, resource_types: set, expr: str, loc: tuple) -> Iter
                         eexpr, location=eloc)
 
 
-def search_set(bundle: dict, defs, expr: str, loc: tuple) -> Iterator[Issue]:
+def search_set(bundle: dict, resource_types: set, expr: str, loc: tuple) -> Iterator[Issue]:
     links = [link for link in bundle.get("link") or () if isinstance(link, dict)]
     self_link = next((link for link in links if link.get("relation") == "self"), None)
     types: list[str] = []
     if self_link is None:
         yield Issue(Severity.WARNING, "invalid", NO_SELF, "bundle-search", expr, location=loc)
     else:
-        types = search_types(self_link.get("url"), set(defs.resource_types))
+        types = search_types(self_link.get("url"), resource_types)
         if not types:
             yield Issue(Severity.INFORMATION, "invalid", "No types could be determined from the search string, so "
                         "the types can't be checked", "bundle-search", expr, location=loc)
