@@ -9,12 +9,17 @@
    <= 20 s, linear.  The few validation errors they report are real: the last copy is cut off at
    the size asked for, so some of its references point at copies that were never generated.
 
-Usage: python benchmarks/build.py [--runs 3] [--sizes 1000,5000,10000] [--no-site]
+3. incremental: `fhirpkg build` with the build cache on a copy of definitions/ and on generated
+   projects (--incremental package,1000): rebuild with nothing changed, and after one edited
+   resource, against a clean --no-cache build (whose output it must equal).  Aim: <= 1 s.
+
+Usage: python benchmarks/build.py [--runs 3] [--sizes 1000,5000,10000] [--no-site] [--incremental package,1000]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -35,7 +40,7 @@ def cold_package(runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        proc = subprocess.run([str(FHIRPKG), "build", "--out", str(out / "build")], cwd=ROOT,
+        proc = subprocess.run([str(FHIRPKG), "build", "--no-cache", "--out", str(out / "build")], cwd=ROOT,
                               capture_output=True, text=True)
         times.append(time.perf_counter() - t)
         if proc.returncode != 0:
@@ -100,11 +105,53 @@ def in_process(size: int, site: bool) -> dict:
     return {"size": size, "build": t_build, "write": t_write, "files": len(result.files), "errors": errors}
 
 
+def incremental(project: Path, runs: int) -> dict:
+    """``fhirpkg build`` in a fresh process with the build cache: the first build (fills the cache),
+    rebuilds with nothing changed, and rebuilds after one edited resource (a PlanDefinition's title).
+    Each rebuild's output is compared with a clean ``--no-cache`` build of the same input at the end."""
+    cache = Path(tempfile.mkdtemp(prefix="fhirpkg-bench-cache-"))
+    out = cache / "build"
+    env = {**os.environ, "FHIRPKG_CACHE_DIR": str(cache)}
+
+    def cli(*extra: str) -> float:
+        t = time.perf_counter()
+        proc = subprocess.run([str(FHIRPKG), "build", "--force", "--project", str(project), *extra], cwd=ROOT,
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise SystemExit(f"build failed: {proc.stderr[-2000:]}")
+        return time.perf_counter() - t
+
+    first = cli("--out", str(out))
+    same = [cli("--out", str(out)) for _ in range(runs)]
+    target = sorted((project / "PlanDefinition").glob("*.json"))[0]
+    edited = []
+    for n in range(runs):
+        value = json.loads(target.read_text())
+        value["title"] = f"{value.get('title', '')} (edit {n})"
+        target.write_text(json.dumps(value, indent=2))
+        edited.append(cli("--out", str(out)))
+    clean = cli("--no-cache", "--out", str(cache / "clean"))
+    identical = not subprocess.run(["diff", "-rq", str(out), str(cache / "clean")], capture_output=True).returncode
+    shutil.rmtree(cache, ignore_errors=True)
+    return {"first": first, "same": same, "edited": edited, "clean": clean, "identical": identical}
+
+
+def print_incremental(label: str, r: dict) -> None:
+    med = statistics.median
+    print(f"   {label}: clean (--no-cache) {r['clean']:.2f} s; first cached build {r['first']:.2f} s; "
+          f"rebuild, nothing changed: median {med(r['same']):.2f} s ({', '.join(f'{t:.2f}' for t in r['same'])}); "
+          f"after one edited resource: median {med(r['edited']):.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in r['edited'])}); output identical to the clean build: "
+          f"{'yes' if r['identical'] else 'NO'}  [aim: <= 1 s]")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sizes", default="1000,5000,10000")
     ap.add_argument("--no-site", action="store_true", help="leave the website out of the generated builds")
+    ap.add_argument("--incremental", default="package,1000",
+                    help="projects for the incremental figures: 'package' (a copy of definitions/) and/or sizes")
     args = ap.parse_args()
     cold = cold_package(args.runs)
     print(f"1. fhirpkg build of definitions/ ({len(list((ROOT / 'definitions').rglob('*.json'))) - 1} resources), "
@@ -126,6 +173,18 @@ def main() -> int:
         ratio = ((z["build"] + z["write"]) / z["size"]) / ((a["build"] + a["write"]) / a["size"])
         print(f"   time per resource at {z['size']} vs {a['size']}: x{ratio:.2f} (1.00 = linear)  "
               f"[aim: 10,000 in <= 20 s]")
+    print("3. incremental builds (fhirpkg build, fresh process, build cache in a temporary folder):")
+    for what in filter(None, args.incremental.split(",")):
+        tmp = Path(tempfile.mkdtemp(prefix="fhirpkg-bench-inc-"))
+        if what == "package":
+            project = tmp / "definitions"
+            shutil.copytree(ROOT / "definitions", project)
+            label = f"definitions/ ({len(list(project.rglob('*.json'))) - 1} resources)"
+        else:
+            project = generate_project(int(what), tmp)
+            label = f"{int(what)} generated resources"
+        print_incremental(label, incremental(project, args.runs))
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

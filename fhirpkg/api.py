@@ -1,7 +1,8 @@
 """The Python API the CLI calls: load definitions, validate paths or resources."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -348,14 +349,15 @@ def project_packages(project) -> list:
 
 
 def validate_project(root: str | Path = "definitions", defs: Definitions | None = None,
-                     options: Options | None = None, jobs: int = 1):
+                     options: Options | None = None, jobs: int = 1, cache=None):
     """Load and validate a content project: every resource, plus the package rules.
 
     Returns (project, issues, defs): the definitions include the project's own
     profiles and value sets, for the build steps that follow.  Warnings the project has
     answered (codes its evidence register verified, an ignoreWarnings.txt) are information.
     With ``jobs`` > 1 the resources are validated by forked worker processes (same issues,
-    same order).
+    same order).  ``cache`` (a :class:`fhirpkg.publish.cache.BuildCache`) reuses the issues of
+    resources whose source, and whatever project resource their validation looked up, is unchanged.
     """
     from fhirpkg.content import project as proj
     from fhirpkg.content import package_rules
@@ -372,10 +374,8 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
         resolver.add(r.json)
     opts = options or Options(package_mode=True)
     validator = Validator(defs, opts, resolver)
-    resources = project.resources
-    found = parallel.ordered_map(lambda n: validator.validate_document(resources[n].doc), range(len(resources)),
-                                 jobs, validator.warm)
-    for _, resource_issues in found:
+    found = _validate_resources(validator, project, opts, jobs, cache)
+    for resource_issues in found:
         for i in resource_issues:
             if i.rule == "dom-6":  # the build writes a narrative for every resource without one
                 i = i.at(severity=Severity.INFORMATION,
@@ -386,6 +386,42 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
     if answers:
         issues = evidence.answer(issues, {str(r.path): r.json for r in project.resources}, answers)
     return project, issues, defs
+
+
+def _validate_resources(validator: Validator, project, opts: Options, jobs: int, cache=None) -> list[list]:
+    """Each project resource's issues, in order: computed by ``jobs`` processes, or taken from
+    ``cache`` for resources whose own text, the definitions, the project's conformance resources and
+    manifest, and the project resources their validation looked up are as they were (``BuildCache.bind``)."""
+    resources = project.resources
+    if cache is None:
+        found = parallel.ordered_map(lambda n: validator.validate_document(resources[n].doc),
+                                     range(len(resources)), jobs, validator.warm)
+        return [issues for _, issues in found]
+    from fhirpkg.publish.cache import digest, source_digests
+    cache.bind(validator.defs, project)
+    resolver = validator.resolver
+    sources = source_digests(project)
+    by_object = {id(r.json): d for r, d in zip(resources, sources)}
+    shared = json.dumps(asdict(opts), default=sorted, sort_keys=True)  # sets in a stable order
+
+    def now(read: str) -> str | None:
+        found = resolver.looked_up(read)
+        return None if found is None else by_object.get(id(found), "?")
+
+    keys = [digest(shared, str(r.path), d) for r, d in zip(resources, sources)]
+    out = [cache.get("validate", k, now) for k in keys]
+    resolver.note_reads()
+
+    def work(n: int):
+        resolver.note_reads()
+        issues = validator.validate_document(resources[n].doc)
+        return issues, resolver.note_reads()
+
+    for n, (issues, reads) in parallel.ordered_map(work, [n for n, v in enumerate(out) if v is None], jobs,
+                                                   validator.warm):
+        out[n] = issues
+        cache.put("validate", keys[n], issues, [(read, now(read)) for read in reads])
+    return out
 
 
 def cql(project_root: str | Path = "definitions", *, force: bool = False, log: Callable | None = None):

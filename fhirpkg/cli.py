@@ -192,22 +192,26 @@ def _batched(texts, size: int = 1 << 16):
 @click.option("--publisher", metavar="TEXT", help="Adopt the content: this publisher on every resource and as author.")
 @click.option("--version", "release_version", metavar="X.Y.Z",
               help="Adopt the content: this package and artifact version.")
-def build(project_dir, out_dir, fhir_versions, force, check, canonical, publisher, release_version):
+@click.option("--no-cache", is_flag=True,
+              help="Redo every resource's work instead of reusing what an earlier build did for unchanged "
+                   "resources (the output is the same either way).")
+def build(project_dir, out_dir, fhir_versions, force, check, canonical, publisher, release_version, no_cache):
     """Validate definitions/ and write build/: transaction and collection Bundles, package.tgz, exports, site."""
     if canonical is None and publisher is None and release_version is None:
-        return _build(project_dir, out_dir, fhir_versions, force, check)
+        return _build(project_dir, out_dir, fhir_versions, force, check, not no_cache)
     from fhirpkg.content import rebase
     try:
         with rebase.adopted(project_dir, canonical, publisher, release_version) as (adopted_dir, a):
             _err(f"adopted {project_dir}: {a.old_base} -> {a.new_base}, package {a.old_name}#{a.old_version} -> "
                  f"{a.new_name}#{a.new_version}")
-            _build(adopted_dir, out_dir, fhir_versions, force, check)
+            _build(adopted_dir, out_dir, fhir_versions, force, check, False)  # a temporary folder each time
     except rebase.AdoptionError as e:
         raise click.UsageError(str(e)) from None
 
 
-def _build(project_dir, out_dir, fhir_versions, force, check):
+def _build(project_dir, out_dir, fhir_versions, force, check, use_cache):
     from fhirpkg.publish import build as b
+    from fhirpkg.publish.cache import BuildCache
     from fhirpkg.reports import text_line
     versions = tuple(fhir_versions) or b.ALL_VERSIONS
     if b.R5 not in versions:
@@ -215,7 +219,8 @@ def _build(project_dir, out_dir, fhir_versions, force, check):
     if not check and Path(project_dir).is_dir():
         _cql_update(project_dir)  # changed CQL first; --check reports a stale Library instead
     try:
-        result = b.build(project_dir, fhir_versions=versions, force=force, log=_err)
+        result = b.build(project_dir, fhir_versions=versions, force=force, log=_err,
+                         cache=BuildCache.for_project(project_dir) if use_cache else None)
     except b.BuildError as e:
         from fhirpkg import api
         _, issues, _ = api.validate_project(project_dir)

@@ -179,6 +179,8 @@ class Definitions:
         self._extra: dict[str, TypeDef] = {}
         #: Identifier and code system URIs declared by NamingSystems (uniqueId type uri) -> name.
         self.naming_systems = naming_systems or {}
+        #: The compiled-definitions cache key (packages, their files, the compiling code), set by load().
+        self.cache_key: str | None = None
 
     # lookups
     def get(self, url: str | None) -> TypeDef | None:
@@ -302,7 +304,7 @@ def load(packages: list[Package], log=None) -> Definitions:
         try:
             with open(path, "rb") as f:
                 data = pickle.load(f)
-            return Definitions(**data)
+            return _keyed(Definitions(**data), key)
         except Exception:  # a damaged or foreign cache file is rebuilt, never trusted
             pass
     start = time.perf_counter()
@@ -315,7 +317,12 @@ def load(packages: list[Package], log=None) -> Definitions:
     if log:
         log(f"Indexed {len(data['blobs'])} definitions from {len(packages)} packages "
             f"in {time.perf_counter() - start:.1f} s (cached in {path})")
-    return Definitions(**data)
+    return _keyed(Definitions(**data), key)
+
+
+def _keyed(defs: Definitions, key: str) -> Definitions:
+    defs.cache_key = key  # what the loaded packages were: the build cache keys its work by it
+    return defs
 
 
 def build(packages: list[Package]) -> dict:

@@ -27,12 +27,23 @@ def dumps(value, indent: int | None = 2, cache: dict | None = None) -> str:
 
     ``indent=None`` writes it compact, on one line with no spaces (``{"a":1}``).
 
-    ``cache`` (a dict kept by the caller) remembers the text of each resource at each
-    depth, so a resource written into several outputs is serialised once per depth.
+    ``cache`` (a dict kept by the caller) remembers the text of each resource, keyed by
+    ``(id(resource), depth)``, so a resource written into several outputs, at any depth, is
+    serialised once (indented text at depth n is the depth-0 text with each line break
+    followed by n indents: JSON strings hold no raw line breaks).  Compact text is not cached.
     """
     out: list[str] = []
     _write(value, out, 0, indent, cache)
     return "".join(out)
+
+
+def dumps_utf8(value, indent: int | None = 2, cache: dict | None = None) -> bytes:
+    """``dumps`` as UTF-8, each piece encoded on its own: a Bundle of thousands of resource texts is
+    never joined into one str first (one character beyond Latin-1 in it would make the whole
+    string four bytes a character, and its encoding that much slower)."""
+    out: list[str] = []
+    _write(value, out, 0, indent, cache)
+    return b"".join([part.encode("utf-8") for part in out])
 
 
 def _write(value, out: list[str], level: int, indent: int | None, cache: dict | None = None) -> None:
@@ -40,13 +51,16 @@ def _write(value, out: list[str], level: int, indent: int | None, cache: dict | 
         if not value:
             out.append("{}")
             return
-        if cache is not None and "resourceType" in value:
-            key = (id(value), level)
-            hit = cache.get(key)
+        if cache is not None and indent is not None and "resourceType" in value:
+            hit = cache.get((id(value), level))
             if hit is None:
-                part: list[str] = []
-                _write_object(value, part, level, indent, cache)
-                hit = cache[key] = ("".join(part), value)  # keep the value alive: ids stay unique
+                top = cache.get((id(value), 0))
+                if top is None:
+                    part: list[str] = []
+                    _write_object(value, part, 0, indent, cache)
+                    top = cache[(id(value), 0)] = ("".join(part), value)  # the value kept alive: ids stay unique
+                hit = top if not level else cache.setdefault(
+                    (id(value), level), (top[0].replace("\n", "\n" + " " * (indent * level)), value))
             out.append(hit[0])
             return
         _write_object(value, out, level, indent, cache)

@@ -18,16 +18,18 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from itertools import repeat
 from pathlib import Path
 from typing import Callable
 
 from fhirpkg import __version__
 from fhirpkg.publish import bundle, narrative, npm_package
+from fhirpkg.publish.cache import BuildCache, Texts, digest, source_digests
 from fhirpkg.errors import FhirpkgError
 from fhirpkg.fsutil import DirectoryLock, swap_in_directory
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.reports import issue_dict, oo_issue
-from fhirpkg.fhir.serialize import Orderer, dumps
+from fhirpkg.fhir.serialize import Orderer, dumps, dumps_utf8
 
 R5, R4B, R4 = "5.0.0", "4.3.0", "4.0.1"
 ALL_VERSIONS = (R5, R4B, R4)
@@ -66,12 +68,21 @@ def release_time(manifest) -> tuple[str, int]:
     return instant, epoch
 
 
-def _rel(issue: Issue, root: Path) -> Issue:
-    """Issue paths relative to the project, so reports do not depend on where the build ran."""
-    try:
-        return issue.at(file=str(Path(issue.file).resolve().relative_to(root.resolve().parent)))
-    except (ValueError, OSError):
-        return issue
+def _relative_files(issues: list[Issue], root: Path) -> list[Issue]:
+    """Issue paths relative to the project, so reports do not depend on where the build ran
+    (each file's path resolved once, however many issues it has)."""
+    parent = root.resolve().parent
+    relative: dict[str, str | None] = {}
+    out = []
+    for issue in issues:
+        name = issue.file
+        if name not in relative:
+            try:
+                relative[name] = str(Path(name).resolve().relative_to(parent))
+            except (ValueError, OSError, TypeError):
+                relative[name] = None
+        out.append(issue if relative[name] is None else issue.at(file=relative[name]))
+    return out
 
 
 def _summary(issues: list[Issue]) -> dict:
@@ -81,17 +92,19 @@ def _summary(issues: list[Issue]) -> dict:
 
 def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSIONS, force: bool = False,
           log: Callable[[str], None] = lambda m: None, defs=None, site: bool = True,
-          jobs: int | None = None) -> BuildResult:
+          jobs: int | None = None, cache: BuildCache | None = None) -> BuildResult:
     """Validate and lay out every output in memory (nothing is written here).
 
-    ``jobs``: processes validating the resources (default: the machine's cores).
+    ``jobs``: processes validating the resources (default: the machine's cores).  ``cache``: reuse
+    per-resource work of earlier builds (:mod:`fhirpkg.publish.cache`; same bytes as without it).
     """
     from fhirpkg import api, parallel
 
     root = Path(project_root)
     t0 = time.perf_counter()
-    project, issues, defs = api.validate_project(root, defs=defs, jobs=parallel.cores() if jobs is None else jobs)
-    issues = [_rel(i, root) for i in issues]
+    project, issues, defs = api.validate_project(root, defs=defs, jobs=parallel.cores() if jobs is None else jobs,
+                                                 cache=cache)
+    issues = _relative_files(issues, root)
     if project.manifest is None:
         raise BuildError("; ".join(i.message for i in issues if i.is_error) or f"{root} is not a content project")
     errors = [i for i in issues if i.is_error]
@@ -104,11 +117,19 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
     instant, epoch = release_time(manifest)
     date_compact = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y%m%d%H%M%S")
     orderer = Orderer(defs)
-    resources = [orderer.resource(narrative.with_narrative(r.json)) for r in project.resources]
+    texts = Texts(cache)  # each resource's JSON text, written once per depth whatever the output
+    keys: dict[int, str] = {}  # id(laid-out resource) -> its cache key
+    resources = []
+    for r, source in zip(project.resources, source_digests(project) if cache is not None else repeat(None)):
+        laid_out = _laid_out(r.json, orderer, cache, source)
+        if source is not None:
+            keys[id(laid_out)] = source
+            texts.register(laid_out, source)
+        resources.append(laid_out)
     ig = orderer.resource(narrative.with_narrative(
         npm_package.implementation_guide(manifest, bundle.ordered(resources), instant[:10])))
     resources = bundle.ordered(resources)
-    output_issues = _validate_outputs(defs, resources + [ig], project)
+    output_issues = _validate_outputs(defs, resources + [ig], project, cache)
     all_issues = issues + output_issues
     result = BuildResult(issues=all_issues)
     # What the build records: errors and warnings.  Information-level notes (mostly "not checked
@@ -118,7 +139,7 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
     files = result.files
     stem = f"{manifest.name}-{manifest.version}"
     kw = dict(name=manifest.name, version=manifest.version, canonical=manifest.canonical, timestamp=instant)
-    text_cache: dict = {}  # each resource is serialised once per depth, whatever the output
+    text_cache = texts.table
     files[f"{stem}.transaction.json"] = _json(bundle.transaction(resources, **kw), text_cache)
     files[f"{stem}.collection.json"] = _json(bundle.collection(resources, **kw), text_cache)
     summary = {"package": f"{manifest.name}#{manifest.version}", "tool": f"fhirpkg {__version__}",
@@ -138,25 +159,76 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
     for version in fhir_versions:
         if version == R5:
             continue
-        conversions[version] = _export(version, resources, manifest, instant, epoch, files, log, text_cache)
+        memo = _conversion_memo(cache, keys, texts, version) if cache is not None else None
+        conversions[version] = _export(version, resources, manifest, instant, epoch, files, log, text_cache, memo)
     if site:
         from fhirpkg.publish.site import generate as site_generate
+        from fhirpkg.publish.site.safe import Verdicts
+        verdicts = Verdicts(cache.get("site", "narrative verdicts") or {}) if cache is not None else None
         for path, data in site_generate(project=project, resources=resources, ig=ig, files=files,
-                                        issues=recorded, defs=defs).items():
+                                        issues=recorded, defs=defs, json_texts=text_cache,
+                                        narrative_verdicts=verdicts).items():
             files[f"site/{path}"] = data
+        if cache is not None and verdicts.reached != verdicts.earlier:
+            cache.put("site", "narrative verdicts", verdicts.reached)
     result.report = _report(manifest, resources, recorded, files, conversions, defs, time.perf_counter() - t0)
     files["build-report.json"] = (json.dumps(result.report, indent=2, ensure_ascii=False) + "\n").encode()
     files["SHA256SUMS"] = _sha256sums(files)
+    if cache is not None:
+        texts.store()
+        cache.save()
+        log(cache.summary())
     return result
 
 
+def _laid_out(resource: dict, orderer: Orderer, cache: BuildCache | None, key: str | None) -> dict:
+    """The resource as published: its narrative added, elements in definition order."""
+    if cache is not None and key is not None:
+        hit = cache.get("layout", key)
+        if hit is not None:
+            return hit
+    out = orderer.resource(narrative.with_narrative(resource))
+    if cache is not None and key is not None:
+        cache.put("layout", key, out)
+    return out
+
+
+def _conversion_memo(cache: BuildCache, keys: dict[int, str], texts: Texts, version: str):
+    """A :data:`fhirpkg.publish.convert.Memo` over the build cache: a resource's conversion is
+    reused while its layout and the package resources it looked up are unchanged."""
+    def memo(res, as_basic, batch, convert_one):
+        source = keys.get(id(res))
+        if source is None:
+            return convert_one()
+        key = digest(version, source, str(as_basic))
+
+        def now(read: str) -> str | None:
+            found = batch.looked_up(read)
+            return None if found is None else keys.get(id(found), "?")
+
+        unit = cache.get(f"convert {version}", key, now)
+        reused = unit is not None
+        if not reused:
+            batch.reads = set()
+            try:
+                unit = convert_one()
+                cache.put(f"convert {version}", key, unit, [(read, now(read)) for read in batch.reads])
+            finally:
+                batch.reads = None
+        if unit.resource is not None:
+            texts.register(unit.resource, key, reuse=reused)
+        return unit
+    return memo
+
+
 def _json(value, cache: dict | None = None) -> bytes:
-    return (dumps(value, cache=cache) + "\n").encode("utf-8")
+    return dumps_utf8(value, cache=cache) + b"\n"
 
 
-def _validate_outputs(defs, resources: list[dict], project) -> list[Issue]:
+def _validate_outputs(defs, resources: list[dict], project, cache: BuildCache | None = None) -> list[Issue]:
     """What the build generated must be valid too: the ImplementationGuide in full, and every
-    generated narrative against the narrative rules (the rest was validated as authored)."""
+    generated narrative against the narrative rules (the rest was validated as authored; a
+    narrative checked by an earlier build is not checked again)."""
     from fhirpkg.validation import Options, Validator
     from fhirpkg.validation.references import Resolver
     from fhirpkg.validation.xhtml import issues_for
@@ -171,18 +243,24 @@ def _validate_outputs(defs, resources: list[dict], project) -> list[Issue]:
             for i in Validator(defs, Options(package_mode=True), resolver).validate_resource(r):
                 out.append(i.at(file=where))
         elif (r.get("text") or {}).get("status") == "generated":
-            for i in issues_for(r["text"]["div"], f"{r['resourceType']}.text.div"):
+            div, expression = r["text"]["div"], f"{r['resourceType']}.text.div"
+            found = cache.get("narrative", digest(expression, div)) if cache is not None else None
+            if found is None:
+                found = list(issues_for(div, expression))
+                if cache is not None:
+                    cache.put("narrative", digest(expression, div), found)
+            for i in found:
                 out.append(replace(i, message=f"Generated narrative: {i.message}", file=where))
     return out
 
 
 def _export(version: str, resources: list[dict], manifest, instant: str, epoch: int, files: dict, log,
-            text_cache: dict | None = None) -> dict:
+            text_cache: dict | None = None, memo=None) -> dict:
     """An R4B or R4 export in its own folder, with the list of what could not be carried over."""
     from fhirpkg.publish import convert
     from fhirpkg.publish.convert import fidelity
     folder = "r4b" if version == R4B else "r4"
-    conv = convert.to_r4b(resources) if version == R4B else convert.to_r4(resources)
+    conv = convert.to_r4b(resources, memo) if version == R4B else convert.to_r4(resources, memo)
     stem = f"{manifest.name}-{manifest.version}"
     kw = dict(name=manifest.name, version=manifest.version, canonical=manifest.canonical, timestamp=instant)
     # the ".r4b.json" / ".r4.json" suffix tells `fhirpkg validate` which FHIR version a file is

@@ -25,6 +25,26 @@ _CONDITIONAL = re.compile(r"^([A-Z][A-Za-z]+)\?(.+)$")
 _UUID = re.compile(r"^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
+class _Noted(dict):
+    """A lookup table that notes each key asked of it (see :meth:`Resolver.note_reads`)."""
+
+    def __init__(self, items: dict, tag: str, reads: set):
+        super().__init__(items)
+        self.tag, self.reads = tag, reads
+
+    def get(self, key, default=None):
+        self.reads.add(f"{self.tag}:{key}")
+        return super().get(key, default)
+
+    def __contains__(self, key) -> bool:
+        self.reads.add(f"{self.tag}:{key}")
+        return super().__contains__(key)
+
+    def __getitem__(self, key):
+        self.reads.add(f"{self.tag}:{key}")
+        return super().__getitem__(key)
+
+
 @dataclass
 class Resolver:
     """Finds the resource a reference points at, where that is knowable offline."""
@@ -42,6 +62,24 @@ class Resolver:
             self.by_canonical[url] = resource
             if isinstance(resource.get("version"), str):
                 self.by_canonical[f"{url}|{resource['version']}"] = resource
+
+    def note_reads(self) -> set[str]:
+        """What was looked up among the project's resources since the last call ("r:Type/id",
+        "c:url"), and note afresh: the build cache reuses a resource's validation only while
+        what it read is unchanged.  The first call starts noting (later :meth:`add` calls are
+        not allowed then)."""
+        if not isinstance(self.by_type_id, _Noted):
+            reads: set = set()
+            self.by_type_id = _Noted(self.by_type_id, "r", reads)
+            self.by_canonical = _Noted(self.by_canonical, "c", reads)
+        found = set(self.by_type_id.reads)
+        self.by_type_id.reads.clear()
+        return found
+
+    def looked_up(self, read: str) -> dict | None:
+        """What a noted read ("r:Type/id", "c:url") finds now (itself not noted)."""
+        tag, _, key = read.partition(":")
+        return dict.get(self.by_type_id if tag == "r" else self.by_canonical, key)
 
     def resolve(self, reference: str, frame: ResourceFrame) -> dict | None:
         found = self.locate(reference, frame)

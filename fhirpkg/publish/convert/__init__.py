@@ -30,7 +30,7 @@ from typing import Callable
 from fhirpkg.fhir.jsonsource import copy_json
 from fhirpkg.publish.convert.conformance import (canonical_metadata, code_system, implementation_guide, library,
                                                  value_set)
-from fhirpkg.publish.convert.context import (BASIC_TYPES, R4, R4B, Batch, Context, Conversion, exists_in,
+from fhirpkg.publish.convert.context import (BASIC_TYPES, R4, R4B, Batch, Context, Conversion, Unit, exists_in,
                                              resource_key)
 from fhirpkg.publish.convert.datatypes import coding
 from fhirpkg.publish.convert.definitions import activity_definition, plan_definition
@@ -40,55 +40,70 @@ from fhirpkg.publish.convert.walker import walk_resource
 from fhirpkg.publish.convert.xver import basic
 
 
-def to_r4b(resources: list[dict]) -> Conversion:
+#: What converts one resource in a batch (``convert_one`` below, or a cache in front of it):
+#: (resource, whether it goes out as Basic, batch, the conversion itself) -> its Unit.
+Memo = Callable[[dict, bool, Batch, Callable[[], Unit]], Unit]
+
+
+def to_r4b(resources: list[dict], memo: Memo | None = None) -> Conversion:
     """R5 resources in the FHIR R4B (4.3.0) shape.
 
     Pass the whole package in one call: references between its resources (a RelatedArtifact naming a
-    MedicationKnowledge, a citation naming a Citation) are resolved within the batch.
+    MedicationKnowledge, a citation naming a Citation) are resolved within the batch.  ``memo``
+    may answer for a resource instead of converting it (the build cache; see :data:`Memo`).
     """
-    return _convert(resources, R4B)
+    return _convert(resources, R4B, memo)
 
 
-def to_r4(resources: list[dict]) -> Conversion:
+def to_r4(resources: list[dict], memo: Memo | None = None) -> Conversion:
     """R5 resources in the FHIR R4 (4.0.1) shape: Citation and ClinicalUseDefinition folded or dropped."""
-    return _convert(resources, R4)
+    return _convert(resources, R4, memo)
 
 
-def _convert(resources: list[dict], target: str) -> Conversion:
+def _convert(resources: list[dict], target: str, memo: Memo | None) -> Conversion:
     batch = Batch.of(resources, target, _resource)
     out = Conversion()
-    seen: set = set()
     basic_ids = {r.get("id") for r in resources if isinstance(r, dict) and r.get("resourceType") == "Basic"}
     for res in resources:
         if not isinstance(res, dict):
             continue
-        rt = res.get("resourceType", "")
-        cx = Context(batch, resource_key(res), out.losses, seen, out.carried)
-        if target == R4 and rt in BASIC_TYPES and res.get("id") not in basic_ids:
+        as_basic = target == R4 and res.get("resourceType", "") in BASIC_TYPES and res.get("id") not in basic_ids
+        if as_basic:
             basic_ids.add(res.get("id"))
-            out.as_basic.append(cx.key)
-            out.resources.append(basic(copy_json(res), cx))
-            continue
-        if not exists_in(rt, target):
-            out.dropped.append(cx.key)
-            cx.lose(rt, f"{rt} does not exist in {cx.version_name}; the resource is not exported"
-                    + (f" (Basic/{res.get('id')} is taken: the cross-version Basic cannot be written)"
-                       if rt in BASIC_TYPES and target == R4 else "")
-                    + (": citing artifacts carry its citation text in relatedArtifact.citation"
-                       if rt == "Citation" else "")
-                    + (": MedicationKnowledge resources that list it carry a one-line summary"
-                       if rt == "ClinicalUseDefinition" else ""))
-            continue
-        if rt == "ResearchStudy" and study_state(res.get("progressStatus") or []) is None:
-            # R4B/R4 require the study's recruitment state; the package does not know it, and
-            # writing one would state a fact nobody verified
-            out.dropped.append(cx.key)
-            cx.lose("ResearchStudy.progressStatus", f"{cx.version_name} ResearchStudy.status (the study's "
-                    "recruitment state) is required, its value set has no 'unknown', and the package records "
-                    "no state for this study: the resource is not exported rather than given a guessed state")
-            continue
-        out.resources.append(_resource(copy_json(res), cx))
+        unit = (memo(res, as_basic, batch, lambda: convert_one(res, batch, as_basic)) if memo is not None
+                else convert_one(res, batch, as_basic))
+        out.add(unit)
     return out
+
+
+def convert_one(res: dict, batch: Batch, as_basic: bool) -> Unit:
+    """One resource of a batch: converted, written as Basic (``as_basic``: the R4 cross-version
+    shape; the batch decides, as two resources may not both be Basic/<id>) or not exported."""
+    rt = res.get("resourceType", "")
+    unit = Unit(resource_key(res))
+    cx = Context(batch, unit.key, unit.losses, set(), unit.carried)
+    if as_basic:
+        unit.outcome, unit.resource = "basic", basic(copy_json(res), cx)
+        return unit
+    unit.outcome = "dropped"
+    if not exists_in(rt, batch.target):
+        cx.lose(rt, f"{rt} does not exist in {cx.version_name}; the resource is not exported"
+                + (f" (Basic/{res.get('id')} is taken: the cross-version Basic cannot be written)"
+                   if rt in BASIC_TYPES and batch.target == R4 else "")
+                + (": citing artifacts carry its citation text in relatedArtifact.citation"
+                   if rt == "Citation" else "")
+                + (": MedicationKnowledge resources that list it carry a one-line summary"
+                   if rt == "ClinicalUseDefinition" else ""))
+        return unit
+    if rt == "ResearchStudy" and study_state(res.get("progressStatus") or []) is None:
+        # R4B/R4 require the study's recruitment state; the package does not know it, and
+        # writing one would state a fact nobody verified
+        cx.lose("ResearchStudy.progressStatus", f"{cx.version_name} ResearchStudy.status (the study's "
+                "recruitment state) is required, its value set has no 'unknown', and the package records "
+                "no state for this study: the resource is not exported rather than given a guessed state")
+        return unit
+    unit.outcome, unit.resource = "converted", _resource(copy_json(res), cx)
+    return unit
 
 
 def _resource(res: dict, cx: Context) -> dict:

@@ -35,6 +35,18 @@ class Carried:
 
 
 @dataclass
+class Unit:
+    """What converting one resource of a batch gave: its part of a :class:`Conversion`."""
+
+    key: str  # "Type/id" of the R5 resource
+    outcome: str = "converted"  # or "basic" (written as R4 Basic), "dropped" (not exported)
+    resource: dict | None = None
+    losses: list[Loss] = field(default_factory=list)
+    carried: list[Carried] = field(default_factory=list)
+    values: tuple[int, int, int] | None = None  # element values carried, as extensions, lost (fidelity)
+
+
+@dataclass
 class Conversion:
     """Converted resources and what the conversion could not keep."""
 
@@ -43,6 +55,19 @@ class Conversion:
     dropped: list[str] = field(default_factory=list)  # "Type/id" of resources with no counterpart
     carried: list[Carried] = field(default_factory=list)  # R5 elements in cross-version extensions (R4)
     as_basic: list[str] = field(default_factory=list)  # "Type/id" of R5 resources exported as R4 Basic
+
+    units: dict[str, Unit] = field(default_factory=dict)  # "Type/id" -> what converting it gave
+
+    def add(self, unit: Unit) -> None:
+        self.units[unit.key] = unit
+        if unit.resource is not None:
+            self.resources.append(unit.resource)
+        if unit.outcome == "basic":
+            self.as_basic.append(unit.key)
+        elif unit.outcome == "dropped":
+            self.dropped.append(unit.key)
+        self.losses.extend(unit.losses)
+        self.carried.extend(unit.carried)
 
 
 EXT = "http://hl7.org/fhir/StructureDefinition/"
@@ -110,11 +135,27 @@ class Batch:
                     by_url[url] = r
         return cls(target, by_key, by_url, convert)
 
+    #: When a set: every lookup is noted in it ("c:url", "r:Type/id"), for the build cache.
+    reads: set | None = None
+
     def canonical(self, ref: str) -> dict | None:
-        return self.by_url.get(ref.split("|")[0]) if isinstance(ref, str) else None
+        if not isinstance(ref, str):
+            return None
+        if self.reads is not None:
+            self.reads.add(f"c:{ref.split('|')[0]}")
+        return self.by_url.get(ref.split("|")[0])
 
     def reference(self, ref: str) -> dict | None:
-        return self.by_key.get(ref) if isinstance(ref, str) else None
+        if not isinstance(ref, str):
+            return None
+        if self.reads is not None:
+            self.reads.add(f"r:{ref}")
+        return self.by_key.get(ref)
+
+    def looked_up(self, read: str) -> dict | None:
+        """What a noted read finds now (itself not noted)."""
+        tag, _, key = read.partition(":")
+        return (self.by_url if tag == "c" else self.by_key).get(key)
 
     def kept(self, res: dict) -> bool:
         return exists_in(res.get("resourceType", ""), self.target)

@@ -31,7 +31,10 @@ class Row:
 
 
 def table(resources: list[dict], conversion: Conversion) -> list[Row]:
-    """One row per R5 resource type of ``resources`` (what was converted), sorted by type."""
+    """One row per R5 resource type of ``resources`` (what was converted), sorted by type.
+
+    A resource's counts are kept on its :class:`~fhirpkg.publish.convert.context.Unit`, so that a
+    conversion the build cache reuses is not counted again."""
     losses, carried = defaultdict(list), defaultdict(list)
     for loss in conversion.losses:
         losses[loss.resource].append(loss.path.split("."))
@@ -52,14 +55,30 @@ def table(resources: list[dict], conversion: Conversion) -> list[Row]:
             row.as_basic += 1
         else:
             row.exported += 1
-        for path in set(value_paths(res, [rt])):
-            if key in dropped or any(_covers(p, path) for p in losses[key]):
-                row.lost += 1
-            elif any(_covers(p, path) for p in carried[key]):
-                row.as_extension += 1
-            else:
-                row.carried += 1
+        unit = conversion.units.get(key)
+        if unit is None:
+            values = _values(res, rt, losses[key], carried[key], key in dropped)
+        else:
+            if unit.values is None:
+                unit.values = _values(res, rt, losses[key], carried[key], key in dropped)
+            values = unit.values
+        row.carried += values[0]
+        row.as_extension += values[1]
+        row.lost += values[2]
     return [rows[k] for k in sorted(rows)]
+
+
+def _values(res: dict, rt: str, losses: list[list[str]], carried: list[list[str]], dropped: bool) -> tuple:
+    """(carried, carried as an extension, lost) element values of one resource."""
+    out = [0, 0, 0]
+    for path in set(value_paths(res, [rt])):
+        if dropped or any(_covers(p, path) for p in losses):
+            out[2] += 1
+        elif any(_covers(p, path) for p in carried):
+            out[1] += 1
+        else:
+            out[0] += 1
+    return tuple(out)
 
 
 def value_paths(value, path: list[str]):

@@ -54,13 +54,17 @@ def _resource_pages(project, index: SiteIndex) -> dict[str, str]:
 
 
 def generate(*, project, resources: list[dict], ig: dict | None = None, files: dict[str, bytes] | None = None,
-             issues=(), defs=None) -> dict[str, bytes]:
-    """Site path -> bytes for every page and asset of ``build/site/``."""
+             issues=(), defs=None, json_texts: dict | None = None,
+             narrative_verdicts=None) -> dict[str, bytes]:
+    """Site path -> bytes for every page and asset of ``build/site/``.  The build may share its
+    caches: ``json_texts`` (resource JSON texts, see ``serialize.dumps``) and ``narrative_verdicts``
+    (a ``safe.Verdicts``), filled in as pages are made."""
     manifest = project.manifest
     package = home.Package(manifest.name, manifest.version, manifest.canonical, manifest.title or manifest.name,
                            manifest.description, manifest.date, dict(manifest.data))
     everything = list(resources) + ([ig] if ig else [])
     index = SiteIndex.build(everything, package.canonical)
+    index.json_texts, index.narrative_verdicts = json_texts, narrative_verdicts
     index.trails = pathway.trails(index)
     status = home.ContentStatus.of(list(resources))
     tool = f"fhirpkg {__version__}"

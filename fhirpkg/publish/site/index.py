@@ -162,6 +162,10 @@ class SiteIndex:
     backlinks: dict[str, list[Backlink]] = field(default_factory=dict)
     #: key -> ((definition, action id, action title), ...) from a clinical protocol down to it
     trails: dict[str, tuple[tuple[Entry, str, str], ...]] = field(default_factory=dict)
+    #: ``serialize.dumps``'s cache of resource texts, shared with the build's other outputs
+    json_texts: dict | None = field(default=None, repr=False, compare=False)
+    #: narratives already checked for the site (``safe.Verdicts``)
+    narrative_verdicts: object = field(default=None, repr=False, compare=False)
     _by_type: dict[str, list[Entry]] | None = field(default=None, repr=False, compare=False)
     _by_code: dict = field(default_factory=dict, repr=False, compare=False)
 

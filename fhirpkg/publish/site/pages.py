@@ -149,7 +149,7 @@ def source_blocks(entry: Entry, index: SiteIndex, shared_page: bool = False) -> 
         out.append(f'<details class="narrative-box"><summary>Narrative (text.div, {esc((entry.resource.get("text") or {}).get("status", ""))})'
                    f"</summary>{narr}</details>")
     out.append(f'<details class="json"><summary>Resource JSON ({esc(entry.key)})</summary>'
-               f'<pre><code>{esc(dumps(entry.resource))}</code></pre></details>')
+               f'<pre><code>{esc(dumps(entry.resource, cache=index.json_texts))}</code></pre></details>')
     return "".join(out)
 
 

@@ -13,8 +13,9 @@ outline (one h1, no skipped levels).
 """
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fhirpkg.publish.site.html import anchor_id, esc, is_web_url, tag
 from fhirpkg.publish.site.index import SiteIndex
@@ -30,7 +31,27 @@ class Verdict:
     reason: str = ""  # why not, for the notice
 
 
-def verdict(div: str) -> Verdict:
+@dataclass
+class Verdicts:
+    """Narrative verdicts by digest of the div: those an earlier build reached, and this one's (what
+    the build cache keeps: the check is a pure function of the text)."""
+
+    earlier: dict = field(default_factory=dict)
+    reached: dict = field(default_factory=dict)
+
+    def of(self, div: str) -> Verdict:
+        key = hashlib.sha256(div.encode("utf-8", "surrogatepass")).hexdigest()
+        found = self.reached.get(key) or self.earlier.get(key) or _verdict(div)
+        self.reached[key] = found
+        return found
+
+
+def verdict(div: str, known: Verdicts | None = None) -> Verdict:
+    """Whether ``div`` may be shown (``known``: verdicts already reached)."""
+    return _verdict(div) if known is None else known.of(div)
+
+
+def _verdict(div: str) -> Verdict:
     errors = [p for p in check_xhtml(div) if str(p.severity) in ("error", "fatal")]
     if errors:
         rules = sorted({str(getattr(p, "rule", "xhtml")) for p in errors})
@@ -45,7 +66,7 @@ def narrative(resource: dict, index: SiteIndex, prefix: str) -> str:
     if not isinstance(div, str) or not div.strip():
         return ""
     status = text.get("status", "")
-    v = verdict(div)
+    v = verdict(div, index.narrative_verdicts)
     if v.shown:
         try:
             root = ET.fromstring(div)
