@@ -109,9 +109,9 @@ def incremental(project: Path, runs: int) -> dict:
     """``fhirpkg build`` in a fresh process with the build cache: the first build (fills the cache),
     rebuilds with nothing changed, and rebuilds after one edited resource (a PlanDefinition's title).
     Each rebuild's output is compared with a clean ``--no-cache`` build of the same input at the end."""
-    cache = Path(tempfile.mkdtemp(prefix="fhirpkg-bench-cache-"))
-    out = cache / "build"
-    env = {**os.environ, "FHIRPKG_CACHE_DIR": str(cache)}
+    tmp = Path(tempfile.mkdtemp(prefix="fhirpkg-bench-cache-"))
+    out = tmp / "out"
+    env = {**os.environ, "FHIRPKG_CACHE_DIR": str(tmp / "cache")}
 
     def cli(*extra: str) -> float:
         t = time.perf_counter()
@@ -130,9 +130,9 @@ def incremental(project: Path, runs: int) -> dict:
         value["title"] = f"{value.get('title', '')} (edit {n})"
         target.write_text(json.dumps(value, indent=2))
         edited.append(cli("--out", str(out)))
-    clean = cli("--no-cache", "--out", str(cache / "clean"))
-    identical = not subprocess.run(["diff", "-rq", str(out), str(cache / "clean")], capture_output=True).returncode
-    shutil.rmtree(cache, ignore_errors=True)
+    clean = cli("--no-cache", "--out", str(tmp / "clean"))
+    identical = not subprocess.run(["diff", "-rq", str(out), str(tmp / "clean")], capture_output=True).returncode
+    shutil.rmtree(tmp, ignore_errors=True)
     return {"first": first, "same": same, "edited": edited, "clean": clean, "identical": identical}
 
 

@@ -388,6 +388,10 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
     return project, issues, defs
 
 
+#: Resources per worker below which the build cache's leftovers are validated in one process.
+FEW = 8
+
+
 def _validate_resources(validator: Validator, project, opts: Options, jobs: int, cache=None) -> list[list]:
     """Each project resource's issues, in order: computed by ``jobs`` processes, or taken from
     ``cache`` for resources whose own text, the definitions, the project's conformance resources and
@@ -417,7 +421,9 @@ def _validate_resources(validator: Validator, project, opts: Options, jobs: int,
         issues = validator.validate_document(resources[n].doc)
         return issues, resolver.note_reads()
 
-    for n, (issues, reads) in parallel.ordered_map(work, [n for n, v in enumerate(out) if v is None], jobs,
+    todo = [n for n, v in enumerate(out) if v is None]
+    # a few changed resources are validated here: forking workers would cost more than it saves
+    for n, (issues, reads) in parallel.ordered_map(work, todo, jobs if len(todo) > FEW * jobs else 1,
                                                    validator.warm):
         out[n] = issues
         cache.put("validate", keys[n], issues, [(read, now(read)) for read in reads])

@@ -129,7 +129,7 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
     ig = orderer.resource(narrative.with_narrative(
         npm_package.implementation_guide(manifest, bundle.ordered(resources), instant[:10])))
     resources = bundle.ordered(resources)
-    output_issues = _validate_outputs(defs, resources + [ig], project, cache)
+    output_issues = _validate_outputs(defs, resources + [ig], project, cache, keys)
     all_issues = issues + output_issues
     result = BuildResult(issues=all_issues)
     # What the build records: errors and warnings.  Information-level notes (mostly "not checked
@@ -225,7 +225,28 @@ def _json(value, cache: dict | None = None) -> bytes:
     return dumps_utf8(value, cache=cache) + b"\n"
 
 
-def _validate_outputs(defs, resources: list[dict], project, cache: BuildCache | None = None) -> list[Issue]:
+def _validate_generated(resource: dict, validator, cache: BuildCache | None, keys: dict[int, str]) -> list[Issue]:
+    """Issues of a generated resource; with a cache, reused while the resource and the package
+    resources its validation looked up are unchanged (as for authored ones)."""
+    if cache is None:
+        return list(validator.validate_resource(resource))
+    resolver = validator.resolver
+    key = digest(dumps(resource, indent=None))
+
+    def now(read: str) -> str | None:
+        found = resolver.looked_up(read)
+        return None if found is None else keys.get(id(found), "?")
+
+    found = cache.get("validate generated", key, now)
+    if found is None:
+        resolver.note_reads()
+        found = list(validator.validate_resource(resource))
+        cache.put("validate generated", key, found, [(read, now(read)) for read in resolver.note_reads()])
+    return found
+
+
+def _validate_outputs(defs, resources: list[dict], project, cache: BuildCache | None = None,
+                      keys: dict[int, str] | None = None) -> list[Issue]:
     """What the build generated must be valid too: the ImplementationGuide in full, and every
     generated narrative against the narrative rules (the rest was validated as authored; a
     narrative checked by an earlier build is not checked again)."""
@@ -240,7 +261,7 @@ def _validate_outputs(defs, resources: list[dict], project, cache: BuildCache | 
             resolver = Resolver()
             for other in resources:
                 resolver.add(other)
-            for i in Validator(defs, Options(package_mode=True), resolver).validate_resource(r):
+            for i in _validate_generated(r, Validator(defs, Options(package_mode=True), resolver), cache, keys or {}):
                 out.append(i.at(file=where))
         elif (r.get("text") or {}).get("status") == "generated":
             div, expression = r["text"]["div"], f"{r['resourceType']}.text.div"
