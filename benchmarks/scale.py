@@ -10,7 +10,8 @@ largest process.
   2. streaming: peak RSS of -j 1 on the bulk file and on one 4x larger (flat = streaming);
   3. the R5 examples (all 2,822 files, every layer), -j 1 and -j N   [--examples: minutes];
   4. `fhirpkg build` of a generated project (benchmarks/build.py), --build-size resources,
-     validating with 1 process and with N (in-process; --build);
+     validating with 1 process and with N (in-process; --build), then incremental builds with the
+     build cache (fresh processes: nothing changed, one edited resource) beside a clean one;
   5. Apache Spark on this machine: --spark local[1] and local[N] beside -j N (--spark; needs
      pyspark; each run starts its own JVM, about 10-20 s, which the figures include), on a file
      of --spark-resources resources (default --resources: larger files show executor scaling).
@@ -139,7 +140,8 @@ def build_figures(args, tmp: Path) -> None:
             cpus.append(_cpu() - c)
         print(f"   jobs {jobs}: {statistics.median(walls):7.1f} s wall, {statistics.median(cpus):7.1f} s CPU "
               f"({', '.join(f'{w:.1f}' for w in walls)})")
-    print("   incremental rebuild after one changed resource: not implemented (no per-resource cache yet)")
+    build_bench.print_incremental(f"{args.build_size} generated resources",
+                                  build_bench.incremental(proj, args.runs))
 
 
 def _cpu() -> float:

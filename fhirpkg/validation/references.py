@@ -66,8 +66,7 @@ class Resolver:
     def note_reads(self) -> set[str]:
         """What was looked up among the project's resources since the last call ("r:Type/id",
         "c:url"), and note afresh: the build cache reuses a resource's validation only while
-        what it read is unchanged.  The first call starts noting (later :meth:`add` calls are
-        not allowed then)."""
+        what it read is unchanged.  The first call starts noting."""
         if not isinstance(self.by_type_id, _Noted):
             reads: set = set()
             self.by_type_id = _Noted(self.by_type_id, "r", reads)
