@@ -24,7 +24,7 @@ from typing import Callable
 
 from fhirpkg import __version__
 from fhirpkg.publish import bundle, narrative, npm_package
-from fhirpkg.publish.cache import BuildCache, Texts, digest, source_digests
+from fhirpkg.publish.cache import BuildCache, Texts, digest, now_finding, source_digests
 from fhirpkg.errors import FhirpkgError
 from fhirpkg.fsutil import DirectoryLock, swap_in_directory
 from fhirpkg.issues import Issue, Severity
@@ -117,7 +117,7 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
     instant, epoch = release_time(manifest)
     date_compact = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y%m%d%H%M%S")
     orderer = Orderer(defs)
-    texts = Texts(cache)  # each resource's JSON text, written once per depth whatever the output
+    texts = Texts(cache)  # each resource's JSON text, written once whatever the outputs
     keys: dict[int, str] = {}  # id(laid-out resource) -> its cache key
     resources = []
     for r, source in zip(project.resources, source_digests(project) if cache is not None else repeat(None)):
@@ -201,11 +201,7 @@ def _conversion_memo(cache: BuildCache, keys: dict[int, str], texts: Texts, vers
         if source is None:
             return convert_one()
         key = digest(version, source, str(as_basic))
-
-        def now(read: str) -> str | None:
-            found = batch.looked_up(read)
-            return None if found is None else keys.get(id(found), "?")
-
+        now = now_finding(batch.looked_up, keys)
         unit = cache.get(f"convert {version}", key, now)
         reused = unit is not None
         if not reused:
@@ -232,11 +228,7 @@ def _validate_generated(resource: dict, validator, cache: BuildCache | None, key
         return list(validator.validate_resource(resource))
     resolver = validator.resolver
     key = digest(dumps(resource, indent=None))
-
-    def now(read: str) -> str | None:
-        found = resolver.looked_up(read)
-        return None if found is None else keys.get(id(found), "?")
-
+    now = now_finding(resolver.looked_up, keys)
     found = cache.get("validate generated", key, now)
     if found is None:
         resolver.note_reads()

@@ -5,8 +5,8 @@ Each piece of work (validating a resource, laying it out, converting it to R4B o
 JSON, checking a generated narrative) is stored under a digest of what it is a function of:
 
 - the resource's own source text (and file, since issues name it);
-- the *context*: fhirpkg's code, the loaded definitions and the project's own conformance resources
-  (a changed profile or value set may change every resource's verdict);
+- the *context*: fhirpkg's code, the loaded definitions, the project's manifest and its own
+  conformance resources (a changed profile or value set may change every resource's verdict);
 - the other resources it *read* while running (a reference it resolved, a Citation whose text it
   copied): recorded as (lookup, digest of what was found) and checked again before the work is reused.
 
@@ -145,6 +145,15 @@ class BuildCache:
         kinds = sorted(set(self.reused) | set(self.done))
         parts = [f"{kind} {self.reused[kind]}/{self.reused[kind] + self.done[kind]}" for kind in kinds]
         return "cache: reused " + (", ".join(parts) if parts else "nothing")
+
+
+def now_finding(looked_up: Callable[[str], object], digests: dict[int, str]) -> Callable[[str], str | None]:
+    """What a noted lookup finds today, as a digest (``digests``: id of each project resource object ->
+    its digest; None: nothing): what :meth:`BuildCache.get` compares with the digests stored."""
+    def now(read: str) -> str | None:
+        found = looked_up(read)
+        return None if found is None else digests.get(id(found), "?")
+    return now
 
 
 def source_digests(project) -> list[str]:
