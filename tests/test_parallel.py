@@ -157,3 +157,19 @@ def test_build_with_two_jobs_gives_the_same_bytes(defs):
     assert sorted(two.files) == sorted(one.files) and len(one.files) > 5
     assert [p for p in one.files if one.files[p] != two.files[p]] == []
     assert two.issues == one.issues
+
+
+def test_site_pages_rendered_by_workers_are_the_same_bytes(defs, monkeypatch):
+    """Resource pages of a large package are rendered by forked workers: same bytes as one process,
+    and the narrative verdicts the workers reach come back to the build (its cache keeps them)."""
+    from fhirpkg.publish import build as b
+    from fhirpkg.publish import site
+    from fhirpkg.publish.cache import BuildCache
+    one = b.build(Path(__file__).resolve().parent.parent / "definitions", defs=defs, jobs=1, site=True)
+    monkeypatch.setattr(site, "PARALLEL_PAGES", 1)
+    monkeypatch.setattr(site, "PAGES_PER_TASK", 7)
+    cache = BuildCache()
+    two = b.build(Path(__file__).resolve().parent.parent / "definitions", defs=defs, jobs=2, site=True, cache=cache)
+    pages = [p for p in one.files if p.startswith("site/")]
+    assert len(pages) > 50 and all(one.files[p] == two.files[p] for p in pages)
+    assert cache.done["site"] == 1 and len(cache.get("site", "narrative verdicts")) >= 50

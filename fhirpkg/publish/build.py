@@ -95,15 +95,15 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
           jobs: int | None = None, cache: BuildCache | None = None) -> BuildResult:
     """Validate and lay out every output in memory (nothing is written here).
 
-    ``jobs``: processes validating the resources (default: the machine's cores).  ``cache``: reuse
+    ``jobs``: processes validating the resources and rendering the site (default: the machine's cores).  ``cache``: reuse
     per-resource work of earlier builds (:mod:`fhirpkg.publish.cache`; same bytes as without it).
     """
     from fhirpkg import api, parallel
 
+    processes = parallel.cores() if jobs is None else jobs
     root = Path(project_root)
     t0 = time.perf_counter()
-    project, issues, defs = api.validate_project(root, defs=defs, jobs=parallel.cores() if jobs is None else jobs,
-                                                 cache=cache)
+    project, issues, defs = api.validate_project(root, defs=defs, jobs=processes, cache=cache)
     issues = _relative_files(issues, root)
     if project.manifest is None:
         raise BuildError("; ".join(i.message for i in issues if i.is_error) or f"{root} is not a content project")
@@ -167,7 +167,7 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
         verdicts = Verdicts(cache.get("site", "narrative verdicts") or {}) if cache is not None else None
         for path, data in site_generate(project=project, resources=resources, ig=ig, files=files,
                                         issues=recorded, defs=defs, json_texts=text_cache,
-                                        narrative_verdicts=verdicts).items():
+                                        narrative_verdicts=verdicts, jobs=processes).items():
             files[f"site/{path}"] = data
         if cache is not None and verdicts.reached != verdicts.earlier:
             cache.put("site", "narrative verdicts", verdicts.reached)

@@ -55,10 +55,11 @@ def _resource_pages(project, index: SiteIndex) -> dict[str, str]:
 
 def generate(*, project, resources: list[dict], ig: dict | None = None, files: dict[str, bytes] | None = None,
              issues=(), defs=None, json_texts: dict | None = None,
-             narrative_verdicts=None) -> dict[str, bytes]:
+             narrative_verdicts=None, jobs: int = 1) -> dict[str, bytes]:
     """Site path -> bytes for every page and asset of ``build/site/``.  The build may share its
     caches: ``json_texts`` (resource JSON texts, see ``serialize.dumps``) and ``narrative_verdicts``
-    (a ``safe.Verdicts``), filled in as pages are made."""
+    (a ``safe.Verdicts``), filled in as pages are made.  ``jobs``: processes rendering the resource
+    pages of a large package (the same bytes with any number)."""
     manifest = project.manifest
     package = home.Package(manifest.name, manifest.version, manifest.canonical, manifest.title or manifest.name,
                            manifest.description, manifest.date, dict(manifest.data))
@@ -83,7 +84,38 @@ def generate(*, project, resources: list[dict], ig: dict | None = None, files: d
     all_pages = [home.home(package, status, index, protocols, dict(files or {}), validation, tool),
                  home.artifacts(index), pages.citations_page(index), coverage.coverage_page(claims, index),
                  qa.qa_page(issue_list, _resource_pages(project, index), hl7, tool)]
-    all_pages += [pages.resource_page(e, index) for e in index.entries if "#" not in e.page]
     out = {p.path: render(shell, p.path, p.title, p.main) for p in all_pages}
+    out.update(_render_resource_pages([e for e in index.entries if "#" not in e.page], index, shell, jobs))
     out["style.css"] = asset("style.css")
     return dict(sorted(out.items()))
+
+
+#: Resource pages from which rendering is spread over the build's processes, and pages per task:
+#: below it, forking costs more than it saves.
+PARALLEL_PAGES = 400
+PAGES_PER_TASK = 50
+
+
+def _render_resource_pages(entries: list, index: SiteIndex, shell: Shell, jobs: int) -> dict[str, bytes]:
+    """Page path -> bytes for each entry.  Worker processes are forked with the index (nothing is
+    re-read); the narrative verdicts they reach come back to the parent's ``index.narrative_verdicts``."""
+    from fhirpkg import parallel
+
+    verdicts = index.narrative_verdicts
+
+    def work(chunk: list) -> tuple[dict[str, bytes], dict]:
+        known = set(verdicts.reached) if verdicts is not None else set()
+        rendered = {}
+        for e in chunk:
+            page = pages.resource_page(e, index)
+            rendered[page.path] = render(shell, page.path, page.title, page.main)
+        reached = {k: v for k, v in verdicts.reached.items() if k not in known} if verdicts is not None else {}
+        return rendered, reached
+
+    chunks = [entries[i:i + PAGES_PER_TASK] for i in range(0, len(entries), PAGES_PER_TASK)]
+    out: dict[str, bytes] = {}
+    for _, (rendered, reached) in parallel.ordered_map(work, chunks, jobs if len(entries) >= PARALLEL_PAGES else 1):
+        out.update(rendered)
+        if verdicts is not None:
+            verdicts.reached.update(reached)
+    return out
