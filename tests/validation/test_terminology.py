@@ -504,3 +504,21 @@ def test_stale_pickle_is_refused(term):
     fresh = Terminology.__new__(Terminology)
     with pytest.raises(StaleIndexError):
         fresh.__setstate__(state)
+
+
+def test_a_code_system_that_supplements_another_is_no_coding_system():
+    """As the HL7 validator (ValueSetValidator: content = supplement, or a supplements element): a
+    Coding cannot use a supplement's URL as its system.  R4 cases supplement-1/1b state
+    ``supplements`` with content 'complete'."""
+    base = {"resourceType": "CodeSystem", "url": "http://example.org/base", "content": "complete",
+            "concept": [{"code": "a", "display": "A"}]}
+    stated = {"resourceType": "CodeSystem", "url": "http://example.org/supp-stated", "content": "supplement",
+              "supplements": "http://example.org/base", "concept": [{"code": "a", "display": "Ah"}]}
+    implied = {"resourceType": "CodeSystem", "url": "http://example.org/supp-implied", "content": "complete",
+               "supplements": "http://example.org/base", "concept": [{"code": "a", "display": "Ah"}]}
+    term = Terminology.from_resources([(r, "test") for r in (base, stated, implied)], iso_codes=None)
+    assert term.validate_in_system("http://example.org/base", "a", "A").valid
+    for url in ("http://example.org/supp-stated", "http://example.org/supp-implied"):
+        found = term.validate_in_system(url, "a", None)
+        assert found.invalid and found.message == (f"CodeSystem {url} is a supplement, so can't be used as a "
+                                                   "value in Coding.system")

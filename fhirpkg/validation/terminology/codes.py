@@ -288,7 +288,7 @@ class Terminology(ValueSetExpansion):
                               "version", system=system)
         if cs is None or (cs.content == "not-present" and system in GRAMMAR_SYSTEMS):
             return self._grammar_or_unknown(system, code)
-        if cs.content == "supplement":
+        if cs.content == "supplement" or cs.supplements:  # as the HL7 validator: either makes it a supplement
             return CodeResult(INVALID, f"CodeSystem {cs.versioned_url} is a supplement, so can't be used as a value "
                               "in Coding.system", "supplement", system=system)
         if cs.content == "not-present":
