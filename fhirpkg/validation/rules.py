@@ -153,9 +153,10 @@ RULES: dict[str, Rule] = {
     "code-not-active": _r("terminology", "error", "an inactive code where the required value set leaves inactive "
                           "codes out (compose.inactive = false), said on the code", "STATUS_CODE_WARNING_CODE"),
     "code-case": _r("terminology", "information", "a code that matches only case-insensitively", "CODE_CASE_DIFFERENCE"),
-    "code-system-invalid": _r("terminology", "error", "a system that is a value set or not a URL",
-                              "Terminology_TX_System_Unknown", "Terminology_TX_System_ValueSet",
-                              "Terminology_TX_System_ValueSet2", "Terminology_TX_System_Relative"),
+    "code-system-invalid": _r("terminology", "error", "a system that is a value set, a code system supplement "
+                              "or not a URL", "Terminology_TX_System_Unknown", "Terminology_TX_System_ValueSet",
+                              "Terminology_TX_System_ValueSet2", "Terminology_TX_System_Relative",
+                              "CODESYSTEM_CS_NO_SUPPLEMENT"),
     "code-invalid": _r("terminology", "error", "a code the code system does not define", "Unknown_Code_in_Version"),
     "code-unknown": _r("terminology", "error", "a code not in a complete code system"),
     "code-unknown-fragment": _r("terminology", "warning", "a code not in a fragment code system",
