@@ -39,8 +39,7 @@ def dumps(value, indent: int | None = 2, cache: dict | None = None) -> str:
 
 def dumps_utf8(value, indent: int | None = 2, cache: dict | None = None) -> bytes:
     """``dumps`` as UTF-8, each piece encoded on its own: a Bundle of thousands of resource texts is
-    never joined into one str first (one character beyond Latin-1 in it would make the whole
-    string four bytes a character, and its encoding that much slower)."""
+    never joined into one str first (a str is as wide per character as its widest character)."""
     out: list[str] = []
     _write(value, out, 0, indent, cache)
     return b"".join([part.encode("utf-8") for part in out])
