@@ -95,8 +95,9 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
           jobs: int | None = None, cache: BuildCache | None = None) -> BuildResult:
     """Validate and lay out every output in memory (nothing is written here).
 
-    ``jobs``: processes validating the resources and rendering the site (default: the machine's cores).  ``cache``: reuse
-    per-resource work of earlier builds (:mod:`fhirpkg.publish.cache`; same bytes as without it).
+    ``jobs``: processes validating the resources and rendering the site (default: the machine's
+    cores).  ``cache``: reuse per-resource work of earlier builds (:mod:`fhirpkg.publish.cache`;
+    same bytes as without it).
     """
     from fhirpkg import api, parallel
 

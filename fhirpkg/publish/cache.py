@@ -125,8 +125,12 @@ class BuildCache:
         """Write this build's entries (atomically: a reader sees the old file or the new one)."""
         if self.path is None:
             return
-        entries = {k: (e.reads, e.blob if e.blob is not None else pickle.dumps(e.value, pickle.HIGHEST_PROTOCOL))
-                   for k, e in self._new.items()}
+        entries = {}
+        for k, e in self._new.items():
+            try:
+                entries[k] = (e.reads, e.blob if e.blob is not None else pickle.dumps(e.value, pickle.HIGHEST_PROTOCOL))
+            except Exception:  # noqa: BLE001 - a value that cannot be stored is work to redo next time
+                continue
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".build-", dir=self.path.parent)

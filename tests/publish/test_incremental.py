@@ -117,3 +117,14 @@ def test_cli_build_uses_the_cache_and_no_cache_turns_it_off(project, tmp_path, m
     assert first.exit_code == second.exit_code == third.exit_code == 0, first.output + second.output
     assert "cache: reused" in second.output and "validate 0/" not in second.output
     assert "cache: reused" not in third.output
+
+
+def test_a_value_that_cannot_be_stored_is_left_out_not_fatal(tmp_path):
+    cache = BuildCache.for_project(tmp_path / "p", folder=tmp_path / "cache")
+    cache.context = "context"
+    cache.put("layout", "good", {"resourceType": "Patient"})
+    cache.put("layout", "bad", lambda: None)  # functions do not pickle
+    cache.save()
+    again = BuildCache.for_project(tmp_path / "p", folder=tmp_path / "cache")
+    assert again.context == "context"
+    assert again.get("layout", "good") == {"resourceType": "Patient"} and again.get("layout", "bad") is None
