@@ -15,9 +15,11 @@ largest process.
   5. Apache Spark on this machine: --spark local[1] and local[N] beside -j N (--spark; needs
      pyspark; each run starts its own JVM, about 10-20 s, which the figures include), on a file
      of --spark-resources resources (default --resources: larger files show executor scaling).
+  6. cold start on definitions/ against the HL7 validator, fresh processes (--cold; needs the interop
+     harness, tests/interop/setup.sh; the same measure as benchmarks/vs_hl7.py's first line).
 
 Usage: python benchmarks/scale.py [--runs 3] [--resources 5000] [--jobs N] [--examples] [--build]
-       [--build-size 10000] [--spark] [--spark-resources N]
+       [--build-size 10000] [--spark] [--spark-resources N] [--cold]
 """
 from __future__ import annotations
 
@@ -67,6 +69,7 @@ def main() -> int:
     ap.add_argument("--build", action="store_true", help="also build a generated project")
     ap.add_argument("--build-size", type=int, default=10000)
     ap.add_argument("--spark", action="store_true", help="also run on Spark local[1] and local[N]")
+    ap.add_argument("--cold", action="store_true", help="also cold start on definitions/ against the HL7 validator")
     ap.add_argument("--spark-resources", type=int, default=0,
                     help="resources in the Spark section's file (default: --resources)")
     args = ap.parse_args()
@@ -119,9 +122,23 @@ def main() -> int:
             print(line(f"-j {j}", sn_res, jn))
             print(f"   executors 1 -> {j}: x{s1['wall'] / sn['wall']:.2f} wall; Spark local[{j}] / -j {j}: "
                   f"x{sn['wall'] / jn['wall']:.2f} wall")
+        if args.cold:
+            cold_figures(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def cold_figures(args, tmp: Path) -> None:
+    import vs_hl7
+    files = sorted(p for p in (ROOT / "definitions").rglob("*.json") if p.name != "package.json")
+    hl7 = [vs_hl7.measure(vs_hl7.hl7_cmd(files, tmp / "list.txt", [str(ROOT / "definitions")],
+                                         ["-allow-example-urls", "true"])) for _ in range(args.runs)]
+    ours = [vs_hl7.measure([FHIRPKG, "validate", str(ROOT / "definitions"), "--format", "json"])
+            for _ in range(args.runs)]
+    hw, fw = statistics.median(r["wall"] for r in hl7), statistics.median(r["wall"] for r in ours)
+    print(f"6. cold start, definitions/ ({len(files)} files), fresh processes: HL7 validator {hw:.2f} s, "
+          f"fhirpkg {fw:.2f} s, x{hw / fw:.1f}  [aim: x25]")
 
 
 def build_figures(args, tmp: Path) -> None:
