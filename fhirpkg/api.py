@@ -401,13 +401,12 @@ def _validate_resources(validator: Validator, project, opts: Options, jobs: int,
         found = parallel.ordered_map(lambda n: validator.validate_document(resources[n].doc),
                                      range(len(resources)), jobs, validator.warm)
         return [issues for _, issues in found]
-    from fhirpkg.publish.cache import digest, now_finding, source_digests
+    from fhirpkg.publish.cache import digest, now_finding
     cache.bind(validator.defs, project)
     resolver = validator.resolver
-    sources = source_digests(project)
-    now = now_finding(resolver.looked_up, {id(r.json): d for r, d in zip(resources, sources)})
+    now = now_finding(resolver.looked_up, {id(r.json): r.digest for r in resources})
     shared = json.dumps(asdict(opts), default=sorted, sort_keys=True)  # sets in a stable order
-    keys = [digest(shared, str(r.path), d) for r, d in zip(resources, sources)]
+    keys = [digest(shared, str(r.path), r.digest) for r in resources]
     out = [cache.get("validate", k, now) for k in keys]
     resolver.note_reads()
 

@@ -6,9 +6,11 @@ resource back exactly as authored.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from fhirpkg.errors import InputError
@@ -99,6 +101,11 @@ class ProjectResource:
     @property
     def key(self) -> str:
         return f"{self.type}/{self.id}"
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of the source text: what the build cache keys this resource's work by."""
+        return hashlib.sha256(self.doc.text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass

@@ -18,13 +18,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from itertools import repeat
 from pathlib import Path
 from typing import Callable
 
 from fhirpkg import __version__
 from fhirpkg.publish import bundle, narrative, npm_package
-from fhirpkg.publish.cache import BuildCache, Texts, digest, now_finding, source_digests
+from fhirpkg.publish.cache import BuildCache, Texts, digest, now_finding
 from fhirpkg.errors import FhirpkgError
 from fhirpkg.fsutil import DirectoryLock, swap_in_directory
 from fhirpkg.issues import Issue, Severity
@@ -121,11 +120,11 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
     texts = Texts(cache)  # each resource's JSON text, written once whatever the outputs
     keys: dict[int, str] = {}  # id(laid-out resource) -> its cache key
     resources = []
-    for r, source in zip(project.resources, source_digests(project) if cache is not None else repeat(None)):
-        laid_out = _laid_out(r.json, orderer, cache, source)
-        if source is not None:
-            keys[id(laid_out)] = source
-            texts.register(laid_out, source)
+    for r in project.resources:
+        laid_out = _laid_out(r, orderer, cache)
+        if cache is not None:
+            keys[id(laid_out)] = r.digest
+            texts.register(laid_out, r.digest)
         resources.append(laid_out)
     ig = orderer.resource(narrative.with_narrative(
         npm_package.implementation_guide(manifest, bundle.ordered(resources), instant[:10])))
@@ -182,16 +181,11 @@ def build(project_root: str | Path = "definitions", *, fhir_versions=ALL_VERSION
     return result
 
 
-def _laid_out(resource: dict, orderer: Orderer, cache: BuildCache | None, key: str | None) -> dict:
-    """The resource as published: its narrative added, elements in definition order."""
-    if cache is not None and key is not None:
-        hit = cache.get("layout", key)
-        if hit is not None:
-            return hit
-    out = orderer.resource(narrative.with_narrative(resource))
-    if cache is not None and key is not None:
-        cache.put("layout", key, out)
-    return out
+def _laid_out(resource, orderer: Orderer, cache: BuildCache | None) -> dict:
+    """The project resource as published: its narrative added, elements in definition order."""
+    def lay_out():
+        return orderer.resource(narrative.with_narrative(resource.json)), ()
+    return (lay_out() if cache is None else cache.recall("layout", resource.digest, lay_out))[0]
 
 
 def _conversion_memo(cache: BuildCache, keys: dict[int, str], texts: Texts, version: str):
@@ -202,16 +196,14 @@ def _conversion_memo(cache: BuildCache, keys: dict[int, str], texts: Texts, vers
         if source is None:
             return convert_one()
         key = digest(version, source, str(as_basic))
-        now = now_finding(batch.looked_up, keys)
-        unit = cache.get(f"convert {version}", key, now)
-        reused = unit is not None
-        if not reused:
+
+        def convert():
             batch.reads = set()
             try:
-                unit = convert_one()
-                cache.put(f"convert {version}", key, unit, [(read, now(read)) for read in batch.reads])
+                return convert_one(), batch.reads
             finally:
                 batch.reads = None
+        unit, reused = cache.recall(f"convert {version}", key, convert, now_finding(batch.looked_up, keys))
         if unit.resource is not None:
             texts.register(unit.resource, key, reuse=reused)
         return unit
@@ -228,14 +220,12 @@ def _validate_generated(resource: dict, validator, cache: BuildCache | None, key
     if cache is None:
         return list(validator.validate_resource(resource))
     resolver = validator.resolver
-    key = digest(dumps(resource, indent=None))
-    now = now_finding(resolver.looked_up, keys)
-    found = cache.get("validate generated", key, now)
-    if found is None:
+
+    def validate():
         resolver.note_reads()
-        found = list(validator.validate_resource(resource))
-        cache.put("validate generated", key, found, [(read, now(read)) for read in resolver.note_reads()])
-    return found
+        return list(validator.validate_resource(resource)), resolver.note_reads()
+    return cache.recall("validate generated", digest(dumps(resource, indent=None)), validate,
+                        now_finding(resolver.looked_up, keys))[0]
 
 
 def _validate_outputs(defs, resources: list[dict], project, cache: BuildCache | None = None,
@@ -258,11 +248,10 @@ def _validate_outputs(defs, resources: list[dict], project, cache: BuildCache | 
                 out.append(i.at(file=where))
         elif (r.get("text") or {}).get("status") == "generated":
             div, expression = r["text"]["div"], f"{r['resourceType']}.text.div"
-            found = cache.get("narrative", digest(expression, div)) if cache is not None else None
-            if found is None:
-                found = list(issues_for(div, expression))
-                if cache is not None:
-                    cache.put("narrative", digest(expression, div), found)
+
+            def check(div=div, expression=expression):
+                return list(issues_for(div, expression)), ()
+            found, _ = check() if cache is None else cache.recall("narrative", digest(expression, div), check)
             for i in found:
                 out.append(replace(i, message=f"Generated narrative: {i.message}", file=where))
     return out

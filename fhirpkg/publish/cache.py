@@ -117,6 +117,18 @@ class BuildCache:
         self.reused[kind] += 1
         return entry.value
 
+    def recall(self, kind: str, key: str, compute: Callable[[], tuple[object, Iterable[str]]],
+               current: Callable[[str], str | None] | None = None) -> tuple[object, bool]:
+        """(value, reused): the stored value while still good (see :meth:`get`), else ``compute()``'s,
+        stored with what it looked up (``compute`` gives the value and its noted lookups, which
+        ``current`` turns into digests)."""
+        found = self.get(kind, key, current)
+        if found is not None:
+            return found, True
+        value, reads = compute()
+        self.put(kind, key, value, [(read, current(read)) for read in reads] if current is not None else ())
+        return value, False
+
     def put(self, kind: str, key: str, value, reads: Iterable[tuple[str, str | None]] = ()) -> None:
         self._new[(kind, key)] = Entry(tuple(sorted(reads, key=lambda r: (r[0], r[1] or ""))), None, value)
         self.done[kind] += 1
@@ -160,11 +172,6 @@ def now_finding(looked_up: Callable[[str], object], digests: dict[int, str]) -> 
     return now
 
 
-def source_digests(project) -> list[str]:
-    """A digest of each project resource's source text, in the project's order."""
-    return [digest(r.doc.text) for r in project.resources]
-
-
 class Texts:
     """The JSON text of cached resources, handed to and collected from ``serialize.dumps``'s cache.
 
@@ -178,7 +185,7 @@ class Texts:
     def __init__(self, cache: BuildCache | None):
         self.cache = cache
         self.table: dict = {}
-        self._keys: dict[int, tuple[str, object, str | None]] = {}  # id(resource) -> (key, resource, text read)
+        self._keys: dict[int, tuple[str, str | None]] = {}  # id(resource) -> (key, text read); resources outlive it
 
     def register(self, resource: dict, key: str, reuse: bool = True) -> None:
         """Serialise ``resource`` under ``key``; ``reuse=False`` when the resource was just recomputed
@@ -186,14 +193,14 @@ class Texts:
         if self.cache is None:
             return
         text = self.cache.get(self.KIND, key) if reuse else None
-        self._keys[id(resource)] = (key, resource, text)
+        self._keys[id(resource)] = (key, text)
         if text is not None:
             self.table[(id(resource), 0)] = (text, resource)
 
     def store(self) -> None:
         if self.cache is None:
             return
-        for oid, (key, _, read) in self._keys.items():
+        for oid, (key, read) in self._keys.items():
             hit = self.table.get((oid, 0))
             if hit is not None and hit[0] != read:
                 self.cache.put(self.KIND, key, hit[0])

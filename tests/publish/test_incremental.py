@@ -99,8 +99,7 @@ def test_new_code_or_definitions_drop_every_entry(project, defs, tmp_path):
     other.cache_key = "other packages"
     from fhirpkg.content import project as proj
     stored.bind(other, proj.load(project))
-    from fhirpkg.publish.cache import source_digests
-    key = source_digests(proj.load(project))[0]
+    key = proj.load(project).resources[0].digest
     assert BuildCache.for_project(project, folder=tmp_path / "cache").get("layout", key) is not None
     assert stored.get("layout", key) is None
 
