@@ -258,7 +258,7 @@ def document_issues(src: inputs.Source, validator: Validator, other_versions: di
                     docs: Iterable | None = None, fhir_version: str | None = None) -> Iterator[tuple]:
     """(document, its issues, how many resources it held) for each document of one source."""
     v = version_validator(fhir_version or src.fhir_version, validator, other_versions)
-    for doc in (read_source(src) if docs is None else docs):
+    for doc in (read_source(src, v.options.allow_comments) if docs is None else docs):
         if src.in_folder and doc.ok and isinstance(doc.value, dict) and "resourceType" not in doc.value:
             yield doc, [Issue(Severity.INFORMATION, "informational", "Not a FHIR resource (no resourceType): skipped",
                               "not-a-resource", file=doc.file, line=1, column=1)], 0
@@ -275,6 +275,10 @@ class ValidatorSpec:
     igs: tuple[str, ...] = ()
     profiles: tuple[str, ...] = ()
     timings: bool = False
+    security_checks: bool = False
+    html_in_markdown: str = "warning"
+    allow_comments: bool = False
+    assume_valid_rest_references: bool = False
 
 
 def make_validator(spec: ValidatorSpec, log: Callable | None = pk.log_to_stderr) -> Validator:
@@ -288,7 +292,9 @@ def make_validator(spec: ValidatorSpec, log: Callable | None = pk.log_to_stderr)
     for url in spec.profiles:
         if defs.get(url) is None:
             raise InputError(f"--profile {url}: no such profile in the loaded packages or --ig inputs")
-    return Validator(defs, Options(profiles=spec.profiles, timings=spec.timings))
+    return Validator(defs, Options(profiles=spec.profiles, timings=spec.timings, security_checks=spec.security_checks,
+                                   html_in_markdown=spec.html_in_markdown, allow_comments=spec.allow_comments,
+                                   assume_valid_rest_references=spec.assume_valid_rest_references))
 
 
 def version_validator(version: str, validator: Validator, other_versions: dict) -> Validator:

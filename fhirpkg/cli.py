@@ -104,8 +104,18 @@ def main(offline: bool) -> None:
 @click.option("--spark", "spark_master", metavar="MASTER",
               help="Validate on Apache Spark (local[N], spark://host:port, yarn, ...): one validator per executor "
                    "process; needs the spark extra (pip install 'fhirpkg[spark]').")
+@click.option("--security-checks", is_flag=True,
+              help="Text that looks like embedded HTML tags is an error, not a hint (the HL7 validator's "
+                   "-security-checks).")
+@click.option("--html-in-markdown", type=click.Choice(["ignore", "warning", "error"]), default="warning",
+              show_default=True, help="Level for raw HTML in markdown, which renderers escape.")
+@click.option("--allow-comments", is_flag=True, help="Read // and /* */ comments in JSON files as whitespace.")
+@click.option("--assume-valid-rest-references", is_flag=True,
+              help="Take the type a RESTful reference URL names (Patient/1) as its target's: a type the element does "
+                   "not allow is an error, not a warning.")
 def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, progress, timings, jobs,
-             fhir_version, spark_master):
+             fhir_version, spark_master, security_checks, html_in_markdown, allow_comments,
+             assume_valid_rest_references):
     """Validate FHIR JSON (R5, R4B, R4): files, folders (recursive), Bundles, NDJSON, or - for stdin.
 
     The text report gives one line per kind of problem (rule and message, with its count and first
@@ -114,7 +124,8 @@ def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, 
     from fhirpkg import api, reports
     if fmt == "parquet" and not (spark_master and output):
         raise click.UsageError("--format parquet needs --spark MASTER and -o DIR")
-    spec = api.ValidatorSpec(fhir_version, tuple(igs), tuple(profiles), timings)
+    spec = api.ValidatorSpec(fhir_version, tuple(igs), tuple(profiles), timings, security_checks, html_in_markdown,
+                             allow_comments, assume_valid_rest_references)
     validator = api.make_validator(spec)
     if spark_master:
         from fhirpkg import spark

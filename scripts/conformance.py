@@ -157,11 +157,13 @@ def run_case(base_defs, case: dict, suite: Path = SUITE) -> list[Row]:
         if isinstance(r, dict):
             resolver.add(r)
 
-    def validate(profiles=()):
+    def validate(profiles=(), step=case):
         v = Validator(defs, Options(profiles=tuple(profiles), allowed_extension_domains=domains,
-                                    allow_example_urls=allow_examples), resolver)
+                                    allow_example_urls=allow_examples, **case_options(case),
+                                    assume_valid_rest_references=bool(step.get("assumeValidRestReferences"))),
+                      resolver)
         issues = []
-        for doc in read_source(Source(str(path), path)):
+        for doc in read_source(Source(str(path), path), v.options.allow_comments):
             issues.extend(v.validate_document(doc))
         return issues
 
@@ -178,12 +180,24 @@ def run_case(base_defs, case: dict, suite: Path = SUITE) -> list[Row]:
         else:
             api.add_conformance_resources(defs, psupp)
             try:
-                issues = validate([psupp[0]["url"]])
+                issues = validate([psupp[0]["url"]], prof)
                 prof_row.got_invalid = any(i.is_error for i in issues)
                 prof_row.got_errors = [f"{i.expression}: [{i.rule}] {i.message}" for i in issues if i.is_error]
             except Exception as e:
                 prof_row.status, prof_row.reason = "crash", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}"
     return rows
+
+
+def case_options(case: dict) -> dict:
+    """The validator options a test case sets, as the HL7 test harness (ValidationTests) applies them."""
+    opts = {}
+    if case.get("security-checks"):
+        opts["security_checks"] = True
+    if case.get("noHtmlInMarkdown"):
+        opts["html_in_markdown"] = "error"
+    if case.get("allow-comments"):
+        opts["allow_comments"] = True
+    return opts
 
 
 def run(suite: str = "r5") -> list[Row]:

@@ -129,8 +129,9 @@ def _problem(name: str, message: str, severity: Severity = Severity.FATAL) -> Is
     return Issue(severity, "processing", message, "input", file=name)
 
 
-def read_source(src: Source) -> Iterator[Document]:
-    """The documents in one source (one, or one per NDJSON line)."""
+def read_source(src: Source, allow_comments: bool = False) -> Iterator[Document]:
+    """The documents in one source (one, or one per NDJSON line); ``allow_comments`` reads
+    // and /* */ comments in a JSON file as whitespace."""
     if src.problem is not None:
         yield Document(file=src.name, text="", issues=[src.problem])
         return
@@ -164,7 +165,7 @@ def read_source(src: Source) -> Iterator[Document]:
             src.name, f"The file is larger than {MAX_FILE_BYTES // 2**20} MB; split it (NDJSON) to validate it")])
         return
     ndjson = src.ndjson or (src.name == "-" and _looks_ndjson(data))
-    yield from read_documents(data, src.name, ndjson=ndjson)
+    yield from read_documents(data, src.name, ndjson=ndjson, allow_comments=allow_comments)
 
 
 def _looks_ndjson(data: bytes) -> bool:

@@ -149,9 +149,23 @@ def _fatal(rule: str, message: str) -> Issue:
     return Issue(Severity.FATAL, "invalid", message, rule, line=1, column=1)
 
 
-def parse(text: str, file: str = "", line_offset: int = 0) -> Document:
-    """Parse one JSON text into a Document, recording JSON-level problems (each naming ``file``)."""
-    doc = _parse(text, file, line_offset)
+#: a JSON string, a // comment, or a /* */ comment (an unterminated one runs to the end)
+_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\]|\\.)*"|//[^\n]*|/\*(?:.|\n)*?(?:\*/|\Z)')
+
+
+def without_comments(text: str) -> str:
+    """``text`` with its // and /* */ comments (outside strings) blanked out, newlines kept, so
+    that every line and column stays where it was (the HL7 validator's JSON parser with comments allowed)."""
+    if "/" not in text:
+        return text
+    return _STRING_OR_COMMENT.sub(
+        lambda m: m.group() if m.group().startswith('"') else re.sub(r"[^\n]", " ", m.group()), text)
+
+
+def parse(text: str, file: str = "", line_offset: int = 0, allow_comments: bool = False) -> Document:
+    """Parse one JSON text into a Document, recording JSON-level problems (each naming ``file``).
+    ``allow_comments`` reads // and /* */ comments as whitespace (JSON has none)."""
+    doc = _parse(without_comments(text) if allow_comments else text, file, line_offset)
     if file:
         doc.issues = [i if i.file else i.at(file=file) for i in doc.issues]
     return doc
@@ -193,7 +207,10 @@ def _parse(text: str, file: str, line_offset: int) -> Document:
         value = json.loads(text, parse_float=on_number, parse_int=on_int, parse_constant=on_constant,
                            object_pairs_hook=on_object)
     except json.JSONDecodeError as e:
-        doc.issues.append(Issue(Severity.FATAL, "invalid", f"Invalid JSON: {e.msg}", "json-syntax",
+        message = f"Invalid JSON: {e.msg}"
+        if text.startswith(("//", "/*"), e.pos):
+            message = "Invalid JSON: comments are not allowed in JSON (--allow-comments reads them as whitespace)"
+        doc.issues.append(Issue(Severity.FATAL, "invalid", message, "json-syntax",
                                 line=e.lineno + line_offset, column=e.colno))
         return doc
     except RecursionError:
@@ -320,8 +337,9 @@ def _depth(value, limit: int = MAX_DEPTH + 1) -> int:
     return best
 
 
-def read_documents(data: bytes, file: str, ndjson: bool = False) -> Iterator[Document]:
-    """Decode and parse a file: one Document, or one per non-blank NDJSON line."""
+def read_documents(data: bytes, file: str, ndjson: bool = False, allow_comments: bool = False) -> Iterator[Document]:
+    """Decode and parse a file: one Document, or one per non-blank NDJSON line (comments are allowed
+    only in a whole JSON file: NDJSON has one resource per line)."""
     text, issues = decode(data)
     if file:
         issues = [i.at(file=file) for i in issues]
@@ -329,7 +347,7 @@ def read_documents(data: bytes, file: str, ndjson: bool = False) -> Iterator[Doc
         yield Document(file=file, text="", issues=issues)
         return
     if not ndjson:
-        doc = parse(text, file)
+        doc = parse(text, file, allow_comments=allow_comments)
         doc.issues[:0] = issues
         yield doc
         return

@@ -31,6 +31,14 @@ class Options:
     layers: frozenset = frozenset(LAYERS)
     allowed_extension_domains: tuple[str, ...] = ()
     allow_example_urls: bool = False
+    #: HTML-like tags in strings are errors, not hints (the HL7 validator's -security-checks)
+    security_checks: bool = False
+    #: raw HTML in markdown: "ignore", "warning" or "error" (the HL7 validator's -html-in-markdown)
+    html_in_markdown: str = "warning"
+    #: read // and /* */ comments in JSON files as whitespace (the HL7 validator's allowComments)
+    allow_comments: bool = False
+    #: the type a RESTful reference URL names is the target's (the HL7 validator's -assumeValidRestReferences)
+    assume_valid_rest_references: bool = False
     timings: bool = False  # keep per-layer time in Validator.layer_seconds
     #: Validating a package's own content: references and canonicals must resolve inside it.
     package_mode: bool = False
@@ -120,8 +128,9 @@ class Validator:
             issues.extend(json_rules.check(resource, expr))
         t1 = time.perf_counter()
         nodes: list[Node] = []
-        walker = StructureWalker(self.defs, nodes.append, self.options.allowed_extension_domains,
-                                 self.options.allow_example_urls)
+        opts = self.options
+        walker = StructureWalker(self.defs, nodes.append, opts.allowed_extension_domains, opts.allow_example_urls,
+                                 opts.security_checks, opts.html_in_markdown)
         frame = ResourceFrame(resource, rt if isinstance(rt, str) else "", expr, ())
         # the walk always runs: the other layers read its nodes, and an unknown or missing
         # resourceType is reported even when the structure layer is off
@@ -194,9 +203,11 @@ class Validator:
             if cons:
                 yield from inv.check_node(engine, node, cons, state)
 
+        assume_rest = self.options.assume_valid_rest_references
+
         def references_of(node):
             if node.type == "Reference":
-                yield from references.check_reference(node, resolver, defs)
+                yield from references.check_reference(node, resolver, defs, assume_rest)
                 if package_mode:
                     yield from references.check_package_reference(node, resolver)
             elif node.type == "canonical":

@@ -16,7 +16,7 @@ from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import lexeme
 from fhirpkg.fhir.model import Node
 from fhirpkg.validation import (codesystem, extension_use, implementation_guide, profile_slices, questionnaire,
-                                bundle, search_parameter)
+                                bundle, search_parameter, valueset_filters, capability_statement, measure_report)
 
 
 def attachment(node: Node) -> Iterator[Issue]:
@@ -349,6 +349,9 @@ CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
     "StructureDefinition": (extension_context_elements, profile_slices.must_support_slices),
     "Questionnaire": (questionnaire.derivation,),
     "CodeSystem": (codesystem.check,),
+    "ValueSet": (valueset_filters.check,),
+    "CapabilityStatement": (capability_statement.check,),
+    "MeasureReport": (measure_report.check,),
     "Extension": (extension_use.fhir_version,),
     "ImplementationGuide": (implementation_guide.check,),
     "SearchParameter": (search_parameter.check,),

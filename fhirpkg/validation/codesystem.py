@@ -13,10 +13,25 @@ property of type ``code`` how its values are checked, and reports:
   system (of the supplemented one for a supplement): an error for the parent/child/partOf/synonym
   properties and in supplements, otherwise a warning; each value is reported once per code system.
 
+Its checks of the declarations themselves (CodeSystemValidator.checkPropertyDefinition):
+
+* CODESYSTEM_PROPERTY_ABSOLUTE_URI, _DUPLICATE_URI, _DUPLICATE_CODE (errors): a property uri that is
+  not absolute; a uri or code declared twice (uris and codes share one table, as in the HL7 validator);
+* CODESYSTEM_PROPERTY_URI_CODE_MISMATCH, _URI_TYPE_MISMATCH (errors): a FHIR concept-properties uri
+  with another standard property's code, or with another type than the one FHIR defines;
+* CODESYSTEM_PROPERTY_BAD_HL7_URI (error): an unknown property uri in the hl7.org/fhir namespace, outside
+  the base specification's own code systems;
+* CODESYSTEM_PROPERTY_KNOWN_CODE_SUGGESTIVE, _CODE_TYPE_MISMATCH (warnings), _UNKNOWN_CODE (information):
+  a property with a code and no uri;
+
+and of the concepts' values (checkPropertyValue): CODESYSTEM_PROPERTY_UNDEFINED (warning), _NO_VALUE
+and _WRONG_TYPE (errors).
+
 Checks that need a value set expansion (properties bound to a value set) are not made here.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 from fhirpkg.issues import Issue, Severity
@@ -35,6 +50,12 @@ OFFICIAL_BEFORE_R5 = KNOWN_PROPERTIES | frozenset(
     f"{CONCEPT_PROPERTIES}#{p}" for p in ("alternateCode", "order", "definition"))
 PROPERTY_VALUESET_EXTS = ("http://hl7.org/fhir/StructureDefinition/codesystem-property-valueset",
                           "http://hl7.org/fhir/6.0/StructureDefinition/extension-CodeSystem.property.valueSet")
+
+#: the standard properties by code, with the type FHIR gives them (CodeSystemValidator.KnownProperty)
+KNOWN_TYPES = {"status": "code", "inactive": "boolean", "effectiveDate": "dateTime", "deprecationDate": "dateTime",
+               "retirementDate": "dateTime", "notSelectable": "boolean", "parent": "code", "child": "code",
+               "partOf": "code", "synonym": "code", "comment": "string", "itemWeight": "decimal"}
+_ABSOLUTE = re.compile(r"^[a-z][a-z0-9_]*:[^ ]+$")  # the HL7 validator's Utilities.isAbsoluteUrl
 
 # how the values of a code property are checked
 NO_CHECK, INTERNAL, INTERNAL_WARNING = "none", "internal", "internal-warning"
@@ -116,6 +137,84 @@ def _property_rule(prop: dict, r5: bool, defs, resolver, expr: str, loc: tuple) 
         yield INTERNAL_WARNING
 
 
+def _declaration(prop: dict, cs_url: str, declared: dict, expr: str, loc: tuple) -> Iterator[Issue]:
+    """The rules on one property declaration itself; ``declared`` (uri or code -> type) grows."""
+    uri, code, ptype = (v if isinstance(v, str) else None for v in (prop.get("uri"), prop.get("code"), prop.get("type")))
+    known_by_uri = None
+    if uri is not None:
+        if not _ABSOLUTE.match(uri):
+            yield Issue(Severity.ERROR, "business-rule", f"A property URI must be an absolute URI, but '{uri}' is not",
+                        "codesystem-property-declaration", expr, location=loc)
+        else:
+            if uri in declared:
+                yield Issue(Severity.ERROR, "business-rule", f"A property is already defined with the URI '{uri}'",
+                            "codesystem-property-declaration", expr, location=loc)
+            else:
+                declared[uri] = ptype
+            if "://hl7.org/fhir" in uri:
+                if uri.startswith(CONCEPT_PROPERTIES + "#") and uri.split("#", 1)[1] in KNOWN_TYPES:
+                    known_by_uri = uri.split("#", 1)[1]
+                elif not (cs_url.startswith("http://hl7.org/fhir/") and "/" not in cs_url[20:]) \
+                        and not (cs_url and uri.startswith(cs_url)):
+                    yield Issue(Severity.ERROR, "business-rule", f"Unknown CodeSystem Property '{uri}'. If you are "
+                                "creating your own property, do not create it in the HL7 namespace",
+                                "codesystem-property-declaration", expr, location=loc)
+    if code is not None:
+        if code in declared:
+            yield Issue(Severity.ERROR, "business-rule", f"A property is already defined with the code '{code}'",
+                        "codesystem-property-declaration", expr, location=loc)
+        else:
+            declared[code] = ptype
+    known_by_code = code if code in KNOWN_TYPES else None
+    if known_by_uri is not None:
+        if known_by_code is not None and known_by_code != known_by_uri:
+            yield Issue(Severity.ERROR, "business-rule", f"The URI '{uri}' is normally assigned the code "
+                        f"'{known_by_uri}'. Using the code '{code}' will usually create confusion in ValueSet "
+                        "filters etc", "codesystem-property-declaration", expr, location=loc)
+        if ptype is not None and ptype != KNOWN_TYPES[known_by_uri]:
+            yield Issue(Severity.ERROR, "business-rule", f"Wrong type '{ptype}': The URI '{uri}' identifies a "
+                        f"property that has the type '{KNOWN_TYPES[known_by_uri]}'", "codesystem-property-declaration",
+                        expr, location=loc)
+    if uri is None and code is not None:
+        if known_by_code is None:
+            yield Issue(Severity.INFORMATION, "business-rule", f"This property has only a code ('{code}') and not a "
+                        "URI, so it has no clearly defined meaning in the terminology ecosystem",
+                        "codesystem-property-declaration", expr, location=loc)
+        else:
+            yield Issue(Severity.WARNING, "business-rule", f"This property has only the standard code ('{code}') but "
+                        f"not the standard URI '{CONCEPT_PROPERTIES}#{code}', so it has no clearly defined meaning in "
+                        "the terminology ecosystem", "codesystem-property-declaration", expr, location=loc)
+            if ptype is not None and ptype != KNOWN_TYPES[code]:
+                yield Issue(Severity.WARNING, "business-rule", f"Wrong type '{ptype}': The code '{code}' identifies a "
+                            f"property that has the type '{KNOWN_TYPES[code]}'", "codesystem-property-declaration",
+                            expr, location=loc)
+
+
+def _values(cs: dict, declared: dict, node: Node) -> Iterator[Issue]:
+    """Each concept property value has a declaration, a value, and the declared type."""
+    for concept, cloc, cexpr in _concepts(cs.get("concept"), node.location, node.expression):
+        for j, value in enumerate(concept.get("property") or ()):
+            code = value.get("code") if isinstance(value, dict) else None
+            if not isinstance(code, str):
+                continue
+            expr, loc = f"{cexpr}.property[{j}]", cloc + ("property", j)
+            if code not in declared:
+                yield Issue(Severity.WARNING, "business-rule", f"The property '{code}' has no definition in "
+                            "CodeSystem.property. Many terminology tools won't know what to do with it",
+                            "codesystem-property-value", expr, location=loc)
+            key = next((k for k in value if k.startswith("value") and not k.startswith("value_")), None)
+            if key is None:
+                yield Issue(Severity.ERROR, "business-rule", f"The property '{code}' has no value, and cannot be "
+                            "understood", "codesystem-property-value", expr, location=loc)
+                continue
+            vtype = key[5:] if key == "valueCoding" else key[5:6].lower() + key[6:]
+            want = declared.get(code)
+            if want is not None and vtype != want:
+                yield Issue(Severity.ERROR, "business-rule", f"The property '{code}' has the invalid type '{vtype}', "
+                            f"when it is defined to have the type '{want}'", "codesystem-property-value", expr,
+                            location=loc)
+
+
 def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
     """The property checks of one CodeSystem (contained ones included)."""
     cs = node.value
@@ -124,10 +223,13 @@ def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
     term = defs.terminology
     r5 = not defs.fhir_version.startswith(("4.", "3.", "1."))
     rules: dict[str, str] = {}
+    declared: dict[str, str | None] = {}
+    cs_url = cs.get("url") if isinstance(cs.get("url"), str) else ""
     for i, prop in enumerate(cs.get("property") or ()):
         if not isinstance(prop, dict):
             continue
         expr, loc = f"{node.expression}.property[{i}]", node.location + ("property", i)
+        yield from _declaration(prop, cs_url, declared, expr, loc)
         for out in _property_rule(prop, r5, defs, resolver, expr, loc):
             if isinstance(out, Issue):
                 yield out
@@ -135,6 +237,7 @@ def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
                 for key in (prop.get("uri"), prop.get("code")):
                     if isinstance(key, str):
                         rules.setdefault(key, out)
+    yield from _values(cs, declared, node)
     if not any(r != NO_CHECK for r in rules.values()):
         return
     supplements = cs.get("supplements") if isinstance(cs.get("supplements"), str) else None

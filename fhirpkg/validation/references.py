@@ -21,6 +21,7 @@ _ABSOLUTE = re.compile(r"^(https?://\S+?)/?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64
 #: An absolute URI as the HL7 validator's Utilities.isAbsoluteUrl accepts it: a lower-case token
 #: as the scheme (http, urn, resource, ...), then something without spaces.
 ABSOLUTE_URI = re.compile(r"^[a-z][a-z0-9_]*:[^ ]+$")
+_WHITESPACE = re.compile(r"[ \t\n\x0b\f\r]")  # Java's \s: the HL7 validator wants the reference to match \S+
 _CONDITIONAL = re.compile(r"^([A-Z][A-Za-z]+)\?(.+)$")
 _UUID = re.compile(r"^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -145,8 +146,10 @@ def _bundle_of(frame: ResourceFrame) -> tuple[ResourceFrame | None, dict | None]
     return None, None
 
 
-def check_reference(node: Node, resolver: Resolver, defs) -> Iterator[Issue]:
-    """Format, target type and resolvability of one Reference element."""
+def check_reference(node: Node, resolver: Resolver, defs, assume_valid_rest: bool = False) -> Iterator[Issue]:
+    """Format, target type and resolvability of one Reference element.  ``assume_valid_rest``: the
+    type a RESTful reference URL names is taken as the target's (the HL7 validator's
+    -assumeValidRestReferences), so a type the element does not allow is an error, not a warning."""
     value = node.value
     if not isinstance(value, dict):
         return
@@ -154,6 +157,10 @@ def check_reference(node: Node, resolver: Resolver, defs) -> Iterator[Issue]:
     if not isinstance(ref, str):
         return
     expr, loc = node.expression + ".reference", node.location + ("reference",)
+    if _WHITESPACE.search(ref):
+        yield Issue(Severity.ERROR, "invalid", f"The reference '{ref}' is not a valid reference", "reference-format",
+                    expr, location=loc)
+        return
     frame = node.frame
     ref_type = None
     in_transaction = _in_transaction(frame)
@@ -206,6 +213,11 @@ def check_reference(node: Node, resolver: Resolver, defs) -> Iterator[Issue]:
     allowed = _allowed_targets(node, defs)
     if target_type and allowed and target_type not in allowed and "Resource" not in allowed:
         resolved = resolver.locate(ref, frame) is not None
+        if not resolved and assume_valid_rest and ref_type is not None:
+            yield Issue(Severity.ERROR, "structure", f"The type '{ref_type}' implied by the reference URL {ref} is not "
+                        f"a valid Target for this element (must be one of [{', '.join(sorted(allowed))}])",
+                        "reference-target-type", expr, location=loc)
+            return
         # Like the HL7 validator: an error when the target is in hand, a warning when only the URL says so.
         yield Issue(Severity.ERROR if resolved else Severity.WARNING, "structure",
                     f"Invalid Resource target type. Found {target_type}"

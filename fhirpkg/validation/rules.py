@@ -99,6 +99,12 @@ RULES: dict[str, Rule] = {
                         "Type_Specific_Checks_DT_String_Length"),
     "string-illegal-chars": _r("structure", "warning", "control characters in a string (illegal in XML)",
                                "UNICODE_XML_BAD_CHARS"),
+    "required-code-missing": _r("structure", "error", "a primitive with a required binding that has only extensions "
+                                "(a data-absent-reason, say) and no value", "Terminology_TX_Code_ValueSet_MISSING"),
+    "string-html": _r("structure", "information", "text that looks like embedded HTML tags (an error with "
+                      "--security-checks)", "SECURITY_STRING_CONTENT_WARNING", "SECURITY_STRING_CONTENT_ERROR"),
+    "markdown-html": _r("structure", "warning", "raw HTML in markdown, which renderers escape (--html-in-markdown "
+                        "sets the level)", "TYPE_SPECIFIC_CHECKS_DT_MARKDOWN_HTML"),
     "canonical-format": _r("structure", "error", "a canonical that is not a URL"),
     "fixed": _r("structure", "error", "a value that differs from the profile's fixed value", "_DT_Fixed_Wrong"),
     "pattern": _r("structure", "error", "a value that does not match the profile's pattern",
@@ -290,6 +296,40 @@ RULES: dict[str, Rule] = {
                          "fhir.org/guides) naming no definition", "Type_Specific_Checks_DT_URL_Resolve"),
     "codesystem-property-uri": _r("rules", "warning", "a property uri 'base#code' whose known base code system has "
                                   "neither that property nor that concept", "CODESYSTEM_PROPERTY_URI_INVALID"),
+    "codesystem-property-declaration": _r("rules", "error", "a property declaration: a uri not absolute, a uri or "
+                                          "code declared twice, a standard property's uri with another code or type, "
+                                          "an unknown hl7.org/fhir property uri (warnings and information for a "
+                                          "property with a code and no uri)",
+                                          "CODESYSTEM_PROPERTY_ABSOLUTE_URI", "CODESYSTEM_PROPERTY_DUPLICATE_URI",
+                                          "CODESYSTEM_PROPERTY_DUPLICATE_CODE", "CODESYSTEM_PROPERTY_URI_CODE_MISMATCH",
+                                          "CODESYSTEM_PROPERTY_URI_TYPE_MISMATCH", "CODESYSTEM_PROPERTY_BAD_HL7_URI",
+                                          "CODESYSTEM_PROPERTY_KNOWN_CODE_SUGGESTIVE",
+                                          "CODESYSTEM_PROPERTY_CODE_TYPE_MISMATCH", "CODESYSTEM_PROPERTY_UNKNOWN_CODE"),
+    "codesystem-property-value": _r("rules", "error", "a concept property value: no value, or not the declared type "
+                                    "(a warning when the property is not declared)", "CODESYSTEM_PROPERTY_UNDEFINED",
+                                    "CODESYSTEM_PROPERTY_NO_VALUE", "CODESYSTEM_PROPERTY_WRONG_TYPE"),
+    "valueset-filter": _r("rules", "error", "a ValueSet filter against its code system's properties: an unknown "
+                          "property (warning), an operation the property does not allow, a value of the wrong type, a "
+                          "code the code system lacks (a warning for a declared code property)",
+                          "VALUESET_UNKNOWN_FILTER_PROPERTY", "VALUESET_BAD_FILTER_OP", "VALUESET_BAD_FILTER_VALUE_BOOLEAN",
+                          "VALUESET_BAD_FILTER_VALUE_CODE", "VALUESET_BAD_FILTER_VALUE_DATETIME",
+                          "VALUESET_BAD_FILTER_VALUE_DECIMAL", "VALUESET_BAD_FILTER_VALUE_INTEGER",
+                          "VALUESET_BAD_FILTER_VALUE_CODED", "VALUESET_BAD_FILTER_VALUE_CODED_LEGACY",
+                          "VALUESET_BAD_FILTER_VALUE_CODED_INVALID", "VALUESET_BAD_FILTER_EXPR_LANG",
+                          "VALUESET_BAD_FILTER_EXPR_VALUE", "VALUESET_BAD_FILTER_EXPR_PARAM_NAME",
+                          "VALUESET_BAD_FILTER_VALUE_VALID_CODE"),
+    "capability-search-param": _r("rules", "error", "a CapabilityStatement search parameter whose definition has "
+                                  "another type", "CapabalityStatement_CS_SP_WrongType"),
+    "measure-report": _r("rules", "error", "a MeasureReport's groups and scores against its Measure",
+                         "MEASURE_MR_GRP_NO_CODE", "MEASURE_MR_GRP_NO_CODE_R5", "MEASURE_MR_GRP_UNK_CODE",
+                         "MEASURE_MR_GRP_UNK_LINKID", "MEASURE_MR_GRP_DUPL_CODE", "MEASURE_MR_GRP_MISSING_BY_CODE",
+                         "MEASURE_MR_GRP_MISSING_BY_CODE_R5", "MEASURE_MR_GRP_NO_WRONG_CODE",
+                         "MEASURE_MR_SCORE_PROHIBITED_RT", "MEASURE_MR_SCORE_PROHIBITED_MS", "MEASURE_MR_SCORE_REQUIRED",
+                         "MEASURE_MR_SCORE_VALUE_REQUIRED", "MEASURE_MR_SCORE_UNIT_PROHIBITED",
+                         "MEASURE_MR_SCORE_VALUE_INVALID_01", "MEASURE_MR_GRP_STRAT_NO_CODE",
+                         "MEASURE_MR_GRP_STRAT_NO_CODE_R5", "MEASURE_MR_GRP_STRAT_UNK_CODE",
+                         "MEASURE_MR_GRP_STRAT_UNK_LINKID", "MEASURE_MR_GRP_STRAT_DUPL_CODE",
+                         "MEASURE_MR_GRP_STRAT_MISSING_BY_CODE", "MEASURE_MR_GRP_STRAT_MISSING_BY_CODE_R5"),
     "codesystem-property-internal": _r("rules", "information", "a code property without value set information: its "
                                        "values are checked as internal codes", "CODESYSTEM_PROPERTY_CODE_DEFAULT_WARNING"),
     "codesystem-property-code": _r("rules", "warning", "a code property value that is not a code of the code system "

@@ -22,6 +22,7 @@ from fhirpkg.validation.extension_use import Logical, context_ok, unknown_extens
 from fhirpkg.validation.json_values import (WHITESPACE, brief, clip, date_edge, decimal_out_of_range, escaped,
                                             json_contains, json_equal, json_kind, quantity_text, valid_calendar)
 from fhirpkg.validation.slicing import SliceMatcher
+from fhirpkg.validation.text_safety import URI_LIKE_TYPES, describes_narrative, embedded_html, urn_problem
 
 NodeSink = Callable[[Node], None]
 
@@ -42,6 +43,7 @@ NODE_TYPES = frozenset({"Reference", "canonical", "Coding", "CodeableConcept", "
 EXTENSION_NAMES = ("extension", "modifierExtension")
 BUILD_EXTENSION_PREFIX = "http://hl7.org/fhir/build/StructureDefinition/"
 #: Extensions the HL7 validator defines internally (SpecialExtensions.KNOWN_EXTENSIONS).
+RENDERING_XHTML = "http://hl7.org/fhir/StructureDefinition/rendering-xhtml"
 SPECIAL_KNOWN_EXTENSIONS = frozenset({
     "http://hl7.org/fhir/StructureDefinition/elementdefinition-type-must-support",
     "http://hl7.org/fhir/StructureDefinition/instance-name",
@@ -79,11 +81,14 @@ class StructureWalker:
     """Walks resources against compiled definitions; one walker per validation run."""
 
     def __init__(self, defs: Definitions, on_node: NodeSink | None = None,
-                 allowed_extension_domains: tuple[str, ...] = (), allow_example_urls: bool = False):
+                 allowed_extension_domains: tuple[str, ...] = (), allow_example_urls: bool = False,
+                 security_checks: bool = False, html_in_markdown: str = "warning"):
         self.defs = defs
         self.on_node = on_node or (lambda node: None)
         self.allowed_extension_domains = allowed_extension_domains
         self.allow_example_urls = allow_example_urls
+        self.security_checks = security_checks
+        self.html_in_markdown = html_in_markdown
         self._types: dict[str, TypeDef | None] = {}
         self._want_cache: dict[tuple, bool] = {}
         self._required_cache: dict[int, tuple] = {}
@@ -445,11 +450,28 @@ class StructureWalker:
                                    f"{expr}.{key}", sloc + (key,))
                 if value is None and not shadow.get("extension"):
                     self._ele1(expr, sloc)
+                elif value is None and edef.binding is not None and edef.binding.strength == "required" \
+                        and not any(isinstance(x, dict) and isinstance(x.get("url"), str)
+                                    and CROSS_VERSION_EXTENSION.match(x["url"]) for x in shadow.get("extension") or ()):
+                    # a data-absent-reason does not stand in for a code the binding requires (HL7 checkPrimitive)
+                    self.error("code-invalid", "No code provided, and a code is required from the value set",
+                               "required-code-missing", expr, sloc)
                 self._shadow_extensions(shadow, edef, tcode, td, expr, sloc, frame, host)
         if value is not None:
             self._primitive_value(value, edef, tcode, type_def, expr, loc)
+            if isinstance(value, str) and "<" in value and tcode != "xhtml":
+                self._embedded_html(value, edef, tcode, expr, loc, frame, host)
         if self._wants(edef, tcode):
             self.on_node(Node(value, shadow, tcode, edef, expr, loc, frame))
+
+    def _embedded_html(self, value: str, edef: ElementDef, tcode: str, expr: str, loc: tuple,
+                       frame: ResourceFrame, host: "Logical") -> None:
+        """HTML-like tags in text (text_safety): the issues carry the walker's place."""
+        for severity, message, rule in embedded_html(
+                value, tcode, self.security_checks, self.html_in_markdown,
+                in_rendering_xhtml=lambda: RENDERING_XHTML in (host.parent.paths if host.parent else ()),
+                describes_narrative=lambda: describes_narrative(edef.path, frame.json, loc[len(frame.location):])):
+            self._issue(severity, "invalid", message, rule, expr, loc)
 
     def _shadow_extensions(self, shadow: dict, edef, tcode, td, expr, sloc, frame, host) -> None:
         exts = shadow.get("extension")
@@ -540,6 +562,8 @@ class StructureWalker:
             self.error("invalid", f"The value '{clip(value)}' is not a valid {tcode} "
                        f"(does not match the regex {type_def.regex})", "format", expr, loc)
             return
+        if tcode in URI_LIKE_TYPES and value.startswith("urn:") and (bad := urn_problem(value, tcode)):
+            self.error("invalid", bad[0], "format", expr, loc)
         if tcode in ("date", "dateTime", "instant") and not valid_calendar(value):
             self.error("invalid", f"The value '{clip(str(value))}' is not a valid {tcode}: not a calendar date", "format",
                        expr, loc)
