@@ -49,8 +49,8 @@ UTILITIES = "org.hl7.fhir.utilities/src/main/"
 #: StructureDefinition (XmlParser is read only to tell XML-only ids apart)
 SCOPE = (VALIDATION + "BaseValidator.java", VALIDATION + "instance/", ELEMENT_MODEL + "JsonParser.java",
          ELEMENT_MODEL + "ParserBase.java", ELEMENT_MODEL + "XmlParser.java", TX_VALIDATION + "ValueSetValidator.java")
-USE = re.compile(r"I18nConstants\.([A-Z0-9_]+)")
-CONST = re.compile(r'public static final String ([A-Z0-9_]+)\s*=\s*"([^"]+)"')
+USE = re.compile(r"I18nConstants\.([A-Za-z0-9_]+)")  # some ids are mixed case (Terminology_TX_Code_ValueSet_MISSING)
+CONST = re.compile(r'public static final String ([A-Za-z0-9_]+)\s*=\s*"([^"]+)"')
 
 
 # ------------------------------------------------------------------ extract
