@@ -69,7 +69,7 @@ def read_conformance_inputs(paths: Iterable[str], defs: Definitions | None = Non
         else:
             ref = pk.PackageRef.parse(arg)
             pkg = pk.ensure([ref])[0]
-            out.extend(pkg.resources({"StructureDefinition", "ValueSet", "CodeSystem"}))
+            out.extend(pkg.resources({"StructureDefinition", "ValueSet", "CodeSystem", "ImplementationGuide"}))
     return out
 
 
@@ -285,16 +285,33 @@ def make_validator(spec: ValidatorSpec, log: Callable | None = pk.log_to_stderr)
     """The validator ``fhirpkg validate`` uses for these options.  A --profile that no loaded
     package or --ig input defines is an InputError."""
     defs = load_definitions(pk.DEFAULT_PACKAGES[spec.fhir_version or "5.0.0"], log=log)
+    globals_ = ()
     if spec.igs:
-        n = add_conformance_resources(defs, read_conformance_inputs(spec.igs, defs))
+        inputs = read_conformance_inputs(spec.igs, defs)
+        n = add_conformance_resources(defs, inputs)
+        globals_ = global_profiles(inputs)
         if log is not None:
-            log(f"Loaded {n} conformance resources from {', '.join(spec.igs)}")
+            log(f"Loaded {n} conformance resources from {', '.join(spec.igs)}"
+                + (f"; {len(globals_)} global profiles of their ImplementationGuides apply" if globals_ else ""))
     for url in spec.profiles:
         if defs.get(url) is None:
             raise InputError(f"--profile {url}: no such profile in the loaded packages or --ig inputs")
     return Validator(defs, Options(profiles=spec.profiles, timings=spec.timings, security_checks=spec.security_checks,
                                    html_in_markdown=spec.html_in_markdown, allow_comments=spec.allow_comments,
-                                   assume_valid_rest_references=spec.assume_valid_rest_references))
+                                   assume_valid_rest_references=spec.assume_valid_rest_references,
+                                   global_profiles=globals_))
+
+
+def global_profiles(resources: Iterable[dict]) -> tuple[tuple[str, str], ...]:
+    """(type, profile) of every ImplementationGuide.global among ``resources``: an IG's profiles that
+    all its resources of that type meet, as the HL7 validator applies them with -ig."""
+    out = []
+    for r in resources:
+        if isinstance(r, dict) and r.get("resourceType") == "ImplementationGuide":
+            for g in r.get("global") or ():
+                if isinstance(g, dict) and isinstance(g.get("type"), str) and isinstance(g.get("profile"), str):
+                    out.append((g["type"], g["profile"]))
+    return tuple(dict.fromkeys(out))
 
 
 def version_validator(version: str, validator: Validator, other_versions: dict) -> Validator:

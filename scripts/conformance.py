@@ -160,7 +160,8 @@ def run_case(base_defs, case: dict, suite: Path = SUITE) -> list[Row]:
     def validate(profiles=(), step=case):
         v = Validator(defs, Options(profiles=tuple(profiles), allowed_extension_domains=domains,
                                     allow_example_urls=allow_examples, **case_options(case),
-                                    assume_valid_rest_references=bool(step.get("assumeValidRestReferences"))),
+                                    assume_valid_rest_references=bool(step.get("assumeValidRestReferences")),
+                                    global_profiles=api.global_profiles(supp)),
                       resolver)
         issues = []
         for doc in read_source(Source(str(path), path), v.options.allow_comments):

@@ -39,6 +39,9 @@ class Options:
     allow_comments: bool = False
     #: the type a RESTful reference URL names is the target's (the HL7 validator's -assumeValidRestReferences)
     assume_valid_rest_references: bool = False
+    #: (resource type, profile URL): the ``global`` profiles of the ImplementationGuides given (--ig),
+    #: which every resource of that type must also meet
+    global_profiles: tuple[tuple[str, str], ...] = ()
     timings: bool = False  # keep per-layer time in Validator.layer_seconds
     #: Validating a package's own content: references and canonicals must resolve inside it.
     package_mode: bool = False
@@ -154,6 +157,7 @@ class Validator:
         if isinstance(meta, dict) and isinstance(meta.get("profile"), list):
             urls.extend((i, u) for i, u in enumerate(meta["profile"]) if isinstance(u, str))
         urls.extend((None, u) for u in self.options.profiles)
+        urls.extend((None, u) for t, u in self.options.global_profiles if t == frame.type)
         seen = set()
         for i, url in urls:
             if url in seen:

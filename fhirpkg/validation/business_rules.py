@@ -16,7 +16,8 @@ from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import lexeme
 from fhirpkg.fhir.model import Node
 from fhirpkg.validation import (codesystem, extension_use, implementation_guide, profile_slices, questionnaire,
-                                bundle, search_parameter, valueset_filters, capability_statement, measure_report)
+                                bundle, search_parameter, valueset_filters, capability_statement, measure_report,
+                                derived_values)
 
 
 def attachment(node: Node) -> Iterator[Issue]:
@@ -346,7 +347,7 @@ RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
 }
 #: Rules that also need the loaded definitions and the resolver, called with (node, defs, resolver).
 CONTEXT_RULES: dict[str, tuple[Callable[..., Iterator[Issue]], ...]] = {
-    "StructureDefinition": (extension_context_elements, profile_slices.must_support_slices),
+    "StructureDefinition": (extension_context_elements, profile_slices.must_support_slices, derived_values.check),
     "Questionnaire": (questionnaire.derivation,),
     "CodeSystem": (codesystem.check,),
     "ValueSet": (valueset_filters.check,),

@@ -139,7 +139,8 @@ def _property_rule(prop: dict, r5: bool, defs, resolver, expr: str, loc: tuple) 
 
 def _declaration(prop: dict, cs_url: str, declared: dict, expr: str, loc: tuple) -> Iterator[Issue]:
     """The rules on one property declaration itself; ``declared`` (uri or code -> type) grows."""
-    uri, code, ptype = (v if isinstance(v, str) else None for v in (prop.get("uri"), prop.get("code"), prop.get("type")))
+    uri, code, ptype = (v if isinstance(v, str) else None
+                        for v in (prop.get("uri"), prop.get("code"), prop.get("type")))
     known_by_uri = None
     if uri is not None:
         if not _ABSOLUTE.match(uri):

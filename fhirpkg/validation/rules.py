@@ -330,6 +330,9 @@ RULES: dict[str, Rule] = {
                          "MEASURE_MR_GRP_STRAT_NO_CODE_R5", "MEASURE_MR_GRP_STRAT_UNK_CODE",
                          "MEASURE_MR_GRP_STRAT_UNK_LINKID", "MEASURE_MR_GRP_STRAT_DUPL_CODE",
                          "MEASURE_MR_GRP_STRAT_MISSING_BY_CODE", "MEASURE_MR_GRP_STRAT_MISSING_BY_CODE_R5"),
+    "derived-value": _r("rules", "error", "a profile's fixed or pattern value that contradicts the fixed or pattern "
+                        "value of its base profile", "SD_ELEMENT_FIXED_WRONG_TYPE", "SD_ELEMENT_PATTERN_NO_FIXED",
+                        "SD_ELEMENT_REASON_DERIVED"),
     "codesystem-property-internal": _r("rules", "information", "a code property without value set information: its "
                                        "values are checked as internal codes", "CODESYSTEM_PROPERTY_CODE_DEFAULT_WARNING"),
     "codesystem-property-code": _r("rules", "warning", "a code property value that is not a code of the code system "

@@ -148,7 +148,8 @@ def test_code_system_property_declarations_and_values(validator):
             "property that has the type 'boolean'") in found
     assert ("CodeSystem.property[1]", "error", "A property is already defined with the code 'notSelectable'") in found
     assert ("CodeSystem.property[2]", "error", f"The URI '{cp}#deprecationDate' is normally assigned the code "
-            "'deprecationDate'. Using the code 'inactive' will usually create confusion in ValueSet filters etc") in found
+            "'deprecationDate'. Using the code 'inactive' will usually create confusion in ValueSet filters etc") \
+        in found
     assert ("CodeSystem.property[3]", "error", "Unknown CodeSystem Property 'http://hl7.org/fhir/my-property'. If you "
             "are creating your own property, do not create it in the HL7 namespace") in found
     assert ("CodeSystem.concept[0].property[0]", "error", "The property 'notSelectable' has the invalid type "
@@ -237,3 +238,52 @@ def test_measure_report_score_and_stratifiers_follow_the_measure(validator):
         in found                                                          # mr-covid-mr1
     assert ("MeasureReport.group[0]", "The MeasureReport does not include a stratifier for the stratifier with "
             "linkId '' and code '' (id = 's1')") in found                 # measure-report-ihe, R5 wording
+
+
+# --- a derived profile's fixed values (ext-derived) ---------------------------------------------
+
+def test_derived_extension_cannot_refix_the_url_its_base_fixes(defs):
+    from fhirpkg import api
+    base_url = "http://example.org/StructureDefinition/ext-base"
+    derived_url = "http://example.org/StructureDefinition/ext-derived"
+
+    def ext(url, base):
+        return {"resourceType": "StructureDefinition", "url": url, "name": "Ext", "status": "draft",
+                "kind": "complex-type", "abstract": False, "type": "Extension", "baseDefinition": base,
+                "derivation": "constraint", "context": [{"type": "element", "expression": "Patient"}],
+                "differential": {"element": [{"id": "Extension", "path": "Extension"},
+                                             {"id": "Extension.url", "path": "Extension.url", "fixedUri": url},
+                                             {"id": "Extension.value[x]", "path": "Extension.value[x]",
+                                              "type": [{"code": "string"}]}]}}
+    d = defs.derive()
+    api.add_conformance_resources(d, [ext(base_url, "http://hl7.org/fhir/StructureDefinition/Extension")])
+    v = Validator(d)
+    [err] = of(run(v, ext(derived_url, base_url)), "derived-value")
+    assert err.expression == "StructureDefinition.differential.element[1].fixedUri"
+    assert err.message.startswith(f"Value is '{derived_url}' but is fixed to '{base_url}' in the base profile, "
+                                  "because the value must match the fixed value define in")
+    assert not of(run(v, ext(base_url, "http://hl7.org/fhir/StructureDefinition/Extension")), "derived-value")
+
+
+# --- ImplementationGuide.global (patient-ig-bad) ------------------------------------------------
+
+def test_global_profiles_of_an_ig_apply_to_every_resource_of_their_type(tmp_path):
+    profile = "http://example.org/StructureDefinition/named-patient"
+    ig_dir = tmp_path / "ig"
+    ig_dir.mkdir()
+    (ig_dir / "sd.json").write_text(json.dumps({
+        "resourceType": "StructureDefinition", "url": profile, "name": "NamedPatient", "status": "draft",
+        "kind": "resource", "abstract": False, "type": "Patient", "derivation": "constraint",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "differential": {"element": [{"id": "Patient.name", "path": "Patient.name", "min": 1}]}}))
+    (ig_dir / "ig.json").write_text(json.dumps({
+        "resourceType": "ImplementationGuide", "url": "http://example.org/ImplementationGuide/ig", "name": "Ig",
+        "status": "draft", "packageId": "example.ig", "fhirVersion": ["5.0.0"],
+        "global": [{"type": "Patient", "profile": profile}]}))
+    pat = tmp_path / "p.json"
+    pat.write_text(json.dumps({"resourceType": "Patient", "id": "p", "gender": "male"}))
+    plain = CliRunner().invoke(main, ["validate", "-j", "1", "--format", "json", str(pat)])
+    assert plain.exit_code == 0, plain.output
+    held = CliRunner().invoke(main, ["validate", "-j", "1", "--format", "json", "--ig", str(ig_dir), str(pat)])
+    assert held.exit_code == 1
+    assert f"Patient.name: minimum required = 1, but only found 0 (from {profile})" in held.output
