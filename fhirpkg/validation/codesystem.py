@@ -31,12 +31,12 @@ Checks that need a value set expansion (properties bound to a value set) are not
 """
 from __future__ import annotations
 
-import re
 from typing import Iterator
 
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.model import Node
 from fhirpkg.validation import canonical_lookup
+from fhirpkg.validation.references import ABSOLUTE_URI
 
 CONCEPT_PROPERTIES = "http://hl7.org/fhir/concept-properties"
 #: the FHIR-defined properties whose code values must be codes of the same code system (an error)
@@ -55,18 +55,18 @@ PROPERTY_VALUESET_EXTS = ("http://hl7.org/fhir/StructureDefinition/codesystem-pr
 KNOWN_TYPES = {"status": "code", "inactive": "boolean", "effectiveDate": "dateTime", "deprecationDate": "dateTime",
                "retirementDate": "dateTime", "notSelectable": "boolean", "parent": "code", "child": "code",
                "partOf": "code", "synonym": "code", "comment": "string", "itemWeight": "decimal"}
-_ABSOLUTE = re.compile(r"^[a-z][a-z0-9_]*:[^ ]+$")  # the HL7 validator's Utilities.isAbsoluteUrl
 
 # how the values of a code property are checked
 NO_CHECK, INTERNAL, INTERNAL_WARNING = "none", "internal", "internal-warning"
 
 
-def _codes(concepts, out: set) -> set:
+def all_codes(concepts, out: set) -> set:
+    """Every code of a CodeSystem's (nested) concepts, added to ``out``."""
     for c in concepts if isinstance(concepts, list) else ():
         if isinstance(c, dict):
             if isinstance(c.get("code"), str):
                 out.add(c["code"])
-            _codes(c.get("concept"), out)
+            all_codes(c.get("concept"), out)
     return out
 
 
@@ -82,7 +82,7 @@ def _base_code_system(base: str, defs, resolver) -> tuple[str, dict | None, set]
     """(name for messages, the resource if it can be read, its codes) of the code system ``base``."""
     raw = canonical_lookup.find(defs, resolver, base, "CodeSystem")
     if raw is not None and raw.get("content") != "not-present":
-        return raw.get("title") or raw.get("name") or base, raw, _codes(raw.get("concept"), set())
+        return raw.get("title") or raw.get("name") or base, raw, all_codes(raw.get("concept"), set())
     cs = defs.terminology.code_system(base) if defs.terminology is not None else None
     if cs is None:
         return None
@@ -143,7 +143,7 @@ def _declaration(prop: dict, cs_url: str, declared: dict, expr: str, loc: tuple)
                         for v in (prop.get("uri"), prop.get("code"), prop.get("type")))
     known_by_uri = None
     if uri is not None:
-        if not _ABSOLUTE.match(uri):
+        if not ABSOLUTE_URI.match(uri):
             yield Issue(Severity.ERROR, "business-rule", f"A property URI must be an absolute URI, but '{uri}' is not",
                         "codesystem-property-declaration", expr, location=loc)
         else:
@@ -246,7 +246,7 @@ def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
         base = term.code_system(supplements) if term is not None else None
         codes = set(base.concepts) if base is not None else set()
     else:
-        codes = _codes(cs.get("concept"), set())
+        codes = all_codes(cs.get("concept"), set())
     seen: set[str] = set()
     for concept, cloc, cexpr in _concepts(cs.get("concept"), node.location, node.expression):
         for j, value in enumerate(concept.get("property") or ()):

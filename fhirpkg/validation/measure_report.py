@@ -142,7 +142,7 @@ def _stratifiers(g: dict, mg: dict, r5: bool, expr: str, loc: tuple, err) -> Ite
         else:
             k = next((n for n, d in enumerate(defined) if d.get("code") and any(_matches(c, d["code"]) for c in codes)),
                      None)
-            what = (f"The code for this group stratifier has no match in the measure definition")
+            what = "The code for this group stratifier has no match in the measure definition"
         if k is None:
             yield err(what, sexpr, sloc)
         elif k in used:

@@ -27,6 +27,8 @@ from typing import Iterator
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.model import Node
 from fhirpkg.validation import canonical_lookup
+from fhirpkg.validation.codesystem import all_codes
+from fhirpkg.validation.references import ABSOLUTE_URI
 
 #: systems with their own checker in the HL7 validator (not a CodeSystem resource's properties)
 OWN_GRAMMAR = frozenset({"http://snomed.info/sct", "http://loinc.org", "http://www.nlm.nih.gov/research/umls/rxnorm",
@@ -50,20 +52,10 @@ _DATETIME = re.compile(r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[
 _DECIMAL = re.compile(r"[+-]?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _LEGACY_CODING = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:[^\s|]+\|\S+")
-_ABSOLUTE = re.compile(r"^[a-z][a-z0-9_]*:[^ ]+$")
 VALUESET_PARAMETER = "http://hl7.org/fhir/tools/StructureDefinition/valueset-parameter"
 CQF_EXPRESSION = "http://hl7.org/fhir/StructureDefinition/cqf-expression"
 #: %name constants in FHIRPath, as the HL7 lexer reads them (letters, digits, '_' and '-')
 _CONSTANT = re.compile(r"%([A-Za-z0-9_\-]+)")
-
-
-def _codes(concepts, out: set) -> set:
-    for c in concepts if isinstance(concepts, list) else ():
-        if isinstance(c, dict):
-            if isinstance(c.get("code"), str):
-                out.add(c["code"])
-            _codes(c.get("concept"), out)
-    return out
 
 
 def _rules(prop: str, cs: dict, r5: bool) -> tuple[tuple[str, str | None] | None, tuple[str, ...]]:
@@ -108,11 +100,10 @@ def _value_expression(f: dict, params: set[str], expr: str, loc: tuple) -> Itera
         return
     if not isinstance(text, str):
         return
-    from fhirpkg.validation.fhirpath.common import FhirPathSyntaxError  # the parser imports ANTLR: only when needed
-    from fhirpkg.validation.fhirpath.parsing import parse
+    from fhirpkg.validation.fhirpath.parsing import parse  # imports ANTLR: only when needed
     try:
         parse(text)
-    except (FhirPathSyntaxError, Exception) as e:  # noqa: BLE001 - the ANTLR lexer raises its own types
+    except Exception as e:  # noqa: BLE001 - a syntax error, or the ANTLR lexer's own exception types
         yield Issue(Severity.ERROR, "invalid", f"The value of the expression '{text}' is not a valid FHIRPath: {e}",
                     "valueset-filter", eexpr, location=eloc)
         return
@@ -213,7 +204,7 @@ def _value(prop: str, value: str, rules: tuple[str, str | None], system: str, cs
     elif vtype == "code":
         if value.strip() != value:
             yield bad("a valid code")
-        elif code_check and cs.get("content") == "complete" and value not in _codes(cs.get("concept"), set()):
+        elif code_check and cs.get("content") == "complete" and value not in all_codes(cs.get("concept"), set()):
             version = f" version '{cs['version']}'" if isinstance(cs.get("version"), str) else ""
             yield Issue(Severity.ERROR if code_check == "error" else Severity.WARNING, "invalid",
                         f"The value for a filter based on property '{prop}' must be a valid code from the system "
@@ -224,7 +215,7 @@ def _value(prop: str, value: str, rules: tuple[str, str | None], system: str, cs
             yield Issue(Severity.WARNING, "invalid", f"The value for a filter based on property '{prop}' should be in "
                         f"the format system(|version)#code, not the coding search pattern '{value}'",
                         "valueset-filter", expr, location=loc)
-        elif "#" not in value and not _ABSOLUTE.match(value.split("|", 1)[0]):
+        elif "#" not in value and not ABSOLUTE_URI.match(value.split("|", 1)[0]):
             yield bad("in the format system(|version)#code")
         else:  # Coding.fromLiteral: system(|version)#code('display')
             sv, _, code = value.partition("#")
@@ -233,7 +224,7 @@ def _value(prop: str, value: str, rules: tuple[str, str | None], system: str, cs
             if target is None and "|" in sv and code:
                 target = find_cs(sv.split("|", 1)[0])
             if target is not None and target.get("content") == "complete" \
-                    and code not in _codes(target.get("concept"), set()):
+                    and code not in all_codes(target.get("concept"), set()):
                 version = f" version '{target['version']}'" if isinstance(target.get("version"), str) else ""
                 yield Issue(Severity.ERROR, "invalid", f"The value for a filter based on property '{prop}' is '{value}' "
                             f"which is not a valid code (Unknown code '{code}' in the CodeSystem "
