@@ -133,7 +133,7 @@ class Validator:
         nodes: list[Node] = []
         opts = self.options
         walker = StructureWalker(self.defs, nodes.append, opts.allowed_extension_domains, opts.allow_example_urls,
-                                 opts.security_checks, opts.html_in_markdown)
+                                 opts.security_checks, opts.html_in_markdown, opts.global_profiles)
         frame = ResourceFrame(resource, rt if isinstance(rt, str) else "", expr, ())
         # the walk always runs: the other layers read its nodes, and an unknown or missing
         # resourceType is reported even when the structure layer is off

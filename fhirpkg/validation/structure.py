@@ -82,13 +82,15 @@ class StructureWalker:
 
     def __init__(self, defs: Definitions, on_node: NodeSink | None = None,
                  allowed_extension_domains: tuple[str, ...] = (), allow_example_urls: bool = False,
-                 security_checks: bool = False, html_in_markdown: str = "warning"):
+                 security_checks: bool = False, html_in_markdown: str = "warning",
+                 global_profiles: tuple[tuple[str, str], ...] = ()):
         self.defs = defs
         self.on_node = on_node or (lambda node: None)
         self.allowed_extension_domains = allowed_extension_domains
         self.allow_example_urls = allow_example_urls
         self.security_checks = security_checks
         self.html_in_markdown = html_in_markdown
+        self.global_profiles = global_profiles
         self._types: dict[str, TypeDef | None] = {}
         self._want_cache: dict[tuple, bool] = {}
         self._required_cache: dict[int, tuple] = {}
@@ -418,11 +420,11 @@ class StructureWalker:
         self._profiles_of(child)
 
     def _profiles_of(self, frame: ResourceFrame) -> None:
-        """Validate a nested resource against the profiles it claims in meta.profile."""
+        """Validate a nested resource against the profiles it claims in meta.profile, and the global
+        profiles of its type (ImplementationGuide.global, as the HL7 validator applies them)."""
         meta = frame.json.get("meta")
-        if not isinstance(meta, dict) or not isinstance(meta.get("profile"), list):
-            return
-        for i, url in enumerate(meta["profile"]):
+        claimed = meta.get("profile") if isinstance(meta, dict) and isinstance(meta.get("profile"), list) else []
+        for i, url in enumerate(claimed):
             if not isinstance(url, str):
                 continue
             prof = self.defs.get(url)
@@ -431,6 +433,10 @@ class StructureWalker:
                              "profile-unknown",
                              f"{frame.expression}.meta.profile[{i}]", frame.location + ("meta", "profile", i))
             elif prof.is_profile:
+                self.resource(frame, prof)
+        for rtype, url in self.global_profiles:
+            prof = self.defs.get(url) if rtype == frame.type and url not in claimed else None
+            if prof is not None and prof.is_profile:
                 self.resource(frame, prof)
 
     # --- primitives -----------------------------------------------------------------

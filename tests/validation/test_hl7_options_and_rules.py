@@ -287,3 +287,22 @@ def test_global_profiles_of_an_ig_apply_to_every_resource_of_their_type(tmp_path
     held = CliRunner().invoke(main, ["validate", "-j", "1", "--format", "json", "--ig", str(ig_dir), str(pat)])
     assert held.exit_code == 1
     assert f"Patient.name: minimum required = 1, but only found 0 (from {profile})" in held.output
+
+
+def test_global_profiles_reach_bundle_entries(defs):
+    from fhirpkg import api
+    profile = "http://example.org/StructureDefinition/named-patient"
+    sd = {"resourceType": "StructureDefinition", "url": profile, "name": "NamedPatient", "status": "draft",
+          "kind": "resource", "abstract": False, "type": "Patient", "derivation": "constraint",
+          "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+          "differential": {"element": [{"id": "Patient.name", "path": "Patient.name", "min": 1}]}}
+    d = defs.derive()
+    api.add_conformance_resources(d, [sd])
+    v = Validator(d, Options(global_profiles=(("Patient", profile),)))
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:c757873d-ec9a-4326-a141-556f43239520",
+         "resource": {"resourceType": "Patient", "gender": "male"}}]}
+    found = [(i.expression, i.message) for i in of(run(v, bundle), "cardinality-min")]
+    assert found == [("Bundle.entry[0].resource", f"Patient.name: minimum required = 1, but only found 0 (from "
+                                                  f"{profile})")]
+    assert not of(run(Validator(d), bundle), "cardinality-min")
