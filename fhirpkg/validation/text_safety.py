@@ -19,9 +19,6 @@ from typing import Callable, Iterator
 
 from fhirpkg.issues import Severity
 
-#: the levels ``--html-in-markdown`` takes (the HL7 validator's ``-html-in-markdown``)
-HTML_IN_MARKDOWN_LEVELS = ("ignore", "warning", "error")
-
 #: a tag name, then nothing or whitespace (HL7 looksLikeHtmlTag)
 _TAG = re.compile(r"[^\W\d_]\w*(?:\s.*)?", re.DOTALL)
 #: an unescaped open or close tag, then a comment/processing instruction/declaration (preProcess)
