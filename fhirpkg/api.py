@@ -339,9 +339,12 @@ def validate(paths: list[str] | str, *, profiles: Iterable[str] = (), igs: Itera
     if isinstance(paths, (str, Path)):
         paths = [str(paths)]
     defs = defs or load_definitions(pk.DEFAULT_PACKAGES[fhir_version or "5.0.0"])
+    globals_ = ()
     if igs:
-        add_conformance_resources(defs, read_conformance_inputs(igs, defs))
-    opts = options or Options(profiles=tuple(profiles))
+        inputs = read_conformance_inputs(igs, defs)
+        add_conformance_resources(defs, inputs)
+        globals_ = global_profiles(inputs)
+    opts = options or Options(profiles=tuple(profiles), global_profiles=globals_)
     validator = Validator(defs, opts, resolver)
     out: list[Issue] = []
     for _, issues in iter_validate(list(paths), validator, fhir_version=fhir_version):

@@ -267,19 +267,26 @@ def test_derived_extension_cannot_refix_the_url_its_base_fixes(defs):
 
 # --- ImplementationGuide.global (patient-ig-bad) ------------------------------------------------
 
-def test_global_profiles_of_an_ig_apply_to_every_resource_of_their_type(tmp_path):
-    profile = "http://example.org/StructureDefinition/named-patient"
-    ig_dir = tmp_path / "ig"
-    ig_dir.mkdir()
-    (ig_dir / "sd.json").write_text(json.dumps({
-        "resourceType": "StructureDefinition", "url": profile, "name": "NamedPatient", "status": "draft",
+NAMED_PATIENT = "http://example.org/StructureDefinition/named-patient"
+
+
+def write_ig(folder):
+    """An --ig folder: a Patient profile requiring a name, and a guide that makes it global."""
+    folder.mkdir()
+    (folder / "sd.json").write_text(json.dumps({
+        "resourceType": "StructureDefinition", "url": NAMED_PATIENT, "name": "NamedPatient", "status": "draft",
         "kind": "resource", "abstract": False, "type": "Patient", "derivation": "constraint",
         "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
         "differential": {"element": [{"id": "Patient.name", "path": "Patient.name", "min": 1}]}}))
-    (ig_dir / "ig.json").write_text(json.dumps({
+    (folder / "ig.json").write_text(json.dumps({
         "resourceType": "ImplementationGuide", "url": "http://example.org/ImplementationGuide/ig", "name": "Ig",
         "status": "draft", "packageId": "example.ig", "fhirVersion": ["5.0.0"],
-        "global": [{"type": "Patient", "profile": profile}]}))
+        "global": [{"type": "Patient", "profile": NAMED_PATIENT}]}))
+    return folder
+
+
+def test_global_profiles_of_an_ig_apply_to_every_resource_of_their_type(tmp_path):
+    profile, ig_dir = NAMED_PATIENT, write_ig(tmp_path / "ig")
     pat = tmp_path / "p.json"
     pat.write_text(json.dumps({"resourceType": "Patient", "id": "p", "gender": "male"}))
     plain = CliRunner().invoke(main, ["validate", "-j", "1", "--format", "json", str(pat)])
@@ -291,7 +298,7 @@ def test_global_profiles_of_an_ig_apply_to_every_resource_of_their_type(tmp_path
 
 def test_global_profiles_reach_bundle_entries(defs):
     from fhirpkg import api
-    profile = "http://example.org/StructureDefinition/named-patient"
+    profile = NAMED_PATIENT
     sd = {"resourceType": "StructureDefinition", "url": profile, "name": "NamedPatient", "status": "draft",
           "kind": "resource", "abstract": False, "type": "Patient", "derivation": "constraint",
           "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
@@ -306,3 +313,11 @@ def test_global_profiles_reach_bundle_entries(defs):
     assert found == [("Bundle.entry[0].resource", f"Patient.name: minimum required = 1, but only found 0 (from "
                                                   f"{profile})")]
     assert not of(run(Validator(d), bundle), "cardinality-min")
+
+
+def test_python_api_applies_ig_global_profiles_too(tmp_path):
+    from fhirpkg import api
+    ig_dir = write_ig(tmp_path / "ig")
+    pat = tmp_path / "p.json"
+    pat.write_text(json.dumps({"resourceType": "Patient", "id": "p", "gender": "male"}))
+    assert [i.rule for i in api.validate(str(pat), igs=[str(ig_dir)]) if i.is_error] == ["cardinality-min"]
