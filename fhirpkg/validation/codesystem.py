@@ -141,15 +141,22 @@ def _declaration(prop: dict, cs_url: str, declared: dict, expr: str, loc: tuple)
     """The rules on one property declaration itself; ``declared`` (uri or code -> type) grows."""
     uri, code, ptype = (v if isinstance(v, str) else None
                         for v in (prop.get("uri"), prop.get("code"), prop.get("type")))
+
+    def said(severity: Severity, message: str) -> Issue:
+        return Issue(severity, "business-rule", message, "codesystem-property-declaration", expr, location=loc)
+
+    def wrong_type(severity: Severity, what: str, known: str) -> Iterator[Issue]:
+        if ptype is not None and ptype != KNOWN_TYPES[known]:
+            yield said(severity, f"Wrong type '{ptype}': The {what} identifies a property that has the type "
+                                 f"'{KNOWN_TYPES[known]}'")
+
     known_by_uri = None
     if uri is not None:
         if not ABSOLUTE_URI.match(uri):
-            yield Issue(Severity.ERROR, "business-rule", f"A property URI must be an absolute URI, but '{uri}' is not",
-                        "codesystem-property-declaration", expr, location=loc)
+            yield said(Severity.ERROR, f"A property URI must be an absolute URI, but '{uri}' is not")
         else:
             if uri in declared:
-                yield Issue(Severity.ERROR, "business-rule", f"A property is already defined with the URI '{uri}'",
-                            "codesystem-property-declaration", expr, location=loc)
+                yield said(Severity.ERROR, f"A property is already defined with the URI '{uri}'")
             else:
                 declared[uri] = ptype
             if "://hl7.org/fhir" in uri:
@@ -157,38 +164,28 @@ def _declaration(prop: dict, cs_url: str, declared: dict, expr: str, loc: tuple)
                     known_by_uri = uri.split("#", 1)[1]
                 elif not (cs_url.startswith("http://hl7.org/fhir/") and "/" not in cs_url[20:]) \
                         and not (cs_url and uri.startswith(cs_url)):
-                    yield Issue(Severity.ERROR, "business-rule", f"Unknown CodeSystem Property '{uri}'. If you are "
-                                "creating your own property, do not create it in the HL7 namespace",
-                                "codesystem-property-declaration", expr, location=loc)
+                    yield said(Severity.ERROR, f"Unknown CodeSystem Property '{uri}'. If you are creating your own "
+                                               "property, do not create it in the HL7 namespace")
     if code is not None:
         if code in declared:
-            yield Issue(Severity.ERROR, "business-rule", f"A property is already defined with the code '{code}'",
-                        "codesystem-property-declaration", expr, location=loc)
+            yield said(Severity.ERROR, f"A property is already defined with the code '{code}'")
         else:
             declared[code] = ptype
     known_by_code = code if code in KNOWN_TYPES else None
     if known_by_uri is not None:
         if known_by_code is not None and known_by_code != known_by_uri:
-            yield Issue(Severity.ERROR, "business-rule", f"The URI '{uri}' is normally assigned the code "
-                        f"'{known_by_uri}'. Using the code '{code}' will usually create confusion in ValueSet "
-                        "filters etc", "codesystem-property-declaration", expr, location=loc)
-        if ptype is not None and ptype != KNOWN_TYPES[known_by_uri]:
-            yield Issue(Severity.ERROR, "business-rule", f"Wrong type '{ptype}': The URI '{uri}' identifies a "
-                        f"property that has the type '{KNOWN_TYPES[known_by_uri]}'", "codesystem-property-declaration",
-                        expr, location=loc)
+            yield said(Severity.ERROR, f"The URI '{uri}' is normally assigned the code '{known_by_uri}'. Using the "
+                                       f"code '{code}' will usually create confusion in ValueSet filters etc")
+        yield from wrong_type(Severity.ERROR, f"URI '{uri}'", known_by_uri)
     if uri is None and code is not None:
         if known_by_code is None:
-            yield Issue(Severity.INFORMATION, "business-rule", f"This property has only a code ('{code}') and not a "
-                        "URI, so it has no clearly defined meaning in the terminology ecosystem",
-                        "codesystem-property-declaration", expr, location=loc)
+            yield said(Severity.INFORMATION, f"This property has only a code ('{code}') and not a URI, so it has no "
+                                             "clearly defined meaning in the terminology ecosystem")
         else:
-            yield Issue(Severity.WARNING, "business-rule", f"This property has only the standard code ('{code}') but "
-                        f"not the standard URI '{CONCEPT_PROPERTIES}#{code}', so it has no clearly defined meaning in "
-                        "the terminology ecosystem", "codesystem-property-declaration", expr, location=loc)
-            if ptype is not None and ptype != KNOWN_TYPES[code]:
-                yield Issue(Severity.WARNING, "business-rule", f"Wrong type '{ptype}': The code '{code}' identifies a "
-                            f"property that has the type '{KNOWN_TYPES[code]}'", "codesystem-property-declaration",
-                            expr, location=loc)
+            yield said(Severity.WARNING, f"This property has only the standard code ('{code}') but not the standard "
+                                         f"URI '{CONCEPT_PROPERTIES}#{code}', so it has no clearly defined meaning in "
+                                         "the terminology ecosystem")
+            yield from wrong_type(Severity.WARNING, f"code '{code}'", code)
 
 
 def _values(cs: dict, declared: dict, node: Node) -> Iterator[Issue]:

@@ -27,22 +27,21 @@ from typing import Iterator
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.model import Node
 from fhirpkg.validation import canonical_lookup
-from fhirpkg.validation.codesystem import all_codes
+from fhirpkg.validation.codesystem import KNOWN_TYPES, all_codes
 from fhirpkg.validation.references import ABSOLUTE_URI
 
 #: systems with their own checker in the HL7 validator (not a CodeSystem resource's properties)
 OWN_GRAMMAR = frozenset({"http://snomed.info/sct", "http://loinc.org", "http://www.nlm.nih.gov/research/umls/rxnorm",
                          "http://unitsofmeasure.org", "http://www.ama-assn.org/go/cpt", "urn:ietf:bcp:47"})
-#: properties every code system has (CodeSystemChecker.listPropertyNames)
-COMMON = ("concept", "code", "status", "inactive", "effectiveDate", "deprecationDate", "retirementDate",
-          "notSelectable", "synonym", "comment", "itemWeight")
+#: properties every code system has (CodeSystemChecker.listPropertyNames, in its order): the standard
+#: concept properties but the hierarchy ones, which a code system has when it states a hierarchyMeaning
+COMMON = ("concept", "code") + tuple(p for p in KNOWN_TYPES if p not in ("parent", "child", "partOf"))
 _CONCEPT_OPS_R4 = ("=", "in", "is-a", "descendent-of", "is-not-a", "generalizes", "not-in")
 _CONCEPT_OPS_R5 = _CONCEPT_OPS_R4 + ("descendent-leaf", "child-of")
-#: (value type, code check) of the common properties; "error"/"warning" = the value must be a code of the system
-_COMMON_RULES = {"status": ("code", None), "inactive": ("boolean", None), "effectiveDate": ("dateTime", None),
-                 "deprecationDate": ("dateTime", None), "retirementDate": ("dateTime", None),
-                 "notSelectable": ("boolean", None), "parent": ("code", "error"), "child": ("code", "error"),
-                 "partOf": ("code", "error"), "synonym": ("code", None), "itemWeight": ("decimal", None)}
+#: (value type, code check) of the standard properties; "error"/"warning" = the value must be a code of the
+#: system (the hierarchy ones); a string property (comment) has no rule
+_COMMON_RULES = {p: (t, "error" if p in ("parent", "child", "partOf") else None)
+                 for p, t in KNOWN_TYPES.items() if t != "string"}
 _DECLARED_RULES = {"boolean": ("boolean", None), "code": ("code", "warning"), "Coding": ("Coding", None),
                    "dateTime": ("dateTime", None), "decimal": ("decimal", None), "integer": ("integer", None)}
 _COMPARATOR = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -113,6 +112,23 @@ def _value_expression(f: dict, params: set[str], expr: str, loc: tuple) -> Itera
                         f"parameter '{name}'", "valueset-filter", eexpr, location=eloc)
 
 
+class _Systems:
+    """The code systems filter values name, found and their codes gathered once per ValueSet."""
+
+    def __init__(self, defs, resolver):
+        self.defs, self.resolver = defs, resolver
+        self._codes: dict[int, set] = {}
+
+    def find(self, url: str) -> dict | None:
+        return canonical_lookup.find(self.defs, self.resolver, url, "CodeSystem")
+
+    def codes(self, cs: dict) -> set:
+        found = self._codes.get(id(cs))
+        if found is None:
+            found = self._codes[id(cs)] = all_codes(cs.get("concept"), set())
+        return found
+
+
 def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
     """The filters of one ValueSet's compose."""
     vs = node.value
@@ -121,6 +137,7 @@ def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
         return
     r5 = not defs.fhir_version.startswith(("4.", "3.", "1."))
     params = _parameters(vs)
+    systems = _Systems(defs, resolver)
     for part in ("include", "exclude"):
         for i, inc in enumerate(compose.get(part) or ()):
             system = inc.get("system") if isinstance(inc, dict) else None
@@ -142,11 +159,10 @@ def check(node: Node, defs, resolver=None) -> Iterator[Issue]:
             for j, f in enumerate(inc["filter"] if isinstance(inc["filter"], list) else ()):
                 if isinstance(f, dict):
                     yield from _filter(f, system, cs, r5, f"{node.expression}.compose.{part}[{i}].filter[{j}]",
-                                       node.location + ("compose", part, i, "filter", j),
-                                       lambda url: canonical_lookup.find(defs, resolver, url, "CodeSystem"))
+                                       node.location + ("compose", part, i, "filter", j), systems)
 
 
-def _filter(f: dict, system: str, cs: dict, r5: bool, expr: str, loc: tuple, find_cs) -> Iterator[Issue]:
+def _filter(f: dict, system: str, cs: dict, r5: bool, expr: str, loc: tuple, systems: _Systems) -> Iterator[Issue]:
     prop, op, value = f.get("property"), f.get("op"), f.get("value")
     if not isinstance(prop, str):
         return
@@ -174,7 +190,7 @@ def _filter(f: dict, system: str, cs: dict, r5: bool, expr: str, loc: tuple, fin
         rules = ("boolean", None)
     values = value.split(",") if op in ("in", "not-in") else [value]
     for v in values:
-        yield from _value(prop, v, rules, system, cs, expr, loc, find_cs)
+        yield from _value(prop, v, rules, system, cs, expr, loc, systems)
 
 
 def _op_order(ops: tuple[str, ...]) -> list[str]:
@@ -185,7 +201,7 @@ def _op_order(ops: tuple[str, ...]) -> list[str]:
 
 
 def _value(prop: str, value: str, rules: tuple[str, str | None], system: str, cs: dict, expr: str,
-           loc: tuple, find_cs) -> Iterator[Issue]:
+           loc: tuple, systems: _Systems) -> Iterator[Issue]:
     vtype, code_check = rules
 
     def bad(what: str) -> Issue:
@@ -204,7 +220,7 @@ def _value(prop: str, value: str, rules: tuple[str, str | None], system: str, cs
     elif vtype == "code":
         if value.strip() != value:
             yield bad("a valid code")
-        elif code_check and cs.get("content") == "complete" and value not in all_codes(cs.get("concept"), set()):
+        elif code_check and cs.get("content") == "complete" and value not in systems.codes(cs):
             version = f" version '{cs['version']}'" if isinstance(cs.get("version"), str) else ""
             yield Issue(Severity.ERROR if code_check == "error" else Severity.WARNING, "invalid",
                         f"The value for a filter based on property '{prop}' must be a valid code from the system "
@@ -220,11 +236,11 @@ def _value(prop: str, value: str, rules: tuple[str, str | None], system: str, cs
         else:  # Coding.fromLiteral: system(|version)#code('display')
             sv, _, code = value.partition("#")
             code = code.split("'", 1)[0]
-            target = find_cs(sv) if code else None
+            target = systems.find(sv) if code else None
             if target is None and "|" in sv and code:
-                target = find_cs(sv.split("|", 1)[0])
+                target = systems.find(sv.split("|", 1)[0])
             if target is not None and target.get("content") == "complete" \
-                    and code not in all_codes(target.get("concept"), set()):
+                    and code not in systems.codes(target):
                 version = f" version '{target['version']}'" if isinstance(target.get("version"), str) else ""
                 yield Issue(Severity.ERROR, "invalid", f"The value for a filter based on property '{prop}' is '{value}' "
                             f"which is not a valid code (Unknown code '{code}' in the CodeSystem "
