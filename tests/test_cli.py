@@ -357,3 +357,23 @@ def test_ci_workflow_in_the_docs_uploads_sarif_then_gates(tmp_path, monkeypatch)
     r = CliRunner().invoke(main, args)
     sarif = json.loads((tmp_path / "out.sarif").read_text())
     assert r.exit_code == 0 and sarif["version"] == "2.1.0" and sarif["runs"][0]["tool"]["driver"]["name"] == "fhirpkg"
+
+
+def test_console_script_flushes_everything_before_its_quick_exit(tmp_path):
+    """``fhirpkg`` (``cli.run``) ends with os._exit: every byte of a long report still arrives, the
+    exit code is validation's, and a reader that stops early gets no traceback."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"resourceType": "Patient", "gender": "nope"}))
+    files = [str(bad)] + sorted(str(p) for p in (ROOT / "definitions").glob("*/*.json"))
+    cmd = [sys.executable, "-m", "fhirpkg.cli", "validate", "-j", "1", "--format", "json", *files]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)  # complete: it parses
+    assert report["files"] == len(files) and len(proc.stdout) > 2**16  # more than a pipe holds
+    usage = subprocess.run([sys.executable, "-m", "fhirpkg.cli", "validate"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+    reader = subprocess.Popen(cmd[:-len(files)] + ["--format", "text", *files], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    reader.stdout.read(10)
+    reader.stdout.close()  # like `| head -c 10`
+    assert reader.wait() != 0 and b"Traceback" not in reader.stderr.read()
