@@ -13,7 +13,6 @@ import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator
-from xml.sax.saxutils import escape, quoteattr
 
 from fhirpkg import __version__
 from fhirpkg.issues import Issue, Severity
@@ -302,6 +301,8 @@ def operation_outcome_chunks(c: Collector) -> Iterator[str]:
 def junit_chunks(c: Collector) -> Iterator[str]:
     """One testcase per file; errors (and fatals) fail it, warnings go to system-out.  Test cases
     are in input order and issues in file order, so this one report holds every issue at once."""
+    from xml.sax.saxutils import escape, quoteattr  # imported here: it pulls in urllib and ssl (start-up time)
+
     by_file: dict[str, list[Issue]] = defaultdict(list)
     for i in c.issues():
         by_file[i.file].append(i)
