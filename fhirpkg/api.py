@@ -388,10 +388,9 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
     from fhirpkg.content import project as proj
     from fhirpkg.content import package_rules
 
-    project = proj.load(root)
-    issues = list(project.issues)
+    project = proj.load(root, defer_manifest_check=True)
     if project.manifest is None:
-        return project, issues, defs
+        return project, list(project.issues), defs
     base = defs or load_definitions(project_packages(project))
     defs = base.derive()
     add_conformance_resources(defs, (r.json for r in project.resources), source=project.manifest.name)
@@ -401,6 +400,8 @@ def validate_project(root: str | Path = "definitions", defs: Definitions | None 
     opts = options or Options(package_mode=True)
     validator = Validator(defs, opts, resolver)
     found = _validate_resources(validator, project, opts, jobs, cache)
+    project.finish()  # done already, while the workers validated (see _validate_resources)
+    issues = list(project.issues)
     for resource_issues in found:
         for i in resource_issues:
             if i.rule == "dom-6":  # the build writes a narrative for every resource without one
@@ -425,7 +426,7 @@ def _validate_resources(validator: Validator, project, opts: Options, jobs: int,
     resources = project.resources
     if cache is None:
         found = parallel.ordered_map(lambda n: validator.validate_document(resources[n].doc),
-                                     range(len(resources)), jobs, validator.warm)
+                                     range(len(resources)), jobs, validator.warm, meanwhile=project.finish)
         return [issues for _, issues in found]
     from fhirpkg.publish.cache import digest, now_finding
     cache.bind(validator.defs, project)
@@ -444,7 +445,7 @@ def _validate_resources(validator: Validator, project, opts: Options, jobs: int,
     todo = [n for n, v in enumerate(out) if v is None]
     # a few changed resources are validated here: forking workers would cost more than it saves
     for n, (issues, reads) in parallel.ordered_map(work, todo, jobs if len(todo) > FEW * jobs else 1,
-                                                   validator.warm):
+                                                   validator.warm, meanwhile=project.finish):
         out[n] = issues
         cache.put("validate", keys[n], issues, [(read, now(read)) for read in reads])
     return out

@@ -63,13 +63,15 @@ class _Done:
 
 def ordered_map(fn: Callable[[T], R], tasks: Iterable[T], jobs: int,
                 before_fork: Callable[[], object] | None = None,
-                in_parent: Callable[[T], bool] | None = None) -> Iterator[tuple[T, R]]:
+                in_parent: Callable[[T], bool] | None = None,
+                meanwhile: Callable[[], object] | None = None) -> Iterator[tuple[T, R]]:
     """(task, fn(task)) for every task, in task order, computed by ``jobs`` forked workers.
 
     With one job, one task or no fork on this platform, everything runs in this process.
     ``before_fork`` loads what the workers should share (run once, in the parent);
     tasks for which ``in_parent`` is true run in the parent (e.g. reading standard input,
-    which workers do not have).
+    which workers do not have); ``meanwhile`` runs once in the parent while the workers have
+    their first tasks (in one process: first).
     """
     global _work
     it = iter(tasks)
@@ -79,6 +81,8 @@ def ordered_map(fn: Callable[[T], R], tasks: Iterable[T], jobs: int,
         if len(head) == 2:
             break
     if jobs <= 1 or len(head) < 2 or not available():
+        if meanwhile is not None:
+            meanwhile()
         for task in head:
             yield task, fn(task)
         for task in it:
@@ -96,9 +100,14 @@ def ordered_map(fn: Callable[[T], R], tasks: Iterable[T], jobs: int,
         for task in _chain(head, it):
             local = in_parent is not None and in_parent(task)
             pending.append((task, _Done(fn(task)) if local else pool.submit(_run, task)))
+            if meanwhile is not None and len(pending) >= jobs * IN_FLIGHT:
+                meanwhile()
+                meanwhile = None
             if len(pending) >= jobs * IN_FLIGHT:
                 task0, fut = pending.popleft()
                 yield task0, fut.result()
+        if meanwhile is not None:
+            meanwhile()
         while pending:
             task0, fut = pending.popleft()
             yield task0, fut.result()

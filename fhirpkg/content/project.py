@@ -114,6 +114,15 @@ class Project:
     manifest: Manifest | None
     resources: list[ProjectResource] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)  # problems found while loading
+    #: The manifest's schema check when ``load(defer_manifest_check=True)`` left it to ``finish``.
+    pending: "tuple[Manifest, Document, int] | None" = None
+
+    def finish(self) -> None:
+        """Run a deferred manifest check, its issues in the place ``load`` would have put them."""
+        if self.pending is not None:
+            manifest, doc, at = self.pending
+            self.pending = None
+            self.issues[at:at] = check_manifest(manifest, doc)
 
     def by_key(self) -> dict[str, ProjectResource]:
         return {r.key: r for r in self.resources}
@@ -122,8 +131,11 @@ class Project:
         return f"{self.manifest.canonical}/{resource_type}/{rid}"
 
 
-def load(root: Path | str = "definitions") -> Project:
-    """Read a project folder; unreadable parts become issues, never exceptions."""
+def load(root: Path | str = "definitions", defer_manifest_check: bool = False) -> Project:
+    """Read a project folder; unreadable parts become issues, never exceptions.
+
+    ``defer_manifest_check`` leaves the manifest's schema check (importing jsonschema is a tenth of
+    a cold start) to ``Project.finish``, which a caller runs while worker processes validate."""
     root = Path(root)
     project = Project(root, None)
     mpath = root / MANIFEST
@@ -140,7 +152,9 @@ def load(root: Path | str = "definitions") -> Project:
             project.issues.extend(doc.issues)
             if doc.ok and isinstance(doc.value, dict):
                 project.manifest = Manifest(doc.value, mpath)
-                project.issues.extend(check_manifest(project.manifest, doc))
+                project.pending = (project.manifest, doc, len(project.issues))
+                if not defer_manifest_check:
+                    project.finish()
             elif doc.ok:
                 project.issues.append(Issue(Severity.FATAL, "structure", "package.json must be a JSON object",
                                             "manifest-invalid", file=str(mpath), line=1, column=1))
