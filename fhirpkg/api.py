@@ -204,8 +204,8 @@ def iter_parts(paths: list[str], validator: Validator, other_versions: dict | No
         return
 
     def work(task: tuple) -> tuple[list[Issue], int]:
-        src, lines, prefix = task
-        docs = None if lines is None else inputs.ndjson_documents(lines, src.name, prefix)
+        src, cut, prefix = task
+        docs = None if cut is None else inputs.ndjson_documents(inputs.range_lines(src.path, *cut), src.name, prefix)
         return source_issues(src, validator, other_versions, docs, fhir_version)
 
     current = None
@@ -216,30 +216,22 @@ def iter_parts(paths: list[str], validator: Validator, other_versions: dict | No
         current = src
 
 
-NDJSON_CHUNK = 200  # lines per task: large enough to make the hand-over cheap, small enough to balance
+NDJSON_RANGE_BYTES = 2**20  # per task: large enough to make the hand-over cheap, small enough to balance
 
 
 def _tasks(sources: Iterable[inputs.Source]) -> Iterator[tuple]:
-    """(source, lines or None for the whole source, reading issues of the first chunk), in input
-    order; the chunks of one NDJSON file follow each other and keep its line numbers."""
+    """(source, (start, end, first line) of a range of its lines or None for the whole source,
+    reading issues of the first range), in input order; the ranges of one NDJSON file follow each
+    other, and the worker reads its range itself."""
     for src in sources:
-        f = inputs.open_regular(src) if src.ndjson else None
-        stream = inputs.ndjson_stream(f, src.name) if f is not None else None
-        if stream is None:
-            if f is not None:
-                f.close()
+        ranges = inputs.ndjson_ranges(src, NDJSON_RANGE_BYTES) if src.ndjson else None
+        if ranges is None:
             yield src, None, []
             continue
-        prefix, lines = stream
-        with f:
-            chunk: list = []
-            for item in lines:
-                chunk.append(item)
-                if len(chunk) == NDJSON_CHUNK:
-                    yield src, chunk, prefix
-                    chunk, prefix = [], []
-            if chunk:
-                yield src, chunk, prefix
+        prefix, cuts = ranges
+        for cut in cuts:
+            yield src, cut, prefix
+            prefix = []
 
 
 def source_issues(src: inputs.Source, validator: Validator, other_versions: dict,

@@ -76,57 +76,13 @@ def tasks(paths: list[str], range_bytes: int = RANGE_BYTES) -> list[Task]:
     for k, src in enumerate(inputs.find_sources(paths)):
         if src.name == "-":
             raise InputError("--spark cannot read standard input: give files or folders")
-        ranges = _ndjson_ranges(src, range_bytes) if src.ndjson and src.problem is None else None
+        ranges = inputs.ndjson_ranges(src, range_bytes) if src.ndjson and src.problem is None else None
         if ranges is None:
             out.append(Task(k, 0, src))
             continue
         prefix, cuts = ranges
-        for part, (start, end, line) in enumerate(cuts):
+        for part, (start, end, line) in enumerate(cuts):  # read now: the task list goes to the cluster
             out.append(Task(k, part, src, start, end, line, tuple(prefix) if part == 0 else ()))
-    return out
-
-
-def _ndjson_ranges(src: inputs.Source, range_bytes: int):
-    """(reading issues, [(start, end, first 0-based line)]) for a clean NDJSON file, or None when it
-    must be read whole (not UTF-8, a NUL, empty...: the local reader's own first pass decides)."""
-    f = inputs.open_regular(src)
-    if f is None:
-        return None
-    with f:
-        stream = inputs.ndjson_stream(f, src.name)
-        if stream is None:
-            return None
-        start = 3 if stream[0] else 0  # a BOM, reported by the local reader and skipped
-        f.seek(start)
-        cuts, pos, line, begin, begin_line = [], start, 0, start, 0
-        for raw in f:  # lines end at b"\n" only, as the local reader's do
-            pos += len(raw)
-            line += 1
-            if pos - begin >= range_bytes:
-                cuts.append((begin, pos, begin_line))
-                begin, begin_line = pos, line
-        if pos > begin or not cuts:
-            cuts.append((begin, pos, begin_line))
-    return list(stream[0]), cuts
-
-
-def _lines(task: Task) -> list[tuple[int, str]]:
-    """The non-blank lines of a range with their 0-based line numbers (as ``ndjson_stream`` gives them)."""
-    out = []
-    with open(task.source.path, "rb") as f:
-        f.seek(task.start)
-        pos, n = task.start, task.first_line
-        while pos < task.end:
-            raw = f.readline()
-            if not raw:
-                break
-            pos += len(raw)
-            text = raw.decode("utf-8")
-            if text.endswith("\n"):
-                text = text[:-1]
-            if text.strip():
-                out.append((n, text))
-            n += 1
     return out
 
 
@@ -147,7 +103,7 @@ def _run_task(spec: api.ValidatorSpec, task: Task) -> tuple[int, int, list[tuple
     validator, others = _validator(spec)
     docs = None
     if task.end >= 0:
-        lines = _lines(task)
+        lines = inputs.range_lines(task.source.path, task.start, task.end, task.first_line)
         if not lines:
             return task.index, task.part, [(i, None, None) for i in task.prefix], 0
         docs = ndjson_documents(lines, task.source.name, list(task.prefix))

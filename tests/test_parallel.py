@@ -70,7 +70,7 @@ def ndjson_lines(count):
 
 
 def test_ndjson_in_chunks_same_as_one_process(tmp_path, monkeypatch):
-    monkeypatch.setattr(api, "NDJSON_CHUNK", 17)  # many chunks, one ending mid-way through the file
+    monkeypatch.setattr(api, "NDJSON_RANGE_BYTES", 1000)  # many ranges, one ending mid-way through the file
     lines = ndjson_lines(300)
     lines.insert(40, "")  # a blank line: skipped, and the line numbers after it still count it
     lines.insert(80, "{not json")
@@ -173,3 +173,47 @@ def test_site_pages_rendered_by_workers_are_the_same_bytes(defs, monkeypatch):
     pages = [p for p in one.files if p.startswith("site/")]
     assert len(pages) > 50 and all(one.files[p] == two.files[p] for p in pages)
     assert cache.done["site"] == 1 and len(cache.get("site", "narrative verdicts")) >= 50
+
+
+@pytest.mark.parametrize("data", [
+    b'{"resourceType": "Patient"}\n\n{"resourceType": "Basic"}\n',
+    b'{"resourceType": "Patient"}\r\n  \r\n{"a": 1}',                     # CRLF, no final newline
+    codecs.BOM_UTF8 + b'{"resourceType": "Patient"}\n{"b": 2}\n',         # BOM: skipped, not a line
+    b'\xc2\xa0\n{"resourceType": "Patient"}\n',                          # a no-break space line is blank
+    b'{"resourceType": "Patient", "name": [{"text": "\xe2\x82\xac"}]}\n' * 3,  # multi-byte characters
+], ids=["plain", "crlf", "bom", "nbsp", "utf8"])
+@pytest.mark.parametrize("range_bytes", [1, 5, 40, 2**20])
+def test_ndjson_ranges_give_the_lines_the_stream_gives(tmp_path, data, range_bytes):
+    """Workers read their own byte ranges: together the ranges hold every line of the file, once,
+    with the number the one-process reader gives it, whatever the range size (even inside a line)."""
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        issues, lines = inputs.ndjson_stream(f, str(path))
+        expected = list(lines)
+    prefix, cuts = inputs.ndjson_ranges(inputs.Source(str(path), path), range_bytes)
+    cuts = list(cuts)
+    assert prefix == issues
+    assert all(a[1] == b[0] for a, b in zip(cuts, cuts[1:]))  # adjacent, no gap and no overlap
+    assert cuts[-1][1] == len(data)
+    assert [line for cut in cuts for line in inputs.range_lines(path, *cut)] == expected
+    for start, end, _ in cuts[:-1]:  # each range stops at the first line end after range_bytes
+        assert data[end - 1:end] == b"\n" and end - start >= range_bytes
+        assert b"\n" not in data[start + range_bytes - 1:end - 1]
+
+
+def test_project_manifest_problems_are_reported_where_load_puts_them(tmp_path):
+    """The manifest's schema check runs while the workers validate: its issues keep their place."""
+    from fhirpkg.content import project as proj
+    root = tmp_path / "p"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "definitions", root)
+    manifest = json.loads((root / "package.json").read_text())
+    manifest.update(name="hl7.fhir.mine", version="one")
+    (root / "package.json").write_text(json.dumps(manifest, indent=2))
+    (root / "Basic").mkdir()
+    (root / "Basic" / "broken.json").write_text("{not json")
+    loaded = proj.load(root).issues
+    assert [i.rule for i in loaded[:2]] == ["manifest-invalid"] * 2 and loaded[-1].rule == "json-syntax"
+    for jobs in (1, 2):
+        _, issues, _ = api.validate_project(root, jobs=jobs)
+        assert issues[:len(loaded)] == loaded

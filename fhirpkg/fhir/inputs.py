@@ -228,6 +228,51 @@ def open_regular(src: Source):
     return f
 
 
+def ndjson_ranges(src: Source, range_bytes: int) -> tuple[list[Issue], Iterator[tuple[int, int, int]]] | None:
+    """A clean NDJSON file cut into byte ranges of whole lines, so that workers (processes, Spark
+    executors) read their own lines and nothing but offsets crosses between processes:
+    (the file's reading issues, an iterator of (start, end, first 0-based line number)).
+
+    Each range ends at the first line end at or after ``range_bytes``; None when the file must be
+    read whole (not UTF-8, a NUL, empty...: ``ndjson_stream``'s first pass decides).
+    """
+    f = open_regular(src)
+    if f is None:
+        return None
+    stream = ndjson_stream(f, src.name)
+    if stream is None:
+        f.close()
+        return None
+
+    def cuts() -> Iterator[tuple[int, int, int]]:
+        with f:
+            pos = 3 if stream[0] else 0  # a BOM, reported by the reader and skipped
+            f.seek(pos)
+            line = 0
+            while block := f.read(range_bytes):
+                if not block.endswith(b"\n"):
+                    block += f.readline()  # to the end of the line the block stopped in
+                yield pos, pos + len(block), line
+                pos += len(block)
+                line += block.count(b"\n")
+
+    return stream[0], cuts()
+
+
+def range_lines(path: Path, start: int, end: int, first_line: int) -> list[tuple[int, str]]:
+    """The non-blank lines of bytes [start, end) of an NDJSON file with their 0-based numbers,
+    as ``ndjson_stream`` gives them (lines end at b"\\n" only)."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    out = []
+    for n, raw in enumerate(data.split(b"\n"), first_line):
+        line = raw.decode("utf-8")
+        if line.strip():
+            out.append((n, line))
+    return out
+
+
 def ndjson_stream(f, name: str) -> tuple[list[Issue], Iterator[tuple[int, str]]] | None:
     """An NDJSON file read line by line, so memory stays flat whatever its size:
     (the file's reading issues, an iterator of (0-based line number, non-blank line)).
