@@ -667,11 +667,10 @@ class StructureWalker:
                              "definition from the other FHIR version's element",
                              "extension-cross-version", expr + ".url", loc + ("url",))
             elif unknown_extension_allowed(url, self.allow_example_urls, self.allowed_extension_domains):
-                self.info("structure", f"Unknown extension {url}", "extension-unknown", expr + ".url", loc + ("url",))
-            else:
+                self.info("structure", f"Unknown extension {url}", "extension-unknown", expr, loc)
+            else:  # at the extension, as the HL7 validator reports it
                 self.error("structure", f"The extension {url} could not be found so is not allowed here",
-                           "extension-unknown", expr + ".url",
-                           loc + ("url",))
+                           "extension-unknown", expr, loc)
                 if (unresolved := unresolved_url(url)) is not None:
                     self.error(unresolved.code, unresolved.message, unresolved.rule, expr + ".url", loc + ("url",))
             base = self.defs.base_type("Extension")
@@ -687,10 +686,11 @@ class StructureWalker:
                       "extension-deprecated", expr, loc)
         if (ext_def.contexts or ext_def.context_declared) and not context_ok(self.defs, ext_def, host.paths):
             shown = sorted(h for h in host.paths if not h.startswith("@"))
+            # at the element that holds the extension, as the HL7 validator reports it (the container's path)
             self.error("structure", f"The extension {url}{' v' + ext_def.version if ext_def.version else ''} is not allowed to be "
-                       f"used at this point (allowed = {', '.join(t[0] + ':' + e for t, e in ext_def.contexts)}; "
-                       f"this element is [{', '.join(shown)}])",
-                       "extension-context", expr, loc)
+                       f"used at this point (this element is [{', '.join(shown)}]; "
+                       f"allowed = {', '.join(t[0] + ':' + e for t, e in ext_def.contexts)})",
+                       "extension-context", expr.rsplit(".", 1)[0], loc[:-2] if loc and isinstance(loc[-1], int) else loc[:-1])
         modifier = bool(ext_def.root.is_modifier)
         if is_modifier and not modifier:
             self.error("structure", f"The extension {url} is not a modifier extension but is used as modifierExtension",
