@@ -163,8 +163,9 @@ def load(root: Path | str = "definitions", defer_manifest_check: bool = False) -
     except InputError as e:  # a project that holds nothing is reported with the rest of its problems
         project.issues.append(Issue(Severity.WARNING, "processing", str(e), "input", file=str(root)))
         sources = []
+    manifest_at = mpath.resolve()
     for src in sources:
-        if src.path is not None and src.path.resolve() == mpath.resolve():
+        if src.path is not None and src.path.name == MANIFEST and src.path.resolve() == manifest_at:
             continue
         for doc in read_source(src):
             if not doc.ok:
