@@ -539,3 +539,11 @@ def test_type_info_has_name_and_namespace():
     assert r4.evaluate("1.type().namespace", patient, type_path="Patient", resource=patient) == ["System"]
     assert r4.evaluate("type().name", patient["contained"][0], type_path="Practitioner",
                        resource=patient) == ["Practitioner"]
+
+
+def test_models_read_on_first_use_are_fhirpathpys():
+    """The engine reads fhirpathpy's model files itself, one FHIR version at a time: the same data."""
+    from fhirpathpy.models import models
+    from fhirpkg.validation.fhirpath.model import FP_MODELS
+    assert sorted(FP_MODELS) == sorted(models) and "r5" in FP_MODELS and "r6" not in FP_MODELS
+    assert all(FP_MODELS[name] == models[name] for name in models)

@@ -8,7 +8,6 @@ from typing import Callable
 import fhirpathpy
 from fhirpathpy.engine.invocations import invocation_registry as FP_REGISTRY
 from fhirpathpy.engine.nodes import FP_Quantity, FP_TimeBase, ResourceNode, TypeInfo
-from fhirpathpy.models import models as FP_MODELS
 
 from fhirpkg.validation.fhirpath.common import (
     EvaluationTimeout,
@@ -20,6 +19,7 @@ from fhirpkg.validation.fhirpath.common import (
 )
 from fhirpkg.validation.fhirpath.parsing import ast_cache_path, parse, parse_cached, save_ast_cache
 from fhirpkg.validation.fhirpath.model import (
+    FP_MODELS,
     JsonNode,
     PRIMITIVE_TYPES,
     TypeModel,

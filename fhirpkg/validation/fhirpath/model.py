@@ -2,12 +2,47 @@
 ``_x`` shadow are one item, choice elements are found by type suffix, children in definition order."""
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import fhirpathpy
 from fhirpathpy.engine.nodes import FP_Quantity, ResourceNode
-from fhirpathpy.models import models as FP_MODELS
 
 from fhirpkg.validation.fhirpath.common import Focus
+
+
+class _Models(Mapping):
+    """fhirpathpy's models by FHIR version ("r5", "r4", ...), each read on first use, from the files
+    ``fhirpathpy.models`` reads: importing that module reads all four (13 ms of every start)."""
+
+    def __init__(self, folder: Path):
+        self._folder = folder
+        self._names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("_"))
+        self._loaded: dict[str, dict] = {}
+
+    def __getitem__(self, name: str) -> dict:
+        found = self._loaded.get(name)
+        if found is None:
+            if name not in self._names:
+                raise KeyError(name)
+            found = self._loaded[name] = {p.stem: json.loads(p.read_text(encoding="utf-8"))
+                                          for p in (self._folder / name).glob("*.json")}
+        return found
+
+    def __contains__(self, name) -> bool:
+        return name in self._names
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+#: fhirpathpy's models, as ``fhirpathpy.models.models`` holds them.
+FP_MODELS = _Models(Path(fhirpathpy.__file__).parent / "models")
 
 #: The fhirpathpy release whose internals this module was written against.
 
