@@ -547,3 +547,12 @@ def test_models_read_on_first_use_are_fhirpathpys():
     from fhirpkg.validation.fhirpath.model import FP_MODELS
     assert sorted(FP_MODELS) == sorted(models) and "r5" in FP_MODELS and "r6" not in FP_MODELS
     assert all(FP_MODELS[name] == models[name] for name in models)
+
+
+@pytest.mark.parametrize("value", [[False, False], [3, 4]])
+def test_comparing_a_collection_of_two_is_an_evaluation_error_not_a_crash(engine, value):
+    """FHIRPath: the comparison operators take one item a side (a JSON array in a single-valued element
+    gives two); fhirpathpy's own check mistook two items for a primitive and its shadow, a TypeError."""
+    from fhirpkg.validation.fhirpath.common import FhirPathError
+    with pytest.raises(FhirPathError, match="needs a single item on each side; found 2 and 1"):
+        ev(engine, "period >= 0", {"period": value}, type_path="Timing.repeat")

@@ -336,6 +336,9 @@ def _compare(op_name):
     verdict = _VERDICTS[op_name]
 
     def compare(ctx, a, b):
+        if len(a) > 1 or len(b) > 1:  # before fhirpathpy, whose two-item check assumes a primitive and its shadow
+            raise FhirPathError(f"The operator {op_name} needs a single item on each side; found "
+                                f"{len(a)} and {len(b)}")
         if len(a) == 1 and len(b) == 1:
             qa, qb = as_quantity(a[0]), as_quantity(b[0])
             if qa is not None and qb is not None:
