@@ -40,8 +40,19 @@ def scanned(pm: PositionMap, loc: tuple):
 @pytest.mark.parametrize("text", [TEXT, TEXT.replace("\n", "").replace("  ", ""), "[]", "{}", ' \n {"a": {}}'])
 def test_seek_finds_what_the_scan_finds(text):
     pm = PositionMap.scan(text)
-    for loc in all_locations(json.loads(text)):
+    locations = list(all_locations(json.loads(text)))
+    for loc in locations:
         assert seek(text, loc) == scanned(pm, loc), loc
+    for order in (locations, locations[::-1]):  # one walk cache for all, as a Document keeps it
+        walked: dict = {}
+        for loc in order:
+            assert seek(text, loc, walked) == scanned(pm, loc), loc
+
+
+def test_seek_cache_still_gives_up_on_surrogates():
+    walked: dict = {}
+    assert seek('{"a": "\\ud800", "b": 1}', ("b",), walked) is None and walked == {}
+    assert seek('{"a": "\\ud800", "b": 1}', ("b",), walked) is None
 
 
 def where(needle: str, nth_line: int) -> tuple[int, int]:

@@ -79,6 +79,7 @@ class Document:
     has_duplicates: bool = False
     _positions: "PositionMap | None" = None
     _seeks: int = 0
+    _walked: dict = field(default_factory=dict, compare=False, repr=False)  # seek steps, shared by its locations
 
     @property
     def ok(self) -> bool:
@@ -98,7 +99,7 @@ class Document:
             # a well-formed text: walk to the location alone instead of scanning the whole text
             # (each walk may cross the whole text: past a few, one full scan serves the rest)
             self._seeks += 1
-            pos = seek(self.text, loc)
+            pos = seek(self.text, loc, self._walked)
             if pos is not None:
                 text = self.text
                 line = text.count("\n", 0, pos) + 1
@@ -406,17 +407,31 @@ MAX_SEEKS = 8
 _SKIP = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
 
 
-def seek(text: str, loc: tuple) -> int | None:
+def seek(text: str, loc: tuple, walked: dict | None = None) -> int | None:
     """The offset ``PositionMap.scan`` gives the location (or its nearest existing ancestor) in a
     well-formed JSON text without duplicate keys, found by walking only along the location:
     the values beside it are skipped by the C decoder.  None if the walk cannot be trusted
-    (a syntax or nesting problem, lone surrogate escapes): the caller scans instead."""
-    if _SURROGATE_ESCAPE.search(text):
+    (a syntax or nesting problem, lone surrogate escapes): the caller scans instead.
+
+    ``walked`` (one per text, kept by its Document) remembers where each step of a walk ended, so
+    the issues of one document that share the start of their location walk that part once."""
+    if not walked and _SURROGATE_ESCAPE.search(text):
         return None
     try:
-        pos = _WS.match(text, 0).end()
-        found = pos
-        for step in loc:
+        start = 0
+        if walked:
+            for k in range(len(loc), -1, -1):
+                hit = walked.get(loc[:k])
+                if hit is not None:
+                    start, (pos, found) = k, hit
+                    break
+        else:
+            pos = _WS.match(text, 0).end()
+            found = pos
+            if walked is not None:
+                walked[()] = (pos, found)
+        for k in range(start, len(loc)):
+            step = loc[k]
             ch = text[pos]
             if ch == "{" and isinstance(step, str):
                 pos = _WS.match(text, pos + 1).end()
@@ -434,6 +449,8 @@ def seek(text: str, loc: tuple) -> int | None:
                     pos = _WS.match(text, pos + 1).end()
                     if key == step:
                         found = key_pos
+                        if walked is not None:
+                            walked[loc[:k + 1]] = (pos, found)
                         break
                     pos = _WS.match(text, _SKIP.raw_decode(text, pos)[1]).end()
                     if text[pos] == "}":
@@ -453,6 +470,8 @@ def seek(text: str, loc: tuple) -> int | None:
                         return None
                     pos = _WS.match(text, pos + 1).end()
                 found = pos
+                if walked is not None:
+                    walked[loc[:k + 1]] = (pos, found)
             else:
                 return found
         return found
