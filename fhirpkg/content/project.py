@@ -7,7 +7,6 @@ resource back exactly as authored.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
