@@ -209,34 +209,22 @@ def iter_parts(paths: list[str], validator: Validator, other_versions: dict | No
         return source_issues(src, validator, other_versions, docs, fhir_version)
 
     current = None
-    tasks = _tasks(find_sources(plain), jobs)
+    tasks = _tasks(find_sources(plain))
     stdin = lambda task: task[0].name == "-"  # noqa: E731 - workers have no standard input
     for (src, _, _), (issues, resources) in parallel.ordered_map(work, tasks, jobs, validator.warm, in_parent=stdin):
         yield Part(src.name, issues, resources, src is not current)
         current = src
 
 
-#: Bytes of NDJSON per task, at most and at least: a range costs a few offsets to hand over, so a
-#: file is cut into enough ranges to keep every worker busy, and a large one into ranges of 1 MB.
-NDJSON_RANGE_BYTES = 2**20
-NDJSON_MIN_RANGE_BYTES = 2**15
+NDJSON_RANGE_BYTES = 2**20  # per task: large enough to make the hand-over cheap, small enough to balance
 
 
-def ndjson_range_bytes(src: inputs.Source, jobs: int) -> int:
-    """Eight ranges per worker, each of 32 KB to 1 MB."""
-    try:
-        size = src.path.stat().st_size
-    except (AttributeError, OSError):  # no path (standard input) or gone: read whole, as before
-        return NDJSON_RANGE_BYTES
-    return min(NDJSON_RANGE_BYTES, max(NDJSON_MIN_RANGE_BYTES, size // (8 * max(1, jobs))))
-
-
-def _tasks(sources: Iterable[inputs.Source], jobs: int) -> Iterator[tuple]:
+def _tasks(sources: Iterable[inputs.Source]) -> Iterator[tuple]:
     """(source, (start, end, first line) of a range of its lines or None for the whole source,
     reading issues of the first range), in input order; the ranges of one NDJSON file follow each
     other, and the worker reads its range itself."""
     for src in sources:
-        ranges = inputs.ndjson_ranges(src, ndjson_range_bytes(src, jobs)) if src.ndjson else None
+        ranges = inputs.ndjson_ranges(src, NDJSON_RANGE_BYTES) if src.ndjson else None
         if ranges is None:
             yield src, None, []
             continue

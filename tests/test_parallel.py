@@ -217,21 +217,3 @@ def test_project_manifest_problems_are_reported_where_load_puts_them(tmp_path):
     for jobs in (1, 2):
         _, issues, _ = api.validate_project(root, jobs=jobs)
         assert issues[:len(loaded)] == loaded
-
-
-def test_ndjson_ranges_keep_every_worker_busy_and_stay_bounded(tmp_path):
-    """A mid-sized file is cut into eight ranges per worker (so -j 2 uses both cores on it); a
-    large one into 1 MB ranges; a small one into ranges of at least 32 KB."""
-    mid = tmp_path / "mid.ndjson"
-    mid.write_text("\n".join(ndjson_lines(7000)) + "\n")
-    src = inputs.Source(str(mid), mid)
-    assert 2**15 <= mid.stat().st_size // 16 < 2**20
-    _, cuts = inputs.ndjson_ranges(src, api.ndjson_range_bytes(src, 2))
-    assert len(list(cuts)) >= 16
-    big = tmp_path / "big.ndjson"
-    with open(big, "wb") as f:
-        f.truncate(100 * 2**20)  # sparse: the size is all that is read
-    assert api.ndjson_range_bytes(inputs.Source(str(big), big), 2) == 2**20
-    small = tmp_path / "small.ndjson"
-    small.write_text(ndjson_lines(1)[0])
-    assert api.ndjson_range_bytes(inputs.Source(str(small), small), 2) == 2**15
