@@ -13,7 +13,7 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from fhirpkg.errors import InputError
 from fhirpkg.fhir.archive import ESCAPES, MAX_MEMBER_BYTES, Archive, ArchiveError
@@ -265,12 +265,16 @@ def range_lines(path: Path, start: int, end: int, first_line: int) -> list[tuple
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
-    out = []
-    for n, raw in enumerate(data.split(b"\n"), first_line):
-        line = raw.decode("utf-8")
+    return list(_non_blank(data.split(b"\n"), first_line))
+
+
+def _non_blank(raw_lines: Iterable[bytes], first: int) -> Iterator[tuple[int, str]]:
+    """(number, text) of each line that is not blank, counting from ``first``: an NDJSON line as
+    every reader of one sees it (its b"\\n" dropped, any other whitespace kept)."""
+    for n, raw in enumerate(raw_lines, first):
+        line = raw.decode("utf-8").removesuffix("\n")
         if line.strip():
-            out.append((n, line))
-    return out
+            yield n, line
 
 
 def ndjson_stream(f, name: str) -> tuple[list[Issue], Iterator[tuple[int, str]]] | None:
@@ -306,11 +310,6 @@ def ndjson_stream(f, name: str) -> tuple[list[Issue], Iterator[tuple[int, str]]]
 
     def lines() -> Iterator[tuple[int, str]]:
         f.seek(3 if bom else 0)
-        for n, raw in enumerate(f):  # binary lines end at b"\n" only, as str.split("\n") does
-            line = raw.decode("utf-8")
-            if line.endswith("\n"):
-                line = line[:-1]
-            if line.strip():
-                yield n, line
+        yield from _non_blank(f, 0)  # binary lines end at b"\n" only, as str.split("\n") does
 
     return issues, lines()
