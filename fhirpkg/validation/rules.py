@@ -114,6 +114,8 @@ RULES: dict[str, Rule] = {
                           "Does_not_match_slice_"),
     "slice-closed": _r("structure", "error", "an element matching no slice of closed slicing",
                        "Validation_VAL_Profile_NotSlice"),
+    "slice-multiple": _r("structure", "error", "an element that matches two slices, neither a re-slice of the other",
+                         "Validation_VAL_Profile_MatchMultiple"),
     "slice-order": _r("structure", "error", "slices out of order in ordered slicing", "Validation_VAL_Profile_SliceOrder"),
     "profile-unknown": _r("structure", "warning", "meta.profile or --profile that cannot be found",
                           "Validation_VAL_Profile_Unknown"),

@@ -104,6 +104,8 @@ class SliceMatcher:
             if part.startswith("extension(") or part in ("resolve()",) or part.startswith("ofType("):
                 return None
             nxt = node.children.get(part)
+            if nxt is None:  # FHIRPath names a choice element without its [x]: value is value[x]
+                nxt = node.children.get(part + "[x]")
             if nxt is None and node.types and not node.children:
                 # not unrolled in the profile: look in the type's profile, if any
                 for t in node.types:
@@ -140,3 +142,25 @@ class SliceMatcher:
             tcode = base.types[0].code if len(base.types) == 1 else None
             return isinstance(value, dict) and self.matches(value, sl, base, tcode, profile)
         return None
+
+
+def slice_candidates(base: ElementDef) -> list[tuple[ElementDef, ElementDef]]:
+    """Every slice of ``base`` with the element whose slicing tells it apart, re-slices
+    (``altid/npi``) after the slice they refine, in snapshot order as the HL7 validator tries them."""
+    out = []
+
+    def add(slices, slicer):
+        for sl in slices:
+            out.append((sl, slicer))
+            if sl.slices:
+                add(sl.slices, sl if sl.slicing is not None else slicer)
+    add(base.slices, base)
+    return out
+
+
+def reslice_parents(base: ElementDef, sl: ElementDef) -> list[ElementDef]:
+    """The slices a re-slice refines (``altid`` for ``altid/npi``), which count its items too."""
+    name = sl.slice_name or ""
+    if "/" not in name:
+        return []
+    return [c for c, _ in slice_candidates(base) if name.startswith((c.slice_name or "") + "/")]

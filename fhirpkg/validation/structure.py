@@ -21,7 +21,7 @@ from fhirpkg.fhir.model import ElementDef, Node, ResourceFrame, TypeDef
 from fhirpkg.validation.extension_use import Logical, context_ok, unknown_extension_allowed, unresolved_url
 from fhirpkg.validation.json_values import (WHITESPACE, brief, clip, date_edge, decimal_out_of_range, escaped,
                                             json_contains, json_equal, json_kind, quantity_text, valid_calendar)
-from fhirpkg.validation.slicing import SliceMatcher
+from fhirpkg.validation.slicing import SliceMatcher, reslice_parents, slice_candidates
 from fhirpkg.validation.text_safety import URI_LIKE_TYPES, describes_narrative, embedded_html, urn_problem
 
 NodeSink = Callable[[Node], None]
@@ -719,18 +719,24 @@ class StructureWalker:
                frame: ResourceFrame, host: "Logical") -> list:
         """Assign each item to a slice; check slice cardinality, order and closed slicing."""
         slicing = base.slicing
-        counts = {id(s): 0 for s in base.slices}
+        candidates = slice_candidates(base)
+        counts = {id(sl): 0 for sl, _ in candidates}
         out = []
         last_slice_index = -1
         for it in items:
             i, v, s = it
-            hit = None
-            for k, sl in enumerate(base.slices):
-                if self.slices.matches(v, sl, base, tcode, td):
-                    hit = (k, sl)
-                    break
             iexpr = f"{expr}.{name}[{i}]" if i is not None else f"{expr}.{name}"
             iloc = loc + ((name, i) if i is not None else (name,))
+            hit = None
+            for k, (sl, slicer) in enumerate(candidates):
+                if not self.slices.matches(v, sl, slicer, tcode, td):
+                    continue
+                if hit is None or sl.slice_name.startswith(hit[1].slice_name + "/"):
+                    hit = (k, sl)  # the first match, or a re-slice of it (which refines it)
+                elif not hit[1].slice_name.startswith(sl.slice_name + "/"):
+                    self.error("invalid", f"Profile {td.url}{'|' + td.version if td.version else ''}, Element matches "
+                               f"more than one slice - {hit[1].slice_name}, {sl.slice_name}", "slice-multiple",
+                               iexpr, iloc)
             if hit is None:
                 if slicing.rules == "closed":
                     self.error("structure", f"This element does not match any known slice defined in the profile {td.url} "
@@ -751,8 +757,10 @@ class StructureWalker:
                            iexpr, iloc)
             last_slice_index = max(last_slice_index, k)
             counts[id(sl)] += 1
+            for parent in reslice_parents(base, sl):  # an item in altid/npi is also in altid
+                counts[id(parent)] += 1
             out.append((it, sl))
-        for sl in base.slices:
+        for sl, _ in candidates:
             n = counts[id(sl)]
             if n < sl.min:
                 self.error("structure", f"{base.path}:{sl.slice_name}: minimum required = {sl.min}, but only found {n} "

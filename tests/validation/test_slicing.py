@@ -89,3 +89,74 @@ def test_a_slice_that_leaves_a_discriminator_open_matches_any_value_there(defs):
         {"type": {"coding": [{"system": meaning, "code": "normal"}]}, "appliesTo": [{"text": "A"}], "text": "r1"},
         {"type": {"coding": [{"system": meaning, "code": "treatment"}]}, "text": "r3"}]}
     assert _errors(v, obs) == []
+
+
+# --- an element in two slices, and re-slices (InstanceValidator.matchSlice) ---------------------
+# The HL7 validator tries every slice on every element: a second match is an error
+# (Validation_VAL_Profile_MatchMultiple, "Element matches more than one slice") unless one slice
+# is a re-slice of the other ("altid/npi" refines "altid"), in which case the re-slice wins.
+
+_SSN = "http://hl7.org/fhir/sid/us-ssn"
+
+
+def _identifier_slices(*slices):
+    out = [{"id": "Patient.identifier", "path": "Patient.identifier",
+            "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "open"}}]
+    for name, system, mx in slices:
+        out += [{"id": f"Patient.identifier:{name}", "path": "Patient.identifier", "sliceName": name,
+                 "min": 0, "max": mx},
+                {"id": f"Patient.identifier:{name}.system", "path": "Patient.identifier.system",
+                 "fixedUri": system}]
+    return out
+
+
+def test_an_element_matching_two_sibling_slices_is_an_error(defs):
+    url = "http://example.org/StructureDefinition/two-ssn-slices"
+    v = _validator(defs, url, "Patient", _identifier_slices(("ssn", _SSN, "*"), ("tax", _SSN, "*")))
+    issues = [i for i in v.validate_resource({"resourceType": "Patient", "identifier": [
+        {"system": _SSN, "value": "1"}, {"system": "http://other", "value": "2"}]}) if i.is_error]
+    assert [(i.rule, i.expression) for i in issues] == [("slice-multiple", "Patient.identifier[0]")]
+    assert issues[0].message == f"Profile {url}, Element matches more than one slice - ssn, tax"
+
+
+def test_a_re_slice_refines_its_slice_and_counts_toward_it(defs):
+    url = "http://example.org/StructureDefinition/resliced-identifiers"
+    differential = _identifier_slices(("ssn", _SSN, "1"))
+    differential[1]["slicing"] = {"discriminator": [{"type": "value", "path": "system"},
+                                                    {"type": "value", "path": "use"}], "rules": "open"}
+    differential += [
+        {"id": "Patient.identifier:ssn/official", "path": "Patient.identifier", "sliceName": "ssn/official",
+         "min": 0, "max": "1"},
+        {"id": "Patient.identifier:ssn/official.use", "path": "Patient.identifier.use", "fixedCode": "official"}]
+    v = _validator(defs, url, "Patient", differential)
+    one = {"resourceType": "Patient", "identifier": [{"system": _SSN, "use": "official", "value": "1"}]}
+    assert _errors(v, one) == []  # ssn and ssn/official both match: the re-slice wins, no error
+    two = {"resourceType": "Patient", "identifier": [{"system": _SSN, "use": "official", "value": "1"},
+                                                     {"system": _SSN, "value": "2"}]}
+    # the official one is in ssn/official, which counts toward ssn: two in ssn (max 1)
+    assert _errors(v, two) == [("cardinality-max", "Patient.identifier")]
+    two["identifier"][1]["use"] = "official"  # now two in ssn/official (max 1) as well
+    messages = [i.message for i in v.validate_resource(two) if i.is_error]
+    assert [m.split(":")[1].split(" ")[0] for m in messages] == ["ssn", "ssn/official"], messages
+
+
+def test_a_discriminator_path_names_a_choice_without_its_x(defs):
+    """FHIRPath's ``value.system`` reaches ``value[x].system`` (the official case
+    reslicing-good-extensions: the HL7 validator matches both extensions to their slices)."""
+    url = "http://example.org/StructureDefinition/alt-ids"
+    alt = "http://hl7.org/fhir/StructureDefinition/auditevent-AlternativeUserID"
+    v = _validator(defs, url, "AuditEvent", [
+        {"id": "AuditEvent.agent.extension", "path": "AuditEvent.agent.extension",
+         "slicing": {"discriminator": [{"type": "value", "path": "url"}, {"type": "pattern", "path": "value.system"}],
+                     "rules": "open"}},
+        {"id": "AuditEvent.agent.extension:ssn", "path": "AuditEvent.agent.extension", "sliceName": "ssn",
+         "min": 1, "max": "1", "type": [{"code": "Extension", "profile": [alt]}]},
+        {"id": "AuditEvent.agent.extension:ssn.value[x].system", "path": "AuditEvent.agent.extension.value[x].system",
+         "patternUri": _SSN}])
+    event = {"resourceType": "AuditEvent", "code": {"text": "login"}, "recorded": "2013-06-20T23:41:23Z",
+             "source": {"observer": {"reference": "Patient/Bob"}},
+             "agent": [{"who": {"reference": "Patient/Bob"}, "extension": [
+                 {"url": alt, "valueIdentifier": {"system": _SSN, "value": "67890"}}]}]}
+    assert [i for i in v.validate_resource(event) if i.rule in ("slice-unmatched", "cardinality-min")] == []
+    event["agent"][0]["extension"][0]["valueIdentifier"]["system"] = "http://other"
+    assert [i.rule for i in v.validate_resource(event) if i.is_error] == ["cardinality-min"]
