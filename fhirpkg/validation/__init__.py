@@ -12,6 +12,7 @@ import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import chain
 from typing import Iterable
 
 from fhirpkg.fhir.definitions import Definitions
@@ -19,7 +20,7 @@ from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import Document
 from fhirpkg.fhir.model import Node, ResourceFrame
 from fhirpkg.validation import business_rules, json_rules, questionnaire_response, references
-from fhirpkg.validation.structure import NATIVE_CONSTRAINTS, StructureWalker
+from fhirpkg.validation.structure import NATIVE_CONSTRAINTS, StructureWalker, WalkMemo
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 LAYERS = ("json", "structure", "terminology", "invariants", "references", "narrative", "rules")
@@ -57,6 +58,7 @@ class Validator:
         self.resolver = resolver or references.Resolver()
         self.layer_seconds: dict[str, float] = defaultdict(float)
         self._constraints: dict[int, list] = {}  # ElementDef id -> its non-native constraints
+        self._walk_memo = WalkMemo()  # what walks work out about the definitions, for every resource
         self._engine = None
         self._invariants = None
         self._terminology_layer = None
@@ -133,7 +135,7 @@ class Validator:
         nodes: list[Node] = []
         opts = self.options
         walker = StructureWalker(self.defs, nodes.append, opts.allowed_extension_domains, opts.allow_example_urls,
-                                 opts.security_checks, opts.html_in_markdown, opts.global_profiles)
+                                 opts.security_checks, opts.html_in_markdown, opts.global_profiles, self._walk_memo)
         frame = ResourceFrame(resource, rt if isinstance(rt, str) else "", expr, ())
         # the walk always runs: the other layers read its nodes, and an unknown or missing
         # resourceType is reported even when the structure layer is off
@@ -195,37 +197,49 @@ class Validator:
         rules = business_rules.RULES if "rules" in layers else None
         resolver, defs = self.resolver, self.defs
 
+        # Each layer returns its issues for one node, or () at once when it has nothing to check
+        # there: most nodes concern one or two layers, and a generator per node and layer adds up.
         def terminology_of(node):
             if node.definition.binding is not None or node.type in term_types:
-                yield from term_layer.check_node(term, node)
+                return term_layer.check_node(term, node)
+            return ()
 
         def invariants_of(node):
             d = node.definition
             cons = self._constraints.get(id(d))
             if cons is None:
                 cons = self._constraints[id(d)] = [c for c in d.constraints if c.key not in NATIVE_CONSTRAINTS]
-            if cons:
-                yield from inv.check_node(engine, node, cons, state)
+            return inv.check_node(engine, node, cons, state) if cons else ()
 
         assume_rest = self.options.assume_valid_rest_references
 
         def references_of(node):
             if node.type == "Reference":
-                yield from references.check_reference(node, resolver, defs, assume_rest)
                 if package_mode:
-                    yield from references.check_package_reference(node, resolver)
-            elif node.type == "canonical":
+                    return chain(references.check_reference(node, resolver, defs, assume_rest),
+                                 references.check_package_reference(node, resolver))
+                return references.check_reference(node, resolver, defs, assume_rest)
+            if node.type == "canonical":
                 if package_mode:
-                    yield from references.check_canonical(node, resolver, defs)
-                elif isinstance(node.value, str) and node.value.startswith("#"):
-                    yield from references.check_contained_canonical(node, resolver)
+                    return references.check_canonical(node, resolver, defs)
+                if isinstance(node.value, str) and node.value.startswith("#"):
+                    return references.check_contained_canonical(node, resolver)
+            return ()
+
+        context_rules = business_rules.CONTEXT_RULES
 
         def rules_of(node):
-            for rule in rules.get(node.type, ()):
+            by_type = rules.get(node.type)
+            in_context = context_rules.get(node.type)
+            root = node.location == node.frame.location and node.definition.path == node.frame.type
+            return all_rules(node, by_type or (), in_context or (), root) if by_type or in_context or root else ()
+
+        def all_rules(node, by_type, in_context, root):
+            for rule in by_type:
                 yield from rule(node)
-            for rule in business_rules.CONTEXT_RULES.get(node.type, ()):
+            for rule in in_context:
                 yield from rule(node, defs, resolver)
-            if node.location == node.frame.location and node.definition.path == node.frame.type:
+            if root:
                 for rule in business_rules.RESOURCE_RULES:
                     yield from rule(node)
                 if node.frame.type == "QuestionnaireResponse" and isinstance(node.value, dict):
@@ -234,7 +248,8 @@ class Validator:
 
         def narrative_of(node):
             if node.type == "xhtml" and isinstance(node.value, str):
-                yield from xhtml.check_node(node)
+                return xhtml.check_node(node)
+            return ()
 
         steps = [(name, fn) for name, fn, on in (
             ("terminology", terminology_of, term_layer is not None),
@@ -242,26 +257,27 @@ class Validator:
             ("references", references_of, "references" in layers),
             ("rules", rules_of, rules is not None),
             ("narrative", narrative_of, xhtml is not None)) if on]
-        spent = dict.fromkeys((name for name, _ in steps), 0.0)
-        clock = time.perf_counter if timed else _no_clock  # two clock reads per node and layer add up
+        if timed:  # two clock reads per node and layer add up: only when asked for
+            steps = [(name, _timed(fn, name, self.layer_seconds)) for name, fn in steps]
         for node in nodes:
             for name, fn in steps:
-                t = clock()
                 try:
                     issues.extend(fn(node))
                 except Exception as e:  # noqa: BLE001 - one odd element must not stop the run
                     issues.append(Issue(Severity.WARNING, "processing",
                                         f"The {name} checks could not be completed here ({type(e).__name__}: "
                                         f"{str(e)[:200]})", "layer-failed", node.expression, location=node.location))
-                if timed:
-                    spent[name] += clock() - t
-        if timed:
-            for name, secs in spent.items():
-                self.layer_seconds[name] += secs
 
 
-def _no_clock() -> float:
-    return 0.0
+def _timed(fn, name: str, seconds: dict):
+    """``fn`` with its time (issues included) added to ``seconds[name]``."""
+    def run(node):
+        t = time.perf_counter()
+        try:
+            yield from fn(node)
+        finally:
+            seconds[name] += time.perf_counter() - t
+    return run
 
 
 def dedupe(issues: Iterable[Issue]) -> list[Issue]:

@@ -8,11 +8,17 @@ sub-validation, so the matcher is given the walker's ``conforms``.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol
 
 from fhirpkg.fhir.definitions import Definitions
 from fhirpkg.fhir.model import ElementDef, TypeDef
 from fhirpkg.validation.json_values import json_contains, json_equal, navigate, split_path
+
+
+class Reporter(Protocol):
+    def error(self, code: str, message: str, rule: str, expr: str, loc: tuple) -> None: ...
+
+    def info(self, code: str, message: str, rule: str, expr: str, loc: tuple) -> None: ...
 
 
 class SliceMatcher:
@@ -164,3 +170,58 @@ def reslice_parents(base: ElementDef, sl: ElementDef) -> list[ElementDef]:
     if "/" not in name:
         return []
     return [c for c, _ in slice_candidates(base) if name.startswith((c.slice_name or "") + "/")]
+
+
+def assign_slices(matcher: SliceMatcher, report: Reporter, base: ElementDef, items: list, name: str, tcode,
+                  td: TypeDef, expr: str, loc: tuple) -> list:
+    """Assign each item (index, value, shadow) to a slice of ``base``, as the HL7 validator's
+    assignChildren and checkCardinalities do; report slice cardinality, order, closed slicing and
+    items in two slices to ``report``. Returns (item, slice or base) pairs."""
+    slicing = base.slicing
+    source = f"{td.url}{'|' + td.version if td.version else ''}"
+    candidates = slice_candidates(base)
+    counts = {id(sl): 0 for sl, _ in candidates}
+    out = []
+    last_slice_index = -1
+    for it in items:
+        i, v, s = it
+        iexpr = f"{expr}.{name}[{i}]" if i is not None else f"{expr}.{name}"
+        iloc = loc + ((name, i) if i is not None else (name,))
+        hit = None
+        for k, (sl, slicer) in enumerate(candidates):
+            if not matcher.matches(v, sl, slicer, tcode, td):
+                continue
+            if hit is None or sl.slice_name.startswith(hit[1].slice_name + "/"):
+                hit = (k, sl)  # the first match, or a re-slice of it (which refines it)
+            elif not hit[1].slice_name.startswith(sl.slice_name + "/"):
+                report.error("invalid", f"Profile {source}, Element matches more than one slice - "
+                             f"{hit[1].slice_name}, {sl.slice_name}", "slice-multiple", iexpr, iloc)
+        if hit is None:
+            if slicing.rules == "closed":
+                report.error("structure", f"This element does not match any known slice defined in the profile "
+                             f"{td.url} and slicing is CLOSED", "slice-closed", iexpr, iloc)
+            else:
+                report.info("informational", f"This element does not match any known slice defined in the profile "
+                            f"{td.url}", "slice-unmatched", iexpr, iloc)
+            if slicing.rules == "openAtEnd":
+                last_slice_index = len(base.slices)
+            out.append((it, base))
+            continue
+        k, sl = hit
+        if slicing.ordered and k < last_slice_index:
+            report.error("structure", f"As specified by profile {td.url}, Element '{name}' is out of order "
+                         f"(slice {sl.slice_name})", "slice-order", iexpr, iloc)
+        last_slice_index = max(last_slice_index, k)
+        counts[id(sl)] += 1
+        for parent in reslice_parents(base, sl):  # an item in altid/npi is also in altid
+            counts[id(parent)] += 1
+        out.append((it, sl))
+    for sl, _ in candidates:
+        n = counts[id(sl)]
+        if n < sl.min:
+            report.error("structure", f"{base.path}:{sl.slice_name}: minimum required = {sl.min}, but only found {n} "
+                         f"(from {source})", "cardinality-min", expr, loc)
+        if sl.max is not None and n > sl.max:
+            report.error("structure", f"{base.path}:{sl.slice_name}: max allowed = {sl.max}, but found {n} "
+                         f"(from {source})", "cardinality-max", f"{expr}.{name}", loc + (name,))
+    return out

@@ -11,6 +11,7 @@ layers (terminology, invariants, references) see the same typed tree.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable
 
@@ -21,7 +22,7 @@ from fhirpkg.fhir.model import ElementDef, Node, ResourceFrame, TypeDef
 from fhirpkg.validation.extension_use import Logical, context_ok, unknown_extension_allowed, unresolved_url
 from fhirpkg.validation.json_values import (WHITESPACE, brief, clip, date_edge, decimal_out_of_range, escaped,
                                             json_contains, json_equal, json_kind, quantity_text, valid_calendar)
-from fhirpkg.validation.slicing import SliceMatcher, reslice_parents, slice_candidates
+from fhirpkg.validation.slicing import SliceMatcher, assign_slices
 from fhirpkg.validation.text_safety import URI_LIKE_TYPES, describes_narrative, embedded_html, urn_problem
 
 NodeSink = Callable[[Node], None]
@@ -77,13 +78,23 @@ def _suffix(code: str) -> str:
     return code[:1].upper() + code[1:]
 
 
+@dataclass
+class WalkMemo:
+    """What a walk works out about definitions (type lookups, which elements later layers want,
+    required children), kept by a Validator for all its resources. Entries keyed by an element's
+    id() hold the element too, so that the id cannot be reused by another while the entry lives."""
+    types: dict = field(default_factory=dict)
+    wants: dict = field(default_factory=dict)
+    required: dict = field(default_factory=dict)
+
+
 class StructureWalker:
     """Walks resources against compiled definitions; one walker per validation run."""
 
     def __init__(self, defs: Definitions, on_node: NodeSink | None = None,
                  allowed_extension_domains: tuple[str, ...] = (), allow_example_urls: bool = False,
                  security_checks: bool = False, html_in_markdown: str = "warning",
-                 global_profiles: tuple[tuple[str, str], ...] = ()):
+                 global_profiles: tuple[tuple[str, str], ...] = (), memo: WalkMemo | None = None):
         self.defs = defs
         self.on_node = on_node or (lambda node: None)
         self.allowed_extension_domains = allowed_extension_domains
@@ -91,9 +102,10 @@ class StructureWalker:
         self.security_checks = security_checks
         self.html_in_markdown = html_in_markdown
         self.global_profiles = global_profiles
-        self._types: dict[str, TypeDef | None] = {}
-        self._want_cache: dict[tuple, bool] = {}
-        self._required_cache: dict[int, tuple] = {}
+        memo = memo or WalkMemo()
+        self._types: dict[str, TypeDef | None] = memo.types
+        self._want_cache: dict[tuple, tuple] = memo.wants
+        self._required_cache: dict[int, tuple] = memo.required
         self.issues: list[Issue] = []
         self.slices = SliceMatcher(defs, self.conforms)
 
@@ -112,11 +124,11 @@ class StructureWalker:
         key = (id(edef), tcode)
         hit = self._want_cache.get(key)
         if hit is None:
-            hit = self._want_cache[key] = (
+            hit = self._want_cache[key] = (edef, (
                 (edef.binding is not None and edef.binding.strength != "example")
                 or any(c.key not in NATIVE_CONSTRAINTS for c in edef.constraints)
-                or tcode in NODE_TYPES)
-        return hit
+                or tcode in NODE_TYPES))
+        return hit[1]
 
     # --- reporting ----------------------------------------------------------------
     def _issue(self, severity: Severity, code: str, message: str, rule: str, expr: str, loc: tuple) -> None:
@@ -256,10 +268,10 @@ class StructureWalker:
         key = id(parent)
         hit = self._required_cache.get(key)
         if hit is None:
-            hit = self._required_cache[key] = tuple(
+            hit = self._required_cache[key] = (parent, tuple(
                 c for c in parent.children.values()
-                if c.min > 0 or (c.slicing is not None and any(s.min > 0 for s in c.slices)))
-        return hit
+                if c.min > 0 or (c.slicing is not None and any(s.min > 0 for s in c.slices))))
+        return hit[1]
 
     def _from(self, td: TypeDef) -> str:
         return f" (from {td.url}{'|' + td.version if td.version else ''})" if td.is_profile or td.kind == "complex-type" and td.derivation == "constraint" else ""
@@ -352,7 +364,7 @@ class StructureWalker:
                        "cardinality-max",
                        item_expr, loc + (name,))
         if child.slicing is not None and child.slices and count and not child.is_choice:
-            matched = self._slice(child, items, name, tcode, td, expr, loc, frame, host)
+            matched = assign_slices(self.slices, self, child, items, name, tcode, td, expr, loc)
         else:
             matched = [(it, child) for it in items]
             if child.slicing is not None and child.slices:
@@ -714,63 +726,6 @@ class StructureWalker:
             if not json_contains(value, want):
                 self.error("value", f"The value does not match the pattern {brief(want)} required by "
                            f"{edef.path} in the profile {td.url}", "pattern", expr, loc)
-
-    def _slice(self, base: ElementDef, items: list, name: str, tcode, td: TypeDef, expr: str, loc: tuple,
-               frame: ResourceFrame, host: "Logical") -> list:
-        """Assign each item to a slice; check slice cardinality, order and closed slicing."""
-        slicing = base.slicing
-        candidates = slice_candidates(base)
-        counts = {id(sl): 0 for sl, _ in candidates}
-        out = []
-        last_slice_index = -1
-        for it in items:
-            i, v, s = it
-            iexpr = f"{expr}.{name}[{i}]" if i is not None else f"{expr}.{name}"
-            iloc = loc + ((name, i) if i is not None else (name,))
-            hit = None
-            for k, (sl, slicer) in enumerate(candidates):
-                if not self.slices.matches(v, sl, slicer, tcode, td):
-                    continue
-                if hit is None or sl.slice_name.startswith(hit[1].slice_name + "/"):
-                    hit = (k, sl)  # the first match, or a re-slice of it (which refines it)
-                elif not hit[1].slice_name.startswith(sl.slice_name + "/"):
-                    self.error("invalid", f"Profile {td.url}{'|' + td.version if td.version else ''}, Element matches "
-                               f"more than one slice - {hit[1].slice_name}, {sl.slice_name}", "slice-multiple",
-                               iexpr, iloc)
-            if hit is None:
-                if slicing.rules == "closed":
-                    self.error("structure", f"This element does not match any known slice defined in the profile {td.url} "
-                               f"and slicing is CLOSED",
-                               "slice-closed", iexpr, iloc)
-                else:
-                    self.info("informational", f"This element does not match any known slice defined in the profile {td.url}",
-                              "slice-unmatched",
-                              iexpr, iloc)
-                if slicing.rules == "openAtEnd":
-                    last_slice_index = len(base.slices)
-                out.append((it, base))
-                continue
-            k, sl = hit
-            if slicing.ordered and k < last_slice_index:
-                self.error("structure", f"As specified by profile {td.url}, Element '{name}' is out of order (slice {sl.slice_name})",
-                           "slice-order",
-                           iexpr, iloc)
-            last_slice_index = max(last_slice_index, k)
-            counts[id(sl)] += 1
-            for parent in reslice_parents(base, sl):  # an item in altid/npi is also in altid
-                counts[id(parent)] += 1
-            out.append((it, sl))
-        for sl, _ in candidates:
-            n = counts[id(sl)]
-            if n < sl.min:
-                self.error("structure", f"{base.path}:{sl.slice_name}: minimum required = {sl.min}, but only found {n} "
-                           f"(from {td.url}{'|' + td.version if td.version else ''})",
-                           "cardinality-min", expr, loc)
-            if sl.max is not None and n > sl.max:
-                self.error("structure", f"{base.path}:{sl.slice_name}: max allowed = {sl.max}, but found {n} "
-                           f"(from {td.url}{'|' + td.version if td.version else ''})",
-                           "cardinality-max", f"{expr}.{name}", loc + (name,))
-        return out
 
     def _check_slice_minimums(self, base: ElementDef, items, td: TypeDef, expr: str, loc: tuple) -> None:
         for sl in base.slices:
