@@ -11,6 +11,7 @@ import pickle
 import re
 import tempfile
 from collections import Counter, defaultdict
+from json.encoder import encode_basestring as _encode_string
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -264,10 +265,39 @@ def _json_around(doc: dict, items: Iterable[dict]) -> Iterator[str]:
     pad = " " * (len(line) - len(line.lstrip(" ")))
     yield head + "["
     sep = "\n"
+    inner = pad + "  "
     for item in items:
-        yield sep + "\n".join(pad + "  " + text for text in json.dumps(item, indent=2, ensure_ascii=False).split("\n"))
+        yield sep + inner + json_indented(item, inner)
         sep = ",\n"
     yield ("]" if sep == "\n" else "\n" + pad + "]") + tail + "\n"
+
+
+_LITERALS = {True: "true", False: "false", None: "null"}
+
+
+def json_indented(value, pad: str) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False)`` with every line after the first
+    prefixed by ``pad``: the same text, built from the C string encoder (json's indenting
+    encoder is pure Python, and a bulk report has an issue per few resources)."""
+    if isinstance(value, str):
+        return _encode_string(value)
+    if value is None or value is True or value is False:
+        return _LITERALS[value]
+    if type(value) is int:
+        return int.__repr__(value)
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        if not value:
+            return "{}"
+        inner = pad + "  "
+        return "{\n" + ",\n".join(f"{inner}{_encode_string(k)}: {json_indented(v, inner)}" for k, v in value.items()) \
+            + "\n" + pad + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        inner = pad + "  "
+        return "[\n" + ",\n".join(inner + json_indented(v, inner) for v in value) + "\n" + pad + "]"
+    return "\n".join(pad + line if n else line for n, line in
+                     enumerate(json.dumps(value, indent=2, ensure_ascii=False).split("\n")))
 
 
 def text_chunks(c: Collector, min_severity: Severity = Severity.INFORMATION, *,

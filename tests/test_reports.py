@@ -129,3 +129,17 @@ def test_a_group_only_collector_cannot_list_every_issue():
         c.add([issue("a.json", 1)])
         with pytest.raises(ValueError):
             list(c.issues())
+
+
+@pytest.mark.parametrize("value", [
+    {}, [], {"a": {}}, {"a": []}, [[], {}], {"n": 0, "neg": -7, "big": 10 ** 30, "f": 1.5, "e": 1e-300},
+    {"t": True, "f": False, "none": None, "list": [True, None, 1, "x"]},
+    {"s": "quote \" back \\ tab \t nl \n nul \u0000 sep \u2028 é 😀 \udc80"},
+    {"nested": {"deeper": [{"k": [1, [2, [3, {}]]]}]}}, {1: "int key"}, [float("nan"), float("inf")],
+    {"sev": Severity.ERROR}, "plain", 3, None,
+])
+def test_the_indented_writer_gives_json_dumps_text(value):
+    """The streamed items are written without json's pure-Python indenting encoder: same text."""
+    expected = json.dumps(value, indent=2, ensure_ascii=False)
+    assert reports.json_indented(value, "") == expected
+    assert reports.json_indented(value, "    ") == expected.replace("\n", "\n    ")
