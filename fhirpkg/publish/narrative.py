@@ -7,7 +7,6 @@ so the result passes the same XHTML checks the validator applies.
 from __future__ import annotations
 
 from html import escape
-from typing import Iterable
 
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 

@@ -32,7 +32,8 @@ Functions that need the outside world (``resolve``, ``memberOf``,
 when the callback cannot tell, they raise ``NotEvaluable`` instead of guessing.
 
 The package, by stage: ``parsing`` (text to AST, the parse-tree cache), ``model`` (the type
-model and navigation over FHIR JSON), ``compiler`` (AST to closures), ``functions`` (the
+model and navigation over FHIR JSON), ``compiler`` (AST to closures), ``existence`` (presence
+tests as plain Python, for the commonest invariants), ``functions`` (the
 function table), ``boundaries`` and ``quantities`` (lowBoundary/highBoundary, Quantity
 comparison through UCUM), ``engine`` (``FhirPathEngine``), ``common`` (errors, constants).
 This module names the public API.

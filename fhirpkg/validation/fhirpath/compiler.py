@@ -44,7 +44,7 @@ def _lit(value) -> _Fn:
     return lambda ctx, focus: list(result)
 
 
-def _unquote_identifier(text: str) -> str:
+def unquote_identifier(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "`\"'":
         return text[1:-1]
     return text
@@ -109,7 +109,7 @@ class Compiler:
         return _lit(FP_Quantity(value, unit))
 
     def _ExternalConstantTerm(self, node):
-        name = _unquote_identifier(node["children"][0]["children"][0]["text"])
+        name = unquote_identifier(node["children"][0]["children"][0]["text"])
 
         def constant(ctx, focus):
             env = ctx["vars"]
@@ -140,7 +140,7 @@ class Compiler:
         return lambda ctx, focus: then(ctx, first(ctx, focus))
 
     def _MemberInvocation(self, node):
-        name = _unquote_identifier(node["children"][0]["text"])
+        name = unquote_identifier(node["children"][0]["text"])
         if name[:1].isupper():
             # A type name filters (``Patient.name`` on a Patient); otherwise navigate.
             def typed(ctx, focus):

@@ -34,6 +34,7 @@ from fhirpkg.validation.fhirpath.model import (
     unwrap,
 )
 from fhirpkg.validation.fhirpath.compiler import Compiled, Compiler
+from fhirpkg.validation.fhirpath.existence import Test, existence_test
 from fhirpkg.validation.fhirpath.functions import ADDED_FUNCTIONS, DEFAULT_REGISTRY, REPLACED_FUNCTIONS
 from fhirpkg.validation.fhirpath.boundaries import date_boundary, decimal_boundary, time_boundary
 from fhirpkg.validation.fhirpath.quantities import ucum_dimension, ucum_values
@@ -45,6 +46,8 @@ from fhirpkg.validation.fhirpath.quantities import ucum_dimension, ucum_values
 
 
 SHARED_COMPILED: dict[str, "Compiled"] = {}
+#: Existence tests (``existence.py``) by expression; None where an expression has another shape.
+SHARED_EXISTENCE: dict[str, Test | None] = {}
 
 
 class FhirPathEngine:
@@ -105,6 +108,28 @@ class FhirPathEngine:
                     SHARED_COMPILED[expression] = found
             self._compiled[expression] = found
         return found
+
+    def existence(self, expression: str) -> Callable[[object, str, dict | None], bool] | None:
+        """A plain-Python form of a boolean combination of ``path.exists()``/``path.empty()``
+        (``existence.py``): ``test(node_value, type_path, shadow) -> bool``, which gives what
+        ``evaluate`` would, or None for other expressions (and for engines with functions of
+        their own, whose ``exists`` might not be the standard one)."""
+        if self.registry is not DEFAULT_REGISTRY:
+            return None
+        if expression not in SHARED_EXISTENCE:
+            try:
+                SHARED_EXISTENCE[expression] = existence_test(parse_cached(expression))
+            except Exception:  # noqa: BLE001 - a syntax error is compile()'s to report
+                SHARED_EXISTENCE[expression] = None
+        test = SHARED_EXISTENCE[expression]
+        if test is None:
+            return None
+        model = self.model
+
+        def run(node_value, type_path: str, shadow: dict | None = None) -> bool:
+            return test(model, [JsonNode(node_value, model.type_of(type_path), shadow)])
+
+        return run
 
     def evaluate(self, compiled: Compiled | str, node_value, *, type_path: str, resource: dict,
                  root_resource: dict | None = None, context=None, shadow: dict | None = None,

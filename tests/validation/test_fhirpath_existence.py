@@ -1,0 +1,130 @@
+"""Existence tests (fhirpath/existence.py) give what the compiled FHIRPath gives.
+
+Invariants that only ask whether elements are present run without an evaluation context.
+Expected results: the FHIRPath spec's meaning for a few cases written by hand, and otherwise
+the compiled form, which is the reference (it has its own tests against the spec and the HL7
+validator's outcomes), on odd JSON as well as ordinary; and, for the whole validator, the
+issues on a sample of the R5 examples with the fast form switched off.
+"""
+from __future__ import annotations
+
+import pytest
+
+from fhirpkg.fhir import packages as pk
+from fhirpkg.fhir.inputs import Source, read_source
+from fhirpkg.validation import Validator, invariants
+from fhirpkg.validation.fhirpath import FhirPathEngine, FhirPathError
+from fhirpkg.validation.invariants import passes
+
+COD_1 = "code.exists().not() implies display.exists().not()"
+REF_2 = "reference.exists() or identifier.exists() or display.exists() or extension.exists()"
+DOM_4 = "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()"
+OBS_6 = "dataAbsentReason.empty() or value.empty()"
+
+SHAPES = [
+    ("Coding", COD_1), ("Reference", REF_2), ("Observation", DOM_4), ("Observation", OBS_6),
+    ("Narrative", "text.`div`.exists()"), ("Identifier", "value.exists()"),
+    ("Timing.repeat", "(period.empty() or periodUnit.exists()) and (countMax.empty() or count.exists())"),
+    ("Coding", "code.exists() implies (system.exists() and display.exists().not().not())"),
+    ("Patient", "name.given.exists() or name.family.empty()"),
+]
+
+VALUES = [
+    {}, {"code": "a"}, {"display": "b"}, {"code": "a", "display": "b"}, {"_code": {"extension": [{"url": "x"}]}},
+    {"_display": {"id": "1"}}, {"code": None, "display": None}, {"code": [None], "display": []},
+    {"code": ["a", "b"]}, {"reference": "Patient/1"}, {"identifier": {"value": "x"}}, {"extension": []},
+    {"contained": [{"resourceType": "Patient", "meta": {"versionId": "1"}}]},
+    {"contained": [{"resourceType": "Patient", "meta": {}}, None, "odd"]},
+    {"contained": {"resourceType": "Patient", "meta": {"lastUpdated": "2020"}}},
+    {"valueQuantity": {"value": 1}}, {"valueString": "x", "dataAbsentReason": {"text": "t"}},
+    {"_valueString": {"extension": [{"url": "x"}]}}, {"dataAbsentReason": {}},
+    {"text": {"div": "<div/>"}}, {"text": {"_div": {"id": "x"}}}, {"text": "not an object"},
+    {"value": "v"}, {"_value": {"extension": []}}, {"period": 1, "periodUnit": "d"}, {"period": 1}, {"countMax": 2},
+    {"name": [{"given": ["A"]}, {"family": "B"}]}, {"name": [{"_given": [None, {"id": "g"}]}]}, {"name": "x"},
+    "a string", 7, True, [], [{"code": "a"}], None,
+]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return FhirPathEngine()
+
+
+def compiled(engine, expression, value, type_path, shadow=None):
+    try:
+        return passes(engine.evaluate(engine.compile(expression), value, type_path=type_path, resource=value,
+                                      shadow=shadow))
+    except FhirPathError as e:
+        return ("error", str(e))
+
+
+def fast(engine, expression, value, type_path, shadow=None):
+    try:
+        return engine.existence(expression)(value, type_path, shadow)
+    except FhirPathError as e:
+        return ("error", str(e))
+
+
+def test_cod1_as_the_spec_reads_it(engine):
+    """cod-1: a display needs a code (a code's extension is not a code value, but it is a code)."""
+    test = engine.existence(COD_1)
+    assert test({"display": "b"}, "Coding") is False
+    assert test({"code": "a", "display": "b"}, "Coding") is True
+    assert test({}, "Coding") is True
+    assert test({"_code": {"extension": [{"url": "x"}]}, "display": "b"}, "Coding") is True
+
+
+@pytest.mark.parametrize("type_path,expression", SHAPES)
+def test_existence_tests_agree_with_the_compiled_form(engine, type_path, expression):
+    assert engine.existence(expression) is not None
+    for value in VALUES:
+        for shadow in (None, {"extension": [{"url": "x"}]}):
+            assert fast(engine, expression, value, type_path, shadow) == \
+                compiled(engine, expression, value, type_path, shadow), (value, shadow)
+
+
+@pytest.mark.parametrize("expression", [
+    "code.exists(system)", "exists()", "$this.code.exists()", "Coding.code.exists()", "code.exists() xor true",
+    "code = 'a'", "active", "code.first().exists()", "name[0].exists()", "code.exists() and %resource.exists()",
+    "code.empty().not() implies display", "code.exists(",
+])
+def test_other_shapes_are_left_to_the_compiled_form(engine, expression):
+    assert engine.existence(expression) is None
+
+
+@pytest.mark.slow
+def test_the_validator_reports_the_same_on_r5_examples_with_or_without_them(defs, monkeypatch):
+    """... and dom-6's native form (a contained resource passes, the root needs text.div)."""
+    folder = pk.ensure([pk.R5_EXAMPLES])[0].folder
+    files = pk.resource_files(folder)[::8]  # 353 of the 2,822, every kind of resource
+
+    def issues():
+        validator = Validator(defs)
+        return [(i.severity, i.rule, i.expression, i.message) for path in files
+                for d in read_source(Source(str(path), path)) for i in validator.validate_document(d)]
+
+    with_tests = issues()
+    monkeypatch.setattr(FhirPathEngine, "existence", lambda self, expression: None)
+    monkeypatch.setattr(invariants, "NATIVE_FIXED", {})  # dom-6's native form uses an existence test
+    assert issues() == with_tests
+
+
+def test_dom6_native_form_flags_the_root_only(defs, monkeypatch):
+    """dom-6 (best practice, a warning): a resource without narrative is flagged; a contained one
+    is not (the HL7 validator's fixed expression starts with ``%rootResource != $this``); a Bundle
+    entry's resource is its own root."""
+    patient = {"resourceType": "Patient", "id": "p", "contained": [{"resourceType": "Practitioner", "id": "d"}],
+               "generalPractitioner": [{"reference": "#d"}]}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0", "resource": {"resourceType": "Patient"}},
+        {"fullUrl": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e1", "resource": {
+            "resourceType": "Patient", "text": {"status": "generated",
+                                                "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">A</div>"}}}]}
+
+    def dom6(resource):
+        return [i.expression for i in Validator(defs).validate_resource(resource) if i.rule == "dom-6"]
+
+    found = (dom6(patient), dom6(bundle))
+    assert found == (["Patient"], ["Bundle.entry[0].resource"])
+    monkeypatch.setattr(invariants, "NATIVE_FIXED", {})
+    assert (dom6(patient), dom6(bundle)) == found
