@@ -21,7 +21,9 @@ FHIRPath either ("takes too long (and is wrong)"): a contained resource must be
 reachable from the resource, narrative links included, possibly via other
 contained resources.  Constraints that only test presence (cod-1, ref-2, dom-2,
 qty-3 ...: 81 of the 309 core R5 expressions) run as the engine's existence tests,
-which give what the compiled expression gives without setting up an evaluation.
+which give what the compiled expression gives without setting up an evaluation;
+those that begin with presence tests (eld-6 ``fixed.empty() or ...``) are decided by
+them where they settle the result, and evaluated otherwise.
 """
 from __future__ import annotations
 
@@ -292,6 +294,8 @@ class _Plan:
     compiled: object | None
     problem: str | None  # why it cannot be evaluated at all
     syntax: bool = False
+    #: presence tests at the start of the expression that often settle it (engine.early_decision)
+    early: Callable | None = None
 
 
 def _plan(engine: FhirPathEngine, constraint: Constraint, fixes: bool) -> _Plan:
@@ -311,7 +315,7 @@ def _make_plan(engine: FhirPathEngine, constraint: Constraint, fixes: bool) -> _
     if existence is not None:  # cod-1, ref-2, dom-2, qty-3, ...: presence tests, without an evaluation context
         return _Plan(expression, lambda _, node: existence(node.value, type_path(node), node.shadow), None, None)
     try:
-        return _Plan(expression, None, engine.compile(expression), None)
+        return _Plan(expression, None, engine.compile(expression), None, early=engine.early_decision(expression))
     except FhirPathSyntaxError as e:
         return _Plan(expression, None, None, f"{e} in '{expression}'", syntax=True)
     except FhirPathError as e:
@@ -401,6 +405,8 @@ def check_node(engine: FhirPathEngine, node: Node, constraints: Iterable[Constra
             if plan.native is not None:
                 run.native += 1
                 ok = plan.native(engine, node)
+            elif plan.early is not None and (ok := plan.early(node.value, type_path(node), node.shadow)) is not None:
+                run.native += 1
             else:
                 ok = passes(engine.evaluate(
                     plan.compiled, node.value, type_path=type_path(node), resource=node.frame.json,

@@ -92,6 +92,48 @@ def test_other_shapes_are_left_to_the_compiled_form(engine, expression):
     assert engine.existence(expression) is None
 
 
+EARLY = [
+    ("ElementDefinition", "fixed.empty() or (type.count() <= 1)"),
+    ("ElementDefinition", "(isModifier.exists() and isModifier) implies isModifierReason.exists()"),
+    ("ElementDefinition", "orderMeaning.empty() implies slicing.where(rules='openAtEnd' or ordered).exists().not()"),
+    ("Timing.repeat", "duration.exists() implies duration >= 0"),
+    ("Coding", "code.exists().not() and (code = 'a')"),
+]
+EARLY_VALUES = VALUES + [
+    {"fixed": "x"}, {"fixedString": "x", "type": [{"code": "string"}, {"code": "uri"}]},
+    {"isModifier": True}, {"isModifier": False, "isModifierReason": "r"}, {"isModifier": "odd"},
+    {"slicing": {"rules": "openAtEnd"}}, {"slicing": {"ordered": True}}, {"orderMeaning": "m", "slicing": {}},
+    {"duration": -1}, {"duration": 2}, {"duration": [1, 2]},
+]
+
+
+@pytest.mark.parametrize("type_path,expression", EARLY)
+def test_early_decisions_agree_with_the_compiled_form_where_they_decide(engine, type_path, expression):
+    """When the presence tests at the start settle the value they give the compiled result; when
+    they do not they say so (None) and the compiled form runs."""
+    decide = engine.early_decision(expression)
+    assert decide is not None and engine.existence(expression) is None
+    decided = 0
+    for value in EARLY_VALUES:
+        try:
+            early = decide(value, type_path)
+        except FhirPathError as e:
+            early = ("error", str(e))
+        if early is not None:
+            decided += 1
+            assert early == compiled(engine, expression, value, type_path), value
+    assert 0 < decided < len(EARLY_VALUES)
+
+
+@pytest.mark.parametrize("expression", [
+    "(code = 'a') or display.exists()", "code.exists() xor display.exists()", "display", "code.exists()",
+])
+def test_no_early_decision_without_presence_tests_first(engine, expression):
+    """Left to right as the compiled form: a left side it cannot decide might raise an error, so
+    nothing is decided; a complete presence test is existence()'s, not an early decision."""
+    assert engine.early_decision(expression) is None
+
+
 @pytest.mark.slow
 def test_the_validator_reports_the_same_on_r5_examples_with_or_without_them(defs, monkeypatch):
     """... and dom-6's native form (a contained resource passes, the root needs text.div)."""
@@ -105,6 +147,7 @@ def test_the_validator_reports_the_same_on_r5_examples_with_or_without_them(defs
 
     with_tests = issues()
     monkeypatch.setattr(FhirPathEngine, "existence", lambda self, expression: None)
+    monkeypatch.setattr(FhirPathEngine, "early_decision", lambda self, expression: None)
     monkeypatch.setattr(invariants, "NATIVE_FIXED", {})  # dom-6's native form uses an existence test
     assert issues() == with_tests
 

@@ -34,7 +34,7 @@ from fhirpkg.validation.fhirpath.model import (
     unwrap,
 )
 from fhirpkg.validation.fhirpath.compiler import Compiled, Compiler
-from fhirpkg.validation.fhirpath.existence import Test, existence_test
+from fhirpkg.validation.fhirpath.existence import Decider, Test, early_decision, existence_test
 from fhirpkg.validation.fhirpath.functions import ADDED_FUNCTIONS, DEFAULT_REGISTRY, REPLACED_FUNCTIONS
 from fhirpkg.validation.fhirpath.boundaries import date_boundary, decimal_boundary, time_boundary
 from fhirpkg.validation.fhirpath.quantities import ucum_dimension, ucum_values
@@ -46,8 +46,10 @@ from fhirpkg.validation.fhirpath.quantities import ucum_dimension, ucum_values
 
 
 SHARED_COMPILED: dict[str, "Compiled"] = {}
-#: Existence tests (``existence.py``) by expression; None where an expression has another shape.
+#: Existence tests and early decisions (``existence.py``) by expression; None where an
+#: expression has another shape.
 SHARED_EXISTENCE: dict[str, Test | None] = {}
+SHARED_EARLY: dict[str, Decider | None] = {}
 
 
 class FhirPathEngine:
@@ -128,6 +130,27 @@ class FhirPathEngine:
 
         def run(node_value, type_path: str, shadow: dict | None = None) -> bool:
             return test(model, [JsonNode(node_value, model.type_of(type_path), shadow)])
+
+        return run
+
+    def early_decision(self, expression: str) -> Callable[[object, str, dict | None], bool | None] | None:
+        """For an expression that begins with presence tests (``existence.py``):
+        ``decide(node_value, type_path, shadow)`` gives True or False where they settle the result
+        as ``evaluate`` would, or None where ``evaluate`` must run. None for other expressions."""
+        if self.registry is not DEFAULT_REGISTRY:
+            return None
+        if expression not in SHARED_EARLY:
+            try:
+                SHARED_EARLY[expression] = early_decision(parse_cached(expression))
+            except Exception:  # noqa: BLE001 - a syntax error is compile()'s to report
+                SHARED_EARLY[expression] = None
+        decide = SHARED_EARLY[expression]
+        if decide is None:
+            return None
+        model = self.model
+
+        def run(node_value, type_path: str, shadow: dict | None = None) -> bool | None:
+            return decide(model, [JsonNode(node_value, model.type_of(type_path), shadow)])
 
         return run
 

@@ -23,18 +23,30 @@ from fhirpkg.validation.fhirpath.model import TypeModel, member
 
 #: test(model, focus) -> bool, where focus is the one-item collection the expression starts from.
 Test = Callable[[TypeModel, list], bool]
+#: decide(model, focus) -> True, False, or None when the answer needs the compiled expression.
+Decider = Callable[[TypeModel, list], "bool | None"]
 
 
 def existence_test(tree: dict) -> Test | None:
     """A test equivalent to the parsed expression ``tree``, if it is a boolean combination of
     ``path.exists()``/``path.empty()`` (paths of lower-case element names), else None."""
-    test = _boolean(tree)
-    if test is None:
-        return None
+    decide, complete = _decider(tree)
+    return _guarded(decide) if complete else None
 
-    def guarded(model: TypeModel, focus: list) -> bool:
+
+def early_decision(tree: dict) -> Decider | None:
+    """For an expression that starts with presence tests (``fixed.empty() or (type.count() <= 1)``,
+    ``duration.exists() implies duration >= 0``): the answer when those tests settle it, the way
+    the compiled form's left-to-right short-circuit would, else None; so the caller evaluates the
+    compiled expression only when they do not. None for expressions with no such start."""
+    decide, complete = _decider(tree)
+    return None if complete or decide is _UNKNOWN else _guarded(decide)
+
+
+def _guarded(decide):
+    def guarded(model: TypeModel, focus: list):
         try:
-            return test(model, focus)
+            return decide(model, focus)
         except FhirPathError:
             raise
         except Exception as e:  # as the compiled form reports a failure inside an evaluation
@@ -43,42 +55,72 @@ def existence_test(tree: dict) -> Test | None:
     return guarded
 
 
-def _boolean(node: dict) -> Test | None:
-    kind = node["type"]
-    children = node.get("children") or []
-    if kind in ("TermExpression", "ParenthesizedTerm") and len(children) == 1:
-        return _boolean(children[0])
-    if kind in ("AndExpression", "OrExpression", "ImpliesExpression") and len(children) == 2:
-        left, right = _boolean(children[0]), _boolean(children[1])
-        if left is None or right is None:
-            return None
-        op = node["terminalNodeText"][0]
-        if op == "and":
-            return lambda model, focus: left(model, focus) and right(model, focus)
-        if op == "or":
-            return lambda model, focus: left(model, focus) or right(model, focus)
-        if op == "implies":
-            return lambda model, focus: not left(model, focus) or right(model, focus)
-        return None
-    if kind == "InvocationExpression" and len(children) == 2:
-        function = _function_without_parameters(children[1])
-        if function == "not":
-            inner = _boolean(children[0])
-            return None if inner is None else (lambda model, focus: not inner(model, focus))
-        if function in ("exists", "empty"):
-            path = _path(children[0])
-            if path is None:
-                return None
-            present = _present(tuple(path))
-            return present if function == "exists" else (lambda model, focus: not present(model, focus))
+def _unknown(model: TypeModel, focus: list) -> None:
     return None
 
 
-def _present(path: tuple[str, ...]) -> Test:
-    def present(model: TypeModel, focus: list) -> bool:
+_UNKNOWN = _unknown
+#: Functions that give an empty collection for an empty input, whatever their parameters:
+#: ``slicing.where(...).exists()`` is false when there is no slicing.
+_EMPTY_TO_EMPTY = frozenset({"where", "select", "ofType", "first", "last", "tail"})
+_FILTER = object()  # a path step through one of those functions
+
+
+def _decider(node: dict):
+    """(decide, complete): complete when every part is a presence test (decide never gives None).
+    Operands are decided left to right, as the compiled and/or/implies short-circuit; where the
+    left one cannot be decided nothing is (an error it might raise must not be skipped)."""
+    kind = node["type"]
+    children = node.get("children") or []
+    if kind in ("TermExpression", "ParenthesizedTerm") and len(children) == 1:
+        return _decider(children[0])
+    if kind in ("AndExpression", "OrExpression", "ImpliesExpression") and len(children) == 2:
+        op = node["terminalNodeText"][0]
+        left, left_complete = _decider(children[0])
+        if left is _UNKNOWN or op not in ("and", "or", "implies"):
+            return _UNKNOWN, False
+        right, right_complete = _decider(children[1])
+        # the left value that settles the whole, and the whole's value then:
+        # false and _ = false; true or _ = true; false implies _ = true
+        settles, result = {"and": (False, False), "or": (True, True), "implies": (False, True)}[op]
+
+        def logic(model: TypeModel, focus: list):
+            a = left(model, focus)
+            if a is None:
+                return None
+            if a is settles:
+                return result
+            return right(model, focus)  # true and b, false or b, true implies b: b
+
+        return logic, left_complete and right_complete
+    if kind == "InvocationExpression" and len(children) == 2:
+        function = _function_without_parameters(children[1])
+        if function == "not":
+            inner, complete = _decider(children[0])
+            if inner is _UNKNOWN:
+                return _UNKNOWN, False
+            return (lambda model, focus: None if (v := inner(model, focus)) is None else not v), complete
+        if function in ("exists", "empty"):
+            path = _path(children[0])
+            if path is None:
+                return _UNKNOWN, False
+            present = _present(tuple(path))
+            complete = _FILTER not in path
+            if function == "exists":
+                return present, complete
+            return (lambda model, focus: None if (v := present(model, focus)) is None else not v), complete
+    return _UNKNOWN, False
+
+
+def _present(path: tuple) -> Decider:
+    def present(model: TypeModel, focus: list):
         items = focus
-        for name in path:
-            items = member(model, items, name)
+        for step in path:
+            if step is _FILTER:
+                if items:
+                    return None  # the function's parameters would decide
+                continue
+            items = member(model, items, step)
             if not items:
                 return False
         return True
@@ -95,8 +137,9 @@ def _function_without_parameters(node: dict) -> str | None:
     return functn["children"][0]["text"]
 
 
-def _path(node: dict) -> list[str] | None:
-    """``a.b.c`` as names; None for anything else (functions, $this, type names, indexes)."""
+def _path(node: dict) -> list | None:
+    """``a.b.c`` as names (and ``_FILTER`` for a where/select/... step); None for anything else
+    ($this, type names, indexes, other functions)."""
     kind = node["type"]
     children = node.get("children") or []
     if kind in ("TermExpression", "InvocationTerm") and len(children) == 1:
@@ -104,9 +147,14 @@ def _path(node: dict) -> list[str] | None:
     if kind == "MemberInvocation":
         name = unquote_identifier(children[0]["text"])
         return [name] if name[:1].islower() else None  # Upper case: a type filter
-    if kind == "InvocationExpression" and len(children) == 2 and children[1]["type"] == "MemberInvocation":
+    if kind == "InvocationExpression" and len(children) == 2:
         head = _path(children[0])
-        tail = _path(children[1])
-        return None if head is None or tail is None else head + tail
+        if head is None:
+            return None
+        right = children[1]
+        if right["type"] == "MemberInvocation":
+            tail = _path(right)
+            return None if tail is None else head + tail
+        if right["type"] == "FunctionInvocation" and right["children"][0]["children"][0]["text"] in _EMPTY_TO_EMPTY:
+            return head + [_FILTER]
     return None
-
