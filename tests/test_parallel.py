@@ -217,3 +217,42 @@ def test_project_manifest_problems_are_reported_where_load_puts_them(tmp_path):
     for jobs in (1, 2):
         _, issues, _ = api.validate_project(root, jobs=jobs)
         assert issues[:len(loaded)] == loaded
+
+
+def _wait_for_marker(task):
+    """Task 0 waits (patience tenths of a second) for a file task 40 writes; other tasks write theirs."""
+    import time
+    n, folder, patience = task
+    if n == 0:
+        marker = Path(folder) / "from-task-40"
+        for _ in range(patience):
+            if marker.exists():
+                return "saw the later task"
+            time.sleep(0.1)
+        return "timed out"
+    (Path(folder) / f"from-task-{n}").write_text("x")
+    return n
+
+
+def test_workers_go_on_with_later_tasks_while_a_long_one_runs(tmp_path):
+    """Results come out in task order, but a long first task does not hold the other worker up:
+    task 40 (beyond the tasks queued per worker) runs while task 0 is still running. Before, the
+    parent waited for task 0 with 8 tasks in flight, so task 0 waited 60 s for nothing."""
+    if not parallel.available():
+        pytest.skip("no fork on this platform: one process")
+    tasks = [(n, str(tmp_path), 600) for n in range(60)]
+    out = list(parallel.ordered_map(_wait_for_marker, tasks, 2))
+    assert [t for t, _ in out] == tasks
+    assert out[0][1] == "saw the later task"
+    assert [r for _, r in out[1:]] == list(range(1, 60))
+
+
+def test_results_held_behind_a_long_task_are_bounded(tmp_path, monkeypatch):
+    """At most jobs * AHEAD tasks are out at once: with AHEAD = 5 and 2 jobs, task 40 is not
+    started while task 0 runs (task 0 gives up after 3 s), and every result still comes, in order."""
+    if not parallel.available():
+        pytest.skip("no fork on this platform: one process")
+    monkeypatch.setattr(parallel, "AHEAD", 5)
+    tasks = [(n, str(tmp_path), 30) for n in range(60)]
+    out = list(parallel.ordered_map(_wait_for_marker, tasks, 2))
+    assert [r for _, r in out] == ["timed out", *range(1, 60)]
