@@ -171,3 +171,23 @@ def test_dom6_native_form_flags_the_root_only(defs, monkeypatch):
     assert found == (["Patient"], ["Bundle.entry[0].resource"])
     monkeypatch.setattr(invariants, "NATIVE_FIXED", {})
     assert (dom6(patient), dom6(bundle)) == found
+
+
+def test_a_choice_of_many_types_is_found_by_the_objects_keys(engine):
+    """member() on a choice of more types than the object has keys scans the object's keys; it
+    must still take the first present in the model's key order (as the key-by-key loop does),
+    count a ``_x``-only primitive, and skip nulls."""
+    from fhirpkg.validation.fhirpath.model import JsonNode, member
+    model = engine.model
+    order = [k for k, _ in model.member_keys("ElementDefinition", "fixed")]
+    assert len(order) > 8 and order.index("fixedBoolean") < order.index("fixedString")
+
+    def fixed(data):
+        return [(n.data, n._data, n.path) for n in member(model, [JsonNode(data, "ElementDefinition")], "fixed")]
+
+    assert fixed({"fixedString": "a", "fixedBoolean": True}) == [(True, None, "boolean")]
+    assert fixed({"fixedString": "a", "_fixedBoolean": {"id": "x"}}) == [(None, {"id": "x"}, "boolean")]
+    assert fixed({"fixedString": None, "fixedUri": "u"}) == [("u", None, "uri")]
+    assert fixed({"fixedString": None}) == []
+    many = {f"k{i}": i for i in range(len(order) + 1)} | {"fixedString": "a", "fixedBoolean": True}
+    assert fixed(many) == [(True, None, "boolean")]  # more keys than choices: the key-by-key loop

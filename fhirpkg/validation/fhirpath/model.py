@@ -63,6 +63,7 @@ class TypeModel:
         self._elsewhere: dict = model["pathsDefinedElsewhere"]
         self._parents: dict = model["type2Parent"]
         self._members: dict = {}
+        self._positions: dict = {}
         self._children: dict = {}
         self._lineages: dict = {}
         self._types: dict = {}
@@ -108,6 +109,15 @@ class TypeModel:
         if found is None:
             found = self._member_keys(parent, name)
             self._members[key] = found
+        return found
+
+    def choice_positions(self, parent: str | None, name: str) -> dict[str, int]:
+        """Key -> position in ``member_keys(parent, name)``: a choice of many types is found by
+        looking at the object's few keys instead of trying each of its fifty or so."""
+        key = (parent, name)
+        found = self._positions.get(key)
+        if found is None:
+            found = self._positions[key] = {k: i for i, (k, _) in enumerate(self.member_keys(parent, name))}
         return found
 
     def _member_keys(self, parent, name):
@@ -197,6 +207,9 @@ def _append(out: list, value, shadow, type_path: str | None) -> None:
         out.append(JsonNode(value, type_path, shadow if isinstance(shadow, dict) else None))
 
 
+_FEW_KEYS = 8  # above this many keys (and more than the object has), member() looks at the object's keys
+
+
 def member(model: TypeModel, items: Focus, name: str) -> list:
     """``items.name`` over FHIR JSON: choice types, ``_x`` shadows, primitives' id/extension."""
     out: list = []
@@ -210,6 +223,14 @@ def member(model: TypeModel, items: Focus, name: str) -> list:
         data = item.data
         if isinstance(data, dict):
             keys = model.member_keys(item.path, name)
+            if len(keys) > _FEW_KEYS and len(keys) > len(data):  # a choice of many types, the object's keys fewer
+                positions = model.choice_positions(item.path, name)
+                first = min((p for k, v in data.items() if v is not None
+                             and (p := positions.get(k[1:] if k[:1] == "_" else k)) is not None), default=None)
+                if first is not None:
+                    key, type_path = keys[first]
+                    _append(out, data.get(key), data.get("_" + key), type_path)
+                continue
             for key, type_path in keys:
                 value = data.get(key)
                 shadow = data.get("_" + key)
