@@ -116,41 +116,29 @@ class FhirPathEngine:
         (``existence.py``): ``test(node_value, type_path, shadow) -> bool``, which gives what
         ``evaluate`` would, or None for other expressions (and for engines with functions of
         their own, whose ``exists`` might not be the standard one)."""
-        if self.registry is not DEFAULT_REGISTRY:
-            return None
-        if expression not in SHARED_EXISTENCE:
-            try:
-                SHARED_EXISTENCE[expression] = existence_test(parse_cached(expression))
-            except Exception:  # noqa: BLE001 - a syntax error is compile()'s to report
-                SHARED_EXISTENCE[expression] = None
-        test = SHARED_EXISTENCE[expression]
-        if test is None:
-            return None
-        model = self.model
-
-        def run(node_value, type_path: str, shadow: dict | None = None) -> bool:
-            return test(model, [JsonNode(node_value, model.type_of(type_path), shadow)])
-
-        return run
+        return self._plain_form(SHARED_EXISTENCE, existence_test, expression)
 
     def early_decision(self, expression: str) -> Callable[[object, str, dict | None], bool | None] | None:
         """For an expression that begins with presence tests (``existence.py``):
         ``decide(node_value, type_path, shadow)`` gives True or False where they settle the result
         as ``evaluate`` would, or None where ``evaluate`` must run. None for other expressions."""
+        return self._plain_form(SHARED_EARLY, early_decision, expression)
+
+    def _plain_form(self, cache: dict, make: Callable, expression: str):
         if self.registry is not DEFAULT_REGISTRY:
             return None
-        if expression not in SHARED_EARLY:
+        if expression not in cache:
             try:
-                SHARED_EARLY[expression] = early_decision(parse_cached(expression))
+                cache[expression] = make(parse_cached(expression))
             except Exception:  # noqa: BLE001 - a syntax error is compile()'s to report
-                SHARED_EARLY[expression] = None
-        decide = SHARED_EARLY[expression]
-        if decide is None:
+                cache[expression] = None
+        form = cache[expression]
+        if form is None:
             return None
         model = self.model
 
-        def run(node_value, type_path: str, shadow: dict | None = None) -> bool | None:
-            return decide(model, [JsonNode(node_value, model.type_of(type_path), shadow)])
+        def run(node_value, type_path: str, shadow: dict | None = None):
+            return form(model, [JsonNode(node_value, model.type_of(type_path), shadow)])
 
         return run
 
