@@ -204,7 +204,7 @@ def assign_slices(matcher: SliceMatcher, report: Reporter, base: ElementDef, ite
                 report.info("informational", f"This element does not match any known slice defined in the profile "
                             f"{td.url}", "slice-unmatched", iexpr, iloc)
             if slicing.rules == "openAtEnd":
-                last_slice_index = len(base.slices)
+                last_slice_index = len(candidates)  # any slice after this is out of order
             out.append((it, base))
             continue
         k, sl = hit
