@@ -114,16 +114,14 @@ def ordered_map(fn: Callable[[T], R], tasks: Iterable[T], jobs: int,
             if meanwhile is not None and len(pending) >= jobs * IN_FLIGHT:
                 meanwhile()
                 meanwhile = None
-            while pending and pending[0][1].done():  # what is ready in order goes out at once
-                task0, fut = pending.popleft()
-                yield task0, fut.result()
-            running = {f for f in running if not f.done()}
-            while len(running) >= jobs * IN_FLIGHT or len(pending) >= jobs * AHEAD:
-                if running:
-                    running = wait(running, return_when=FIRST_COMPLETED).not_done
-                while pending and pending[0][1].done():
+            while True:
+                while pending and pending[0][1].done():  # what is ready in order goes out at once
                     task0, fut = pending.popleft()
                     yield task0, fut.result()
+                running = {f for f in running if not f.done()}
+                if len(running) < jobs * IN_FLIGHT and len(pending) < jobs * AHEAD:
+                    break
+                wait(running, return_when=FIRST_COMPLETED)  # (running is not empty: the head is in it)
         if meanwhile is not None:
             meanwhile()
         while pending:

@@ -164,14 +164,6 @@ def slice_candidates(base: ElementDef) -> list[tuple[ElementDef, ElementDef]]:
     return out
 
 
-def reslice_parents(base: ElementDef, sl: ElementDef) -> list[ElementDef]:
-    """The slices a re-slice refines (``altid`` for ``altid/npi``), which count its items too."""
-    name = sl.slice_name or ""
-    if "/" not in name:
-        return []
-    return [c for c, _ in slice_candidates(base) if name.startswith((c.slice_name or "") + "/")]
-
-
 def assign_slices(matcher: SliceMatcher, report: Reporter, base: ElementDef, items: list, name: str, tcode,
                   td: TypeDef, expr: str, loc: tuple) -> list:
     """Assign each item (index, value, shadow) to a slice of ``base``, as the HL7 validator's
@@ -213,8 +205,10 @@ def assign_slices(matcher: SliceMatcher, report: Reporter, base: ElementDef, ite
                          f"(slice {sl.slice_name})", "slice-order", iexpr, iloc)
         last_slice_index = max(last_slice_index, k)
         counts[id(sl)] += 1
-        for parent in reslice_parents(base, sl):  # an item in altid/npi is also in altid
-            counts[id(parent)] += 1
+        if "/" in sl.slice_name:  # an item in altid/npi is also in altid
+            for parent, _ in candidates:
+                if sl.slice_name.startswith(parent.slice_name + "/"):
+                    counts[id(parent)] += 1
         out.append((it, sl))
     for sl, _ in candidates:
         n = counts[id(sl)]

@@ -55,11 +55,10 @@ def _guarded(decide):
     return guarded
 
 
-def _unknown(model: TypeModel, focus: list) -> None:
+def _UNKNOWN(model: TypeModel, focus: list) -> None:  # noqa: N802 - a constant: nothing decided
     return None
 
 
-_UNKNOWN = _unknown
 #: Functions that give an empty collection for an empty input, whatever their parameters:
 #: ``slicing.where(...).exists()`` is false when there is no slicing.
 _EMPTY_TO_EMPTY = frozenset({"where", "select", "ofType", "first", "last", "tail"})
