@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import fhirpkg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,3 +119,27 @@ def test_load_imports_fhir_resources_only_for_models():
             "p.model('PlanDefinition/nepc-pathway'); print(a, 'fhir.resources' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_manifest_schema_pass_is_remembered_and_failures_are_not(tmp_path, monkeypatch):
+    """A package.json that passed the schema check is not checked again (no jsonschema import on
+    the next cold start); one that failed reports its problems every time."""
+    from fhirpkg.content import project as proj
+    monkeypatch.setenv("FHIRPKG_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "p"
+    (root / "Basic").mkdir(parents=True)
+    good = json.loads((ROOT / "definitions" / "package.json").read_text())
+    (root / "package.json").write_text(json.dumps(good, indent=2))
+    assert not [i for i in proj.load(root).issues if i.rule == "manifest-invalid"]
+    assert len(list((tmp_path / "cache" / "manifest-checks").iterdir())) == 1
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # importing it now raises ImportError
+    assert not [i for i in proj.load(root).issues if i.rule == "manifest-invalid"]
+    (root / "package.json").write_text(json.dumps({**good, "version": "one"}, indent=2))
+    with pytest.raises(ImportError):  # a manifest not seen before is checked
+        proj.load(root)
+    monkeypatch.delitem(sys.modules, "jsonschema")
+    for _ in range(2):
+        bad = [i for i in proj.load(root).issues if i.rule == "manifest-invalid"]
+        assert [(i.message, i.line) for i in bad] == [
+            ("package.json version: version 'one' is not SemVer (major.minor.patch[-label])", 3)]
+    assert len(list((tmp_path / "cache" / "manifest-checks").iterdir())) == 1

@@ -7,12 +7,14 @@ resource back exactly as authored.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from fhirpkg.errors import InputError
+from fhirpkg.fsutil import atomic_write_bytes, cache_root
 from fhirpkg.fhir.inputs import find_sources, read_source
 from fhirpkg.issues import Issue, Severity
 from fhirpkg.fhir.jsonsource import Document
@@ -182,6 +184,22 @@ def load(root: Path | str = "definitions", defer_manifest_check: bool = False) -
 
 def check_manifest(manifest: Manifest, doc: Document) -> list[Issue]:
     """The manifest against its schema, with each problem located in package.json."""
+    out = [] if schema_passed(manifest.data) else schema_issues(manifest, doc)
+    deps = manifest.data.get("dependencies")
+    if isinstance(deps, dict) and deps.get("hl7.fhir.r5.core") != "5.0.0":
+        line, col = doc.locate(("dependencies",))
+        out.append(Issue(Severity.ERROR, "structure", "package.json dependencies must include "
+                         "\"hl7.fhir.r5.core\": \"5.0.0\" (it defines the FHIR version)", "manifest-invalid",
+                         file=doc.file, line=line, column=col))
+    if manifest.data.get("fhirVersions") not in (["5.0.0"], None):
+        line, col = doc.locate(("fhirVersions",))
+        out.append(Issue(Severity.ERROR, "structure", "package.json fhirVersions must be [\"5.0.0\"]",
+                         "manifest-invalid", file=doc.file, line=line, column=col))
+    return out
+
+
+def schema_issues(manifest: Manifest, doc: Document) -> list[Issue]:
+    """What jsonschema finds wrong in the manifest; a pass is remembered (:func:`schema_passed`)."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(MANIFEST_SCHEMA)
@@ -200,14 +218,26 @@ def check_manifest(manifest: Manifest, doc: Document) -> list[Issue]:
         line, col = doc.locate(loc)
         out.append(Issue(Severity.ERROR, "structure", f"package.json {where}: {msg}", "manifest-invalid",
                          file=doc.file, line=line, column=col, location=loc))
-    deps = manifest.data.get("dependencies")
-    if isinstance(deps, dict) and deps.get("hl7.fhir.r5.core") != "5.0.0":
-        line, col = doc.locate(("dependencies",))
-        out.append(Issue(Severity.ERROR, "structure", "package.json dependencies must include "
-                         "\"hl7.fhir.r5.core\": \"5.0.0\" (it defines the FHIR version)", "manifest-invalid",
-                         file=doc.file, line=line, column=col))
-    if manifest.data.get("fhirVersions") not in (["5.0.0"], None):
-        line, col = doc.locate(("fhirVersions",))
-        out.append(Issue(Severity.ERROR, "structure", "package.json fhirVersions must be [\"5.0.0\"]",
-                         "manifest-invalid", file=doc.file, line=line, column=col))
+    if not out:
+        schema_passed(manifest.data, record=True)
     return out
+
+
+def schema_passed(data, record: bool = False) -> bool:
+    """Whether this very manifest (its JSON, under this schema) passed the schema check before.
+
+    Importing jsonschema costs more than validating a whole small project, and a project's
+    package.json rarely changes, so a pass is remembered in the cache folder (an empty file named
+    by a digest of schema and manifest).  Failures are never remembered: their issues are computed
+    afresh every time.  An unwritable cache only means that the check runs every time."""
+    key = hashlib.sha256(json.dumps([MANIFEST_SCHEMA, data], sort_keys=True, ensure_ascii=False,
+                                    default=repr).encode("utf-8", "surrogatepass")).hexdigest()
+    marker = cache_root() / "manifest-checks" / key
+    if not record:
+        return marker.is_file()
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(marker, b"")
+    except OSError:
+        pass
+    return True
