@@ -418,6 +418,15 @@ def op_contains(ctx, left, right):
     return all(contains_impl(ctx, left, [item]) for item in right)
 
 
+def fn_is_distinct(ctx, coll):
+    """``isDistinct()``: a collection of at most one item is distinct, so fhirpathpy's comparison
+    (which serialises every item) runs only on two or more.  Most uses are per-element uniqueness
+    invariants (eld-13 ``type.select(code).isDistinct()``, eld-14, eld-27) on one or no item."""
+    if len(coll) <= 1:
+        return [True]
+    return FP_REGISTRY["isDistinct"]["fn"](ctx, coll)
+
+
 def _build_registry() -> dict:
     registry = dict(FP_REGISTRY)
     ours = {
@@ -447,6 +456,7 @@ def _build_registry() -> dict:
         "lowBoundary": {"fn": fn_low_boundary, "arity": {0: [], 1: ["Integer"]}},
         "highBoundary": {"fn": fn_high_boundary, "arity": {0: [], 1: ["Integer"]}},
         "comparable": {"fn": fn_comparable, "arity": {1: ["Any"]}},
+        "isDistinct": {"fn": fn_is_distinct},
     }
     for op in ("<", "<=", ">", ">="):
         ours[op] = {**FP_REGISTRY[op], "fn": _compare(op)}
@@ -463,4 +473,4 @@ ADDED_FUNCTIONS = ("hasValue", "getValue", "resolve", "memberOf", "conformsTo", 
                    XHTML_CONTENT_FUNCTION, "lowBoundary", "highBoundary", "comparable")
 REPLACED_FUNCTIONS = ("children", "descendants", "extension", "trace", "where", "exists", "repeat", "single", "ofType",
                       "startsWith", "endsWith", "contains", "matches", "substring", "length",
-                      "<", "<=", ">", ">=", "inOp", "containsOp")
+                      "<", "<=", ">", ">=", "inOp", "containsOp", "isDistinct")
