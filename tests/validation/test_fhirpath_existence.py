@@ -98,13 +98,44 @@ EARLY = [
     ("ElementDefinition", "orderMeaning.empty() implies slicing.where(rules='openAtEnd' or ordered).exists().not()"),
     ("Timing.repeat", "duration.exists() implies duration >= 0"),
     ("Coding", "code.exists().not() and (code = 'a')"),
+    # equality with a string literal, isDistinct(): decided on text values only
+    ("ElementDefinition", "type.select(code).isDistinct()"),
+    ("ElementDefinition", "mapping.select(identity).isDistinct()"),
+    ("ElementDefinition", "type.code.isDistinct()"),
+    ("ElementDefinition.type", "(code='Reference' or code = 'canonical' or code = 'CodeableReference') or targetProfile.empty()"),
+    ("ElementDefinition", "min.empty() or max.empty() or (max = '*') or iif(max != '*', min <= max.toInteger())"),
+    ("ElementDefinition.constraint", "(severity = 'error') implies suppress.empty()"),
+    ("Coding", "code != 'a'"),
 ]
 EARLY_VALUES = VALUES + [
     {"fixed": "x"}, {"fixedString": "x", "type": [{"code": "string"}, {"code": "uri"}]},
     {"isModifier": True}, {"isModifier": False, "isModifierReason": "r"}, {"isModifier": "odd"},
     {"slicing": {"rules": "openAtEnd"}}, {"slicing": {"ordered": True}}, {"orderMeaning": "m", "slicing": {}},
     {"duration": -1}, {"duration": 2}, {"duration": [1, 2]},
+    {"type": [{"code": "string"}, {"code": "string"}]}, {"type": [{"code": "a"}, {"code": "b"}]},
+    {"type": [{"code": "a"}, {"_code": {"id": "x"}}]}, {"type": [{"code": "a"}, {"code": 1}]},
+    {"type": {"code": ["a", "a"]}}, {"type": [{"code": "a"}, {"code": "A"}]},
+    {"code": "Reference", "targetProfile": ["x"]}, {"code": "string", "targetProfile": ["x"]},
+    {"code": "string"}, {"code": ["Reference"], "targetProfile": ["x"]}, {"code": 5, "targetProfile": ["x"]},
+    {"_code": {"id": "x"}, "targetProfile": ["x"]}, {"code": "a\\b"},
+    {"min": 0, "max": "*"}, {"min": 1, "max": "0"}, {"min": 1, "max": 5}, {"min": 2, "max": "1"},
+    {"severity": "error", "suppress": True}, {"severity": "error"}, {"severity": "warning", "suppress": True},
+    {"severity": ["error", "error"], "suppress": True},
+    {"mapping": [{"identity": "a"}, {"identity": "a"}]}, {"mapping": [{"identity": "a"}, {"identity": "b"}]},
+    {"mapping": [{"identity": "a"}, {}]}, {"mapping": [{"identity": "a"}, {"identity": ["a"]}]},
+    {"mapping": [{"identity": "a"}, {"_identity": {"id": "x"}}]},
 ]
+
+
+@pytest.mark.parametrize("type_path,expression", [
+    ("Patient", "birthDate = '2020'"), ("Observation", "valueInteger = '1'"), ("Coding", "code = 'a\\'b'"),
+    ("ElementDefinition", "type.select(code.length()).isDistinct()"),
+])
+def test_equality_and_distinctness_leave_other_types_to_the_compiled_form(engine, type_path, expression):
+    """Dates, numbers and escaped literals compare by rules of their own: never decided early."""
+    decide = engine.early_decision(expression)
+    values = [{"birthDate": "2020"}, {"valueInteger": 1}, {"code": "a'b"}, {"type": [{"code": "ab"}, {"code": "cd"}]}]
+    assert decide is None or all(decide(v, type_path) is None for v in values)
 
 
 @pytest.mark.parametrize("type_path,expression", EARLY)
@@ -126,7 +157,7 @@ def test_early_decisions_agree_with_the_compiled_form_where_they_decide(engine, 
 
 
 @pytest.mark.parametrize("expression", [
-    "(code = 'a') or display.exists()", "code.exists() xor display.exists()", "display", "code.exists()",
+    "(code.length() = 1) or display.exists()", "code.exists() xor display.exists()", "display", "code.exists()",
 ])
 def test_no_early_decision_without_presence_tests_first(engine, expression):
     """Left to right as the compiled form: a left side it cannot decide might raise an error, so

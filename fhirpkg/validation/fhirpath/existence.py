@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from fhirpathpy.engine.nodes import ResourceNode
+
 from fhirpkg.validation.fhirpath.common import FhirPathError
 from fhirpkg.validation.fhirpath.compiler import unquote_identifier
 from fhirpkg.validation.fhirpath.model import TypeModel, member
@@ -108,7 +110,89 @@ def _decider(node: dict):
             if function == "exists":
                 return present, complete
             return (lambda model, focus: None if (v := present(model, focus)) is None else not v), complete
+        if function == "isDistinct":
+            values = _values(children[0])
+            if values is None:
+                return _UNKNOWN, False
+            return _distinct(values), False
+    if kind == "EqualityExpression" and len(children) == 2 and node["terminalNodeText"] in (["="], ["!="]):
+        path, literal = _path(children[0]), _string_literal(children[1])
+        if path is None or _FILTER in path or literal is None:
+            return _UNKNOWN, False
+        return _equals(tuple(path), literal, node["terminalNodeText"] == ["!="]), False
     return _UNKNOWN, False
+
+
+#: FHIR types whose values compare in FHIRPath as the JSON strings do (exactly): an equality or
+#: distinctness decided here is one on these only, other types (dates, numbers) are left alone.
+_TEXT_TYPES = frozenset({"string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown",
+                         "System.String"})
+
+
+def _text(item) -> str | None:
+    """The item's string when it is one of a text type, else None (undecided)."""
+    if isinstance(item, ResourceNode) and item.path in _TEXT_TYPES and type(item.data) is str:
+        return item.data
+    return None
+
+
+def _equals(path: tuple, literal: str, negated: bool) -> Decider:
+    """``path = 'literal'`` (or ``!=``) when the path gives one text value; an empty path (whose
+    comparison is empty, not false) and anything else is left to the compiled form."""
+    def equals(model: TypeModel, focus: list):
+        items = focus
+        for step in path:
+            items = member(model, items, step)
+        if len(items) != 1 or (text := _text(items[0])) is None:
+            return None
+        return (text == literal) is not negated
+
+    return equals
+
+
+def _distinct(values: tuple) -> Decider:
+    """``path.isDistinct()``, ``path.select(name).isDistinct()``: true for at most one item, and for
+    text values compared as strings; anything else is left to the compiled form."""
+    def distinct(model: TypeModel, focus: list):
+        items = focus
+        for step in values:
+            items = member(model, items, step)
+        if len(items) <= 1:
+            return True
+        texts = [_text(i) for i in items]
+        if None in texts:
+            return None
+        return len(set(texts)) == len(texts)
+
+    return distinct
+
+
+def _values(node: dict) -> tuple | None:
+    """The member names of ``a.b`` or ``a.select(b.c)``: the same items either way."""
+    path = _path(node)
+    if path is not None and _FILTER not in path:
+        return tuple(path)
+    children = node.get("children") or []
+    if node["type"] != "InvocationExpression" or len(children) != 2 or children[1]["type"] != "FunctionInvocation":
+        return None
+    functn = children[1]["children"][0]
+    parts = functn.get("children") or []
+    if parts[0]["text"] != "select" or len(parts) != 2 or len(parts[1].get("children") or []) != 1:
+        return None
+    head, inner = _path(children[0]), _path(parts[1]["children"][0])
+    if head is None or inner is None or _FILTER in head or _FILTER in inner:
+        return None
+    return tuple(head + inner)
+
+
+def _string_literal(node: dict) -> str | None:
+    """A string literal without escapes (those are the compiler's to read), else None."""
+    while node["type"] in ("TermExpression", "LiteralTerm") and len(node.get("children") or []) == 1:
+        node = node["children"][0]
+    if node["type"] != "StringLiteral":
+        return None
+    text = node["text"]
+    return text[1:-1] if "\\" not in text else None
 
 
 def _present(path: tuple) -> Decider:
