@@ -556,3 +556,39 @@ def test_comparing_a_collection_of_two_is_an_evaluation_error_not_a_crash(engine
     from fhirpkg.validation.fhirpath.common import FhirPathError
     with pytest.raises(FhirPathError, match="needs a single item on each side; found 2 and 1"):
         ev(engine, "period >= 0", {"period": value}, type_path="Timing.repeat")
+
+
+SD_LIKE = {"resourceType": "StructureDefinition", "id": "Patient-like",
+           "snapshot": {"element": [{"path": "Patient"}] + [{"path": f"Patient.e{i}"} for i in range(40)]}}
+
+
+@pytest.mark.parametrize("expression,expected", [
+    # sdf-8's tail: the same %resource prefix for every element
+    ("snapshot.element.tail().all(path.startsWith(%resource.snapshot.element.first().path&'.'))", [True]),
+    ("snapshot.element.all(path.startsWith(%resource.snapshot.element.first().path&'.'))", [False]),
+    # startsWith's parameter is evaluated on $this (each element): not one value for all
+    ("snapshot.element.all(%resource.id.startsWith(path))", [False]),
+    ("snapshot.element.where(%resource.id.startsWith(path)).count()", [1]),
+    # the inner where's $this is its own
+    ("snapshot.element.all(%resource.snapshot.element.where($this.path = 'Patient').exists())", [True]),
+    ("snapshot.element.select(%resource.snapshot.element.count() - 40).distinct()", [1]),
+])
+def test_subexpressions_independent_of_the_focus_give_what_they_give_per_item(expression, expected):
+    """Inside where/select/all a subexpression that starts from %resource (or a literal) is
+    evaluated once per evaluation; those that read $this, directly or through a parameter, per item.
+    Expected values worked out by hand from the FHIRPath spec on SD_LIKE."""
+    engine = FhirPathEngine()
+    assert ev(engine, expression, SD_LIKE) == expected
+
+
+def test_a_focus_independent_subexpression_is_evaluated_once(monkeypatch):
+    """sdf-8 walked every element once per element; now the %resource part runs once."""
+    from fhirpkg.validation.fhirpath import compiler
+    calls = []
+    real = compiler.member
+    monkeypatch.setattr(compiler, "member", lambda model, items, name: calls.append(name) or real(model, items, name))
+    engine = FhirPathEngine()
+    expression = "snapshot.element.tail().all(path.startsWith(%resource.snapshot.element.first().path&'.'))"
+    assert ev(engine, expression, SD_LIKE) == [True]
+    # snapshot, element, then per element: path; the %resource part once (snapshot, element, path)
+    assert len(calls) == 2 + 40 + 3

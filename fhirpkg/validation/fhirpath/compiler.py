@@ -56,11 +56,19 @@ class Compiler:
     def __init__(self, registry: dict):
         self.registry = registry
         self.functions: set[str] = set()
+        self._lambdas = 0  # depth of Expr parameters (where/select/all/...) being compiled
+        self._hoisting = False  # inside a subexpression already evaluated once per evaluation
 
     def compile(self, node: dict) -> _Fn:
         handler = getattr(self, "_" + node["type"], None)
         if handler is None:
             raise FhirPathError(f"unsupported syntax: {node['type']}")
+        if self._lambdas and not self._hoisting and _worth_hoisting(node) and self._independent(node):
+            self._hoisting = True
+            try:
+                return _once_per_evaluation(handler(node))
+            finally:
+                self._hoisting = False
         return handler(node)
 
     # terms -------------------------------------------------------------------------
@@ -221,7 +229,11 @@ class Compiler:
     def _param(self, kind, node):
         """A parameter as fhirpathpy's functions expect it, evaluated against ``$this``."""
         if kind == "Expr":
-            body = self.compile(node)
+            self._lambdas += 1
+            try:
+                body = self.compile(node)
+            finally:
+                self._lambdas -= 1
 
             def make_lambda(ctx, focus):
                 def run(item):
@@ -253,6 +265,36 @@ class Compiler:
 
         single = _single(kind, check)
         return lambda ctx, focus: single(body(ctx, ctx["$this"]))
+
+    def _independent(self, node: dict) -> bool:
+        """Whether the subexpression's items depend on nothing that changes within one evaluation:
+        not on the focus, $this, $index or $total (see ``_once_per_evaluation``)."""
+        kind = node["type"]
+        children = node.get("children") or []
+        if kind in ("TermExpression", "ParenthesizedTerm", "LiteralTerm") and len(children) == 1:
+            return self._independent(children[0])
+        if kind.endswith("Literal") or kind == "ExternalConstantTerm":
+            return True
+        if kind in _OPERATORS and len(children) == 2:
+            return self._independent(children[0]) and self._independent(children[1])
+        if kind != "InvocationExpression" or len(children) != 2 or not self._independent(children[0]):
+            return False
+        right = children[1]
+        if right["type"] == "MemberInvocation":
+            return True
+        if right["type"] != "FunctionInvocation":
+            return False
+        # an Expr parameter (where, select, all ...) is evaluated on the function's own input; any
+        # other is evaluated on $this, so it must be independent too.  trace() logs: never hoisted.
+        functn = right["children"][0]
+        name = functn["children"][0]["text"]
+        params = functn["children"][1]["children"] if len(functn["children"]) > 1 else []
+        spec = self.registry.get(name)
+        if spec is None or name in _NOT_HOISTED:
+            return False
+        kinds = spec.get("arity", {}).get(len(params), ())
+        return all((kinds[i] if i < len(kinds) else None) == "Expr" or self._independent(p)
+                   for i, p in enumerate(params))
 
     # operators --------------------------------------------------------------------------
     def _binary(self, op, node):
@@ -304,6 +346,40 @@ class Compiler:
 
 
 _LOGIC = frozenset({"and", "or", "implies", "xor"})
+
+# --------------------------------------------------------------------------- hoisting
+# Inside where/select/all(...) a subexpression that starts from a literal or an environment
+# variable (%resource, %context, %ucum ...) gives the same items for every item the function
+# visits: sdf-8 ``element.tail().all(path.startsWith(%resource.snapshot.element.first().path&'.'))``
+# walked all n elements once per element.  Such a subexpression is evaluated once per evaluation.
+
+#: Functions whose result is not a function of their input and parameters alone (trace() logs).
+_NOT_HOISTED = frozenset({"trace"})
+_OPERATORS = frozenset({"InequalityExpression", "AdditiveExpression", "MultiplicativeExpression",
+                        "EqualityExpression", "OrExpression", "AndExpression", "ImpliesExpression",
+                        "XorExpression", "UnionExpression", "MembershipExpression"})
+
+
+def _worth_hoisting(node: dict) -> bool:
+    """A navigation or operator: a literal or a bare %variable costs less than a lookup."""
+    while node["type"] in ("TermExpression", "ParenthesizedTerm") and len(node.get("children") or []) == 1:
+        node = node["children"][0]
+    return node["type"] == "InvocationExpression" or node["type"] in _OPERATORS
+
+
+def _once_per_evaluation(fn: _Fn) -> _Fn:
+    key = object()
+
+    def once(ctx, focus):
+        memo = ctx.get("once")
+        if memo is None:
+            memo = ctx["once"] = {}
+        items = memo.get(key)
+        if items is None:
+            items = memo[key] = fn(ctx, focus)
+        return list(items)
+
+    return once
 
 
 def _logic(op, fn, left, right):
