@@ -592,3 +592,16 @@ def test_a_focus_independent_subexpression_is_evaluated_once(monkeypatch):
     assert ev(engine, expression, SD_LIKE) == [True]
     # snapshot, element, then per element: path; the %resource part once (snapshot, element, path)
     assert len(calls) == 2 + 40 + 3
+
+
+def test_a_backbone_element_is_known_though_the_model_lists_only_its_children():
+    """fhirpathpy's model has ElementDefinition.slicing.rules but not ElementDefinition.slicing:
+    an absent backbone is empty (its object's other keys are not searched for a choice), a present
+    one is typed by its path, and outside the model valueX is still found."""
+    from fhirpkg.validation.fhirpath.model import JsonNode, R5_TYPE_MODEL, member
+    element = JsonNode({"path": "a", "slicingRules": {"rules": "open"}}, "ElementDefinition")
+    assert member(R5_TYPE_MODEL, [element], "slicing") == []
+    found = member(R5_TYPE_MODEL, [JsonNode({"slicing": {"rules": "open"}}, "ElementDefinition")], "slicing")
+    assert [(n.path, n.data) for n in found] == [("ElementDefinition.slicing", {"rules": "open"})]
+    logical = JsonNode({"valueString": "x"}, "SomeLogicalModel")
+    assert [n.data for n in member(R5_TYPE_MODEL, [logical], "value")] == ["x"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ class TypeModel:
         self._children: dict = {}
         self._lineages: dict = {}
         self._types: dict = {}
+        self._sorted_paths: list[str] | None = None
 
     def lineage(self, path: str | None) -> tuple[str, ...]:
         """The path itself, then where inherited elements are defined."""
@@ -130,7 +132,19 @@ class TypeModel:
                 return ((name, self._path2type[path]),)
             if path in self._elsewhere:
                 return ((name, self._elsewhere[path]),)
+            if self._is_backbone(path):  # the model lists only a backbone element's children
+                return ((name, f"{parent}.{name}"),)
         return ((name, None),)
+
+    def _is_backbone(self, path: str) -> bool:
+        """Whether the model has elements under ``path`` (``ElementDefinition.slicing``): a known
+        element then, not a choice to look for among the object's keys."""
+        paths = self._sorted_paths
+        if paths is None:
+            paths = self._sorted_paths = sorted(self._path2type)
+        prefix = path + "."
+        i = bisect_left(paths, prefix)
+        return i < len(paths) and paths[i].startswith(prefix)
 
     def child_type(self, parent: str | None, key: str) -> str | None:
         """Type of the JSON property ``key`` of a node typed ``parent``."""
