@@ -251,6 +251,36 @@ _DOM_6_ROOT = "text.`div`.exists()"
 #: Native equivalents by the expression actually evaluated (after the validator's fixes).
 NATIVE_FIXED: dict[str, Native] = {KEY_FIXES["dom-6"]: native_dom6}
 
+# Decided early, by expression: the answer for plain values (an integer min, a max of digits or
+# '*'), None for anything else, which the compiled expression then evaluates.  eld-2 and eld-3 run
+# on every ElementDefinition; the compiled form of eld-2 costs as much as five presence tests.
+ELD_2 = "min.empty() or max.empty() or (max = '*') or iif(max != '*', min <= max.toInteger())"
+ELD_3 = "empty() or ($this = '*') or (toInteger() >= 0)"
+_DIGITS = re.compile(r"[0-9]+")  # what toInteger() reads as a non-negative integer (a subset: no sign)
+
+
+def early_eld2(value, type_path: str, shadow: dict | None) -> bool | None:
+    if type(value) is not dict or "_min" in value or "_max" in value:
+        return None
+    low, high = value.get("min"), value.get("max")
+    if low is None or high is None:
+        return True  # min.empty() or max.empty()
+    if type(low) is not int or type(high) is not str:
+        return None
+    if high == "*":
+        return True
+    return low <= int(high) if _DIGITS.fullmatch(high) else None
+
+
+def early_eld3(value, type_path: str, shadow: dict | None) -> bool | None:
+    """On ElementDefinition.max itself: '*' or a non-negative integer."""
+    if type(value) is not str:
+        return None
+    return True if value == "*" or _DIGITS.fullmatch(value) else None
+
+
+EARLY_FIXED: dict[str, Callable] = {ELD_2: early_eld2, ELD_3: early_eld3}
+
 
 # --------------------------------------------------------------------------- run state
 
@@ -315,7 +345,8 @@ def _make_plan(engine: FhirPathEngine, constraint: Constraint, fixes: bool) -> _
     if existence is not None:  # cod-1, ref-2, dom-2, qty-3, ...: presence tests, without an evaluation context
         return _Plan(expression, lambda _, node: existence(node.value, type_path(node), node.shadow), None, None)
     try:
-        return _Plan(expression, None, engine.compile(expression), None, early=engine.early_decision(expression))
+        return _Plan(expression, None, engine.compile(expression), None,
+                     early=EARLY_FIXED.get(expression) or engine.early_decision(expression))
     except FhirPathSyntaxError as e:
         return _Plan(expression, None, None, f"{e} in '{expression}'", syntax=True)
     except FhirPathError as e:

@@ -180,6 +180,7 @@ def test_the_validator_reports_the_same_on_r5_examples_with_or_without_them(defs
     monkeypatch.setattr(FhirPathEngine, "existence", lambda self, expression: None)
     monkeypatch.setattr(FhirPathEngine, "early_decision", lambda self, expression: None)
     monkeypatch.setattr(invariants, "NATIVE_FIXED", {})  # dom-6's native form uses an existence test
+    monkeypatch.setattr(invariants, "EARLY_FIXED", {})
     assert issues() == with_tests
 
 
@@ -222,3 +223,32 @@ def test_a_choice_of_many_types_is_found_by_the_objects_keys(engine):
     assert fixed({"fixedString": None}) == []
     many = {f"k{i}": i for i in range(len(order) + 1)} | {"fixedString": "a", "fixedBoolean": True}
     assert fixed(many) == [(True, None, "boolean")]  # more keys than choices: the key-by-key loop
+
+
+ELD_VALUES = [
+    {}, {"min": 0, "max": "*"}, {"min": 1, "max": "0"}, {"min": 1, "max": "1"}, {"min": 2, "max": "1"},
+    {"min": 0, "max": "05"}, {"min": 0, "max": "+5"}, {"min": 3, "max": "-1"}, {"min": 0, "max": "5\n"},
+    {"min": 0, "max": "x"}, {"min": 0, "max": ""}, {"min": 0, "max": "\u0665"}, {"min": "1", "max": "1"},
+    {"min": True, "max": "1"}, {"min": [1], "max": "1"}, {"min": 1}, {"max": "1"}, {"min": None, "max": "2"},
+    {"_min": {"id": "x"}, "max": "1"}, {"min": 1, "_max": {"id": "x"}}, {"min": 1, "max": 2}, {"min": 1, "max": ["3"]},
+    "a string", 7, True, [], None,
+]
+ELD3_VALUES = ["*", "0", "12", "-1", "+1", "x", "", "\u0665", "1\n", 5, True, ["1"], None, {"a": 1}]
+
+
+@pytest.mark.parametrize("expression,type_path,values", [
+    (invariants.ELD_2, "ElementDefinition", ELD_VALUES),
+    (invariants.ELD_3, "string", ELD3_VALUES),
+])
+def test_eld2_and_eld3_early_forms_agree_with_the_compiled_form(engine, expression, type_path, values):
+    """eld-2 and eld-3 decided in Python for plain values (integer min, max of digits or '*');
+    the rest (signs, odd types, extensions) is left to the compiled form."""
+    decide = invariants.EARLY_FIXED[expression]
+    decided = 0
+    for value in values:
+        early = decide(value, type_path, None)
+        if early is not None:
+            decided += 1
+            assert early == compiled(engine, expression, value, type_path), value
+    assert 0 < decided < len(values)
+    assert decide({"min": 2, "max": "1"} if type_path != "string" else "*", type_path, None) is (type_path == "string")
