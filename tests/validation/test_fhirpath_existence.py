@@ -106,6 +106,12 @@ EARLY = [
     ("ElementDefinition", "min.empty() or max.empty() or (max = '*') or iif(max != '*', min <= max.toInteger())"),
     ("ElementDefinition.constraint", "(severity = 'error') implies suppress.empty()"),
     ("Coding", "code != 'a'"),
+    ("Coding", "code = 'a\\'b'"),
+    # a boolean element itself; string functions with a literal on one text
+    ("ElementDefinition", "(isModifier.exists() and isModifier) implies isModifierReason.exists()"),
+    ("Coding", "code.matches('^[a-z]+$') or display.exists()"),
+    ("Coding", "code.startsWith('a') and code.endsWith('b').not() and code.contains('c').not()"),
+    ("ElementDefinition", 'path.matches(\'^[A-Za-z][A-Za-z0-9]{0,63}(\\\\.[a-z][A-Za-z0-9]{0,63}(\\\\[x])?)*$\')'),
 ]
 EARLY_VALUES = VALUES + [
     {"fixed": "x"}, {"fixedString": "x", "type": [{"code": "string"}, {"code": "uri"}]},
@@ -124,11 +130,16 @@ EARLY_VALUES = VALUES + [
     {"mapping": [{"identity": "a"}, {"identity": "a"}]}, {"mapping": [{"identity": "a"}, {"identity": "b"}]},
     {"mapping": [{"identity": "a"}, {}]}, {"mapping": [{"identity": "a"}, {"identity": ["a"]}]},
     {"mapping": [{"identity": "a"}, {"_identity": {"id": "x"}}]},
+    {"code": "a'b"}, {"code": "abc"}, {"code": "ab"}, {"code": "a1"}, {"code": ""}, {"code": "a\nb"},
+    {"isModifier": True, "isModifierReason": "r"}, {"isModifier": [True]}, {"_isModifier": {"id": "x"}},
+    {"path": "Patient.name"}, {"path": "Patient.Name"}, {"path": "Patient.value[x]"}, {"path": 5},
+    {"path": ["Patient"]},
 ]
 
 
 @pytest.mark.parametrize("type_path,expression", [
-    ("Patient", "birthDate = '2020'"), ("Observation", "valueInteger = '1'"), ("Coding", "code = 'a\\'b'"),
+    ("Patient", "birthDate = '2020'"), ("Observation", "valueInteger = '1'"), ("Patient", "birthDate.startsWith('2')"),
+    ("Coding", "code.matches('(')"),
     ("ElementDefinition", "type.select(code.length()).isDistinct()"),
 ])
 def test_equality_and_distinctness_leave_other_types_to_the_compiled_form(engine, type_path, expression):
@@ -157,7 +168,7 @@ def test_early_decisions_agree_with_the_compiled_form_where_they_decide(engine, 
 
 
 @pytest.mark.parametrize("expression", [
-    "(code.length() = 1) or display.exists()", "code.exists() xor display.exists()", "display", "code.exists()",
+    "(code.length() = 1) or display.exists()", "code.exists() xor display.exists()", "display.length()", "code.exists()",
 ])
 def test_no_early_decision_without_presence_tests_first(engine, expression):
     """Left to right as the compiled form: a left side it cannot decide might raise an error, so

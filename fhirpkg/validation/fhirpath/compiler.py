@@ -86,7 +86,7 @@ class Compiler:
         return _lit(node["text"] == "true")
 
     def _StringLiteral(self, node):
-        return _lit(_unescape(node["text"][1:-1]))
+        return _lit(unescape_string(node["text"][1:-1]))
 
     def _NumberLiteral(self, node):
         number = Decimal(node["text"])
@@ -453,7 +453,8 @@ _PARAM_CHECKS = {kind: _checked(kind, check) for kind, check in (
 )}
 
 
-def _unescape(text: str) -> str:
+def unescape_string(text: str) -> str:
+    """A string literal's text (between its quotes) with FHIRPath's escapes read."""
     return re.sub(r"\\(u[0-9a-fA-F]{4}|.)", _unescape_one, text)
 
 

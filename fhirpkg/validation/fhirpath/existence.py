@@ -20,7 +20,8 @@ from typing import Callable
 from fhirpathpy.engine.nodes import ResourceNode
 
 from fhirpkg.validation.fhirpath.common import FhirPathError
-from fhirpkg.validation.fhirpath.compiler import unquote_identifier
+from fhirpkg.validation.fhirpath.compiler import unescape_string, unquote_identifier
+from fhirpkg.validation.fhirpath.functions import compile_regex
 from fhirpkg.validation.fhirpath.model import TypeModel, member
 
 #: test(model, focus) -> bool, where focus is the one-item collection the expression starts from.
@@ -115,11 +116,20 @@ def _decider(node: dict):
             if values is None:
                 return _UNKNOWN, False
             return _distinct(values), False
+        string_test = _string_function(children[1])
+        if string_test is not None:
+            path = _path(children[0])
+            if path is None or _FILTER in path:
+                return _UNKNOWN, False
+            return _on_text(tuple(path), string_test), False
     if kind == "EqualityExpression" and len(children) == 2 and node["terminalNodeText"] in (["="], ["!="]):
         path, literal = _path(children[0]), _string_literal(children[1])
         if path is None or _FILTER in path or literal is None:
             return _UNKNOWN, False
         return _equals(tuple(path), literal, node["terminalNodeText"] == ["!="]), False
+    path = _path(node)
+    if path is not None and _FILTER not in path:  # a boolean element itself: (... and isModifier)
+        return _boolean(tuple(path)), False
     return _UNKNOWN, False
 
 
@@ -148,6 +158,55 @@ def _equals(path: tuple, literal: str, negated: bool) -> Decider:
         return (text == literal) is not negated
 
     return equals
+
+
+def _boolean(path: tuple) -> Decider:
+    """A path used as a boolean: decided when it gives one boolean value."""
+    def boolean(model: TypeModel, focus: list):
+        items = focus
+        for step in path:
+            items = member(model, items, step)
+        if len(items) != 1 or not isinstance(items[0], ResourceNode) or items[0].path != "boolean" \
+                or type(items[0].data) is not bool:
+            return None
+        return items[0].data
+
+    return boolean
+
+
+def _string_function(node: dict):
+    """``matches('re')``, ``startsWith('x')``, ``endsWith('x')``, ``contains('x')`` with a string
+    literal: a test of one text, as the compiled functions compute it; else None."""
+    if node["type"] != "FunctionInvocation":
+        return None
+    parts = node["children"][0].get("children") or []
+    if len(parts) != 2 or len(parts[1].get("children") or []) != 1:
+        return None
+    name, literal = parts[0]["text"], _string_literal(parts[1]["children"][0])
+    if literal is None:
+        return None
+    if name == "matches":
+        if not literal:
+            return None
+        try:
+            regex = compile_regex(literal)
+        except FhirPathError:  # reported where the compiled form evaluates it
+            return None
+        return lambda text: bool(text) and regex.search(text) is not None
+    return {"startsWith": lambda text: text.startswith(literal), "endsWith": lambda text: text.endswith(literal),
+            "contains": lambda text: literal in text}.get(name)
+
+
+def _on_text(path: tuple, test) -> Decider:
+    def on_text(model: TypeModel, focus: list):
+        items = focus
+        for step in path:
+            items = member(model, items, step)
+        if len(items) != 1 or (text := _text(items[0])) is None:
+            return None
+        return test(text)
+
+    return on_text
 
 
 def _distinct(values: tuple) -> Decider:
@@ -186,13 +245,12 @@ def _values(node: dict) -> tuple | None:
 
 
 def _string_literal(node: dict) -> str | None:
-    """A string literal without escapes (those are the compiler's to read), else None."""
+    """A string literal's value, its escapes read as the compiler reads them; else None."""
     while node["type"] in ("TermExpression", "LiteralTerm") and len(node.get("children") or []) == 1:
         node = node["children"][0]
     if node["type"] != "StringLiteral":
         return None
-    text = node["text"]
-    return text[1:-1] if "\\" not in text else None
+    return unescape_string(node["text"][1:-1])
 
 
 def _present(path: tuple) -> Decider:

@@ -182,7 +182,7 @@ def fn_matches(ctx, focus, regex):
     text = _text(focus[0])
     if text is None:
         return []
-    return bool(text) and _regex(regex).search(text) is not None
+    return bool(text) and compile_regex(regex).search(text) is not None
 
 
 def fn_substring(ctx, focus, start, length=None):
@@ -203,7 +203,8 @@ def fn_length(ctx, focus):
 
 
 @lru_cache(maxsize=512)
-def _regex(pattern: str):
+def compile_regex(pattern: str):
+    """matches(): the pattern compiled once, as the HL7 validator reads it (dot matches newlines)."""
     try:
         return re.compile(pattern, re.DOTALL)
     except re.error as e:
