@@ -415,19 +415,18 @@ def check_node(engine: FhirPathEngine, node: Node, constraints: Iterable[Constra
     """Evaluate each constraint on one instance node; yield failures and not-evaluated notes."""
     run = run if run is not None else InvariantRun()
     done: set = set()
+    fixes = run.hl7_fixes
+    tp = None  # the node's type path, worked out when a constraint first needs it
     for constraint in constraints:
-        if not constraint.expression:
+        prepared = _prepared(engine, constraint, fixes)
+        if prepared is None:
             continue
-        # keyed as the validator does, on the fixed expression: txt-1 and txt-2 share "htmlChecks()"
-        fixed = effective_expression(constraint.key, constraint.expression) if run.hl7_fixes else constraint.expression
-        once = (fixed, constraint.severity)
-        if once in done or _exempt(constraint, node):
+        once, best_practice, plan, exempt = prepared
+        if once in done or (exempt and _exempt(constraint, node)):
             continue
-        best_practice = is_best_practice(constraint)
         if best_practice and run.best_practice == "ignore":
             continue
         done.add(once)
-        plan = _plan(engine, constraint, run.hl7_fixes)
         if plan.problem is not None:
             yield from _not_evaluated(run, constraint, node, plan.problem, syntax=plan.syntax)
             continue
@@ -436,13 +435,16 @@ def check_node(engine: FhirPathEngine, node: Node, constraints: Iterable[Constra
             if plan.native is not None:
                 run.native += 1
                 ok = plan.native(engine, node)
-            elif plan.early is not None and (ok := plan.early(node.value, type_path(node), node.shadow)) is not None:
-                run.native += 1
             else:
-                ok = passes(engine.evaluate(
-                    plan.compiled, node.value, type_path=type_path(node), resource=node.frame.json,
-                    root_resource=root_resource(node.frame), context=node.frame, shadow=node.shadow,
-                    variables={"profile": [constraint.source]} if constraint.source else None))
+                if tp is None:
+                    tp = type_path(node)
+                if plan.early is not None and (ok := plan.early(node.value, tp, node.shadow)) is not None:
+                    run.native += 1
+                else:
+                    ok = passes(engine.evaluate(
+                        plan.compiled, node.value, type_path=tp, resource=node.frame.json,
+                        root_resource=root_resource(node.frame), context=node.frame, shadow=node.shadow,
+                        variables={"profile": [constraint.source]} if constraint.source else None))
         except NotEvaluable as e:
             yield from _not_evaluated(run, constraint, node, str(e))
             continue
@@ -456,6 +458,24 @@ def check_node(engine: FhirPathEngine, node: Node, constraints: Iterable[Constra
                 run.calls[constraint.key] = run.calls.get(constraint.key, 0) + 1
         if not ok:
             yield from _failures(constraint, node, run.best_practice if best_practice else None)
+
+
+def _prepared(engine: FhirPathEngine, constraint: Constraint, fixes: bool):
+    """What check_node needs of a constraint, worked out once per constraint object:
+    (once-key, best practice, plan, exemption applies), or None when it has no expression.
+    Keyed by the object's id; the entry holds the object, so the id is not reused meanwhile."""
+    key = ("invariant-prepared", id(constraint), fixes)
+    entry = engine.memo.get(key)
+    if entry is None or entry[0] is not constraint:
+        if not constraint.expression:
+            prepared = None
+        else:
+            # keyed as the validator does, on the fixed expression: txt-1 and txt-2 share "htmlChecks()"
+            fixed = effective_expression(constraint.key, constraint.expression) if fixes else constraint.expression
+            prepared = ((fixed, constraint.severity), is_best_practice(constraint), _plan(engine, constraint, fixes),
+                        constraint.key == "eld-24")
+        entry = engine.memo[key] = (constraint, prepared)
+    return entry[1]
 
 
 def _exempt(constraint: Constraint, node: Node) -> bool:
