@@ -605,3 +605,27 @@ def test_a_backbone_element_is_known_though_the_model_lists_only_its_children():
     assert [(n.path, n.data) for n in found] == [("ElementDefinition.slicing", {"rules": "open"})]
     logical = JsonNode({"valueString": "x"}, "SomeLogicalModel")
     assert [n.data for n in member(R5_TYPE_MODEL, [logical], "value")] == ["x"]
+
+
+def test_union_keeps_what_fhirpathpys_union_keeps():
+    """``|`` skips fhirpathpy's serialising duplicate test for pairwise unequal items; the items
+    and their order are fhirpathpy's on duplicates, equal copies, int/decimal, str/NaN stand-ins
+    and more items than it compares itself."""
+    from decimal import Decimal
+    from fhirpathpy.engine.invocations import invocation_registry as fp
+    from fhirpathpy.engine.nodes import ResourceNode
+    from fhirpkg.fhir.jsonsource import BadConstant
+    from fhirpkg.validation.fhirpath.functions import UNION_PAIRS, op_union
+    snapshot = {"element": [{"path": "A"}, {"path": "A.b"}]}
+    cases = [
+        ([snapshot], [{"element": [{"path": "A"}]}]), ([snapshot], [snapshot]), ([snapshot], [dict(snapshot)]),
+        ([1], [Decimal("1")]), ([Decimal("1.0")], [Decimal("1.00")]), (["NaN"], [BadConstant("NaN")]),
+        (["1"], [1]), ([True], [1]), ([{"a": Decimal("1.5")}], [{"a": Decimal("1.50")}]),
+        ([{"a": 1}], [{"a": 2}, {"a": 1}]), ([f"x{i}" for i in range(UNION_PAIRS)], ["y", "x0"]),
+        ([], ["a"]), (["a"], []), ([], []),
+    ]
+    for left, right in cases:
+        nodes = [ResourceNode.create_node(v, "string") for v in left], [ResourceNode.create_node(v, "string") for v in right]
+        expected = fp["|"]["fn"](None, *nodes)
+        got = op_union(None, *nodes)
+        assert [(type(x), x.data, x.path) for x in got] == [(type(x), x.data, x.path) for x in expected], (left, right)

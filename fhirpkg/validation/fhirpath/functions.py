@@ -428,6 +428,25 @@ def fn_is_distinct(ctx, coll):
     return FP_REGISTRY["isDistinct"]["fn"](ctx, coll)
 
 
+#: Items up to which ``|`` compares pairs itself (the comparisons grow with the square).
+UNION_PAIRS = 8
+
+
+def op_union(ctx, left, right):
+    """``|`` as fhirpathpy computes it (``distinct()`` of both sides), without its duplicate test
+    where it is not needed: that test serialises every item, the whole snapshot and differential
+    in sdf-19/sdf-23 ``(snapshot | differential)``.  Items that are pairwise unequal by Python's
+    ``==`` (with this reader's values, unequal items never serialise alike) are all kept, as
+    fhirpathpy keeps them; anything else is fhirpathpy's to dedupe."""
+    items = left + right
+    n = len(items)
+    if 1 < n <= UNION_PAIRS and all(isinstance(i, ResourceNode) for i in items):
+        data = [i.data for i in items]
+        if all(data[a] is not data[b] and data[a] != data[b] for a in range(n) for b in range(a + 1, n)):
+            return [ResourceNode.create_node(d) for d in data]
+    return FP_REGISTRY["|"]["fn"](ctx, left, right)
+
+
 def _build_registry() -> dict:
     registry = dict(FP_REGISTRY)
     ours = {
@@ -463,6 +482,7 @@ def _build_registry() -> dict:
         ours[op] = {**FP_REGISTRY[op], "fn": _compare(op)}
     ours["inOp"] = {**FP_REGISTRY["inOp"], "fn": op_in}
     ours["containsOp"] = {**FP_REGISTRY["containsOp"], "fn": op_contains}
+    ours["|"] = {**FP_REGISTRY["|"], "fn": op_union}
     registry.update(ours)
     return registry
 
@@ -474,4 +494,4 @@ ADDED_FUNCTIONS = ("hasValue", "getValue", "resolve", "memberOf", "conformsTo", 
                    XHTML_CONTENT_FUNCTION, "lowBoundary", "highBoundary", "comparable")
 REPLACED_FUNCTIONS = ("children", "descendants", "extension", "trace", "where", "exists", "repeat", "single", "ofType",
                       "startsWith", "endsWith", "contains", "matches", "substring", "length",
-                      "<", "<=", ">", ">=", "inOp", "containsOp", "isDistinct")
+                      "<", "<=", ">", ">=", "inOp", "containsOp", "isDistinct", "|")
