@@ -629,3 +629,21 @@ def test_union_keeps_what_fhirpathpys_union_keeps():
         expected = fp["|"]["fn"](None, *nodes)
         got = op_union(None, *nodes)
         assert [(type(x), x.data, x.path) for x in got] == [(type(x), x.data, x.path) for x in expected], (left, right)
+
+
+def test_is_distinct_gives_what_fhirpathpys_gives():
+    """isDistinct() on strings (all nodes or all plain) without serialising them: fhirpathpy's
+    answers on strings, mixed nodes and plain strings, numbers and odd strings."""
+    from decimal import Decimal
+    from fhirpathpy.engine.invocations import invocation_registry as fp
+    from fhirpathpy.engine.nodes import ResourceNode
+    from fhirpkg.fhir.jsonsource import BadConstant
+    from fhirpkg.validation.fhirpath.functions import fn_is_distinct
+    node = ResourceNode.create_node
+    cases = [
+        [node("a", "id"), node("b", "id")], [node("a", "id"), node("a", "id")], ["a", "b"], ["a", "a"],
+        [node("a", "id"), "a"], ["a", node("a", "id")], [node("NaN", "id"), node(BadConstant("NaN"), "id")],
+        [1, Decimal("1")], [node("1", "id"), node(1, "integer")], [], [node("a", "id")], ["é", "e\u0301"],
+    ]
+    for coll in cases:
+        assert fn_is_distinct(None, coll) == fp["isDistinct"]["fn"](None, coll), coll

@@ -420,11 +420,16 @@ def op_contains(ctx, left, right):
 
 
 def fn_is_distinct(ctx, coll):
-    """``isDistinct()``: a collection of at most one item is distinct, so fhirpathpy's comparison
-    (which serialises every item) runs only on two or more.  Most uses are per-element uniqueness
-    invariants (eld-13 ``type.select(code).isDistinct()``, eld-14, eld-27) on one or no item."""
+    """``isDistinct()``: a collection of at most one item is distinct, and strings (all of them
+    nodes, or all plain) are distinct as Python strings; fhirpathpy's comparison, which serialises
+    every item, runs on the rest.  Most uses are per-element uniqueness invariants (eld-13
+    ``type.select(code).isDistinct()``, eld-14, eld-27) on one or no item; sdf-16 on every id."""
     if len(coll) <= 1:
         return [True]
+    nodes = sum(isinstance(item, ResourceNode) for item in coll)
+    texts = [item.data for item in coll] if nodes == len(coll) else coll if not nodes else None
+    if texts is not None and all(type(t) is str for t in texts):  # fhirpathpy compares their JSON texts
+        return [len(set(texts)) == len(texts)]
     return FP_REGISTRY["isDistinct"]["fn"](ctx, coll)
 
 
