@@ -111,6 +111,12 @@ EARLY = [
     ("ElementDefinition", "(isModifier.exists() and isModifier) implies isModifierReason.exists()"),
     ("Coding", "code.matches('^[a-z]+$') or display.exists()"),
     ("Coding", "code.startsWith('a') and code.endsWith('b').not() and code.contains('c').not()"),
+    # exists()/empty() of where/select whose parameter is decided on every item
+    ("ElementDefinition", "binding.empty() or type.code.empty() or type.code.contains(':') or "
+     "type.select((code = 'code') or (code = 'Coding') or (code='CodeableConcept') or (code = 'Quantity') or "
+     "(code = 'string') or (code = 'uri') or (code = 'Duration')).exists()"),
+    ("ElementDefinition", "type.where(code = 'a').exists()"),
+    ("ElementDefinition", "type.select(code = 'a').empty()"),
     ("ElementDefinition", 'path.matches(\'^[A-Za-z][A-Za-z0-9]{0,63}(\\\\.[a-z][A-Za-z0-9]{0,63}(\\\\[x])?)*$\')'),
 ]
 EARLY_VALUES = VALUES + [
@@ -134,6 +140,11 @@ EARLY_VALUES = VALUES + [
     {"isModifier": True, "isModifierReason": "r"}, {"isModifier": [True]}, {"_isModifier": {"id": "x"}},
     {"path": "Patient.name"}, {"path": "Patient.Name"}, {"path": "Patient.value[x]"}, {"path": 5},
     {"path": ["Patient"]},
+    {"type": [{"code": "x"}]}, {"type": [{"code": "b"}, {"code": "a"}]}, {"type": []},
+    {"binding": {"strength": "required"}, "type": [{"code": "code"}]}, {"binding": {}, "type": [{"code": "x:y"}]},
+    {"binding": {}, "type": [{"code": "Reference"}, {"code": "string"}]}, {"binding": {}, "type": [{"_code": {}}]},
+    {"slicing": {"rules": "open", "ordered": False}}, {"slicing": {"rules": "openAtEnd"}},
+    {"slicing": [{"rules": "open", "ordered": True}, {"rules": "closed", "ordered": False}]},
 ]
 
 

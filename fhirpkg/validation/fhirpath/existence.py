@@ -102,6 +102,11 @@ def _decider(node: dict):
             if inner is _UNKNOWN:
                 return _UNKNOWN, False
             return (lambda model, focus: None if (v := inner(model, focus)) is None else not v), complete
+        if function in ("exists", "empty") and (filtered := _filtered(children[0])) is not None:
+            found = _any_item(*filtered)
+            if function == "exists":
+                return found, False
+            return (lambda model, focus: None if (v := found(model, focus)) is None else not v), False
         if function in ("exists", "empty"):
             path = _path(children[0])
             if path is None:
@@ -158,6 +163,41 @@ def _equals(path: tuple, literal: str, negated: bool) -> Decider:
         return (text == literal) is not negated
 
     return equals
+
+
+def _filtered(node: dict):
+    """``path.where(P)`` or ``path.select(P)`` with a parameter this module can decide:
+    (path, function name, decider of P on one item); else None."""
+    children = node.get("children") or []
+    if node["type"] != "InvocationExpression" or len(children) != 2 or children[1]["type"] != "FunctionInvocation":
+        return None
+    parts = children[1]["children"][0].get("children") or []
+    if len(parts) != 2 or parts[0]["text"] not in ("where", "select") or len(parts[1].get("children") or []) != 1:
+        return None
+    head = _path(children[0])
+    if head is None or _FILTER in head:
+        return None
+    decide, _ = _decider(parts[1]["children"][0])
+    return None if decide is _UNKNOWN else (tuple(head), parts[0]["text"], decide)
+
+
+def _any_item(path: tuple, function: str, decide: Decider) -> Decider:
+    """``exists()`` of ``path.where(P)`` / ``path.select(P)``: decided only when P is decided on
+    every item (the compiled where/select evaluate P on all of them, and an error on any one must
+    not be skipped).  A decided P is one boolean, so select() gives an item for each item."""
+    def any_item(model: TypeModel, focus: list):
+        items = focus
+        for step in path:
+            items = member(model, items, step)
+        found = False
+        for item in items:
+            value = decide(model, [item])
+            if value is None:
+                return None
+            found = found or function == "select" or value
+        return found
+
+    return any_item
 
 
 def _boolean(path: tuple) -> Decider:
