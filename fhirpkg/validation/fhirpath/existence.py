@@ -155,14 +155,20 @@ def _equals(path: tuple, literal: str, negated: bool) -> Decider:
     """``path = 'literal'`` (or ``!=``) when the path gives one text value; an empty path (whose
     comparison is empty, not false) and anything else is left to the compiled form."""
     def equals(model: TypeModel, focus: list):
-        items = focus
-        for step in path:
-            items = member(model, items, step)
+        items = _walk(model, focus, path)
         if len(items) != 1 or (text := _text(items[0])) is None:
             return None
         return (text == literal) is not negated
 
     return equals
+
+
+def _walk(model: TypeModel, focus: list, path: tuple) -> list:
+    """The items a path of member names gives (no filters in it)."""
+    items = focus
+    for step in path:
+        items = member(model, items, step)
+    return items
 
 
 def _filtered(node: dict):
@@ -186,9 +192,7 @@ def _any_item(path: tuple, function: str, decide: Decider) -> Decider:
     every item (the compiled where/select evaluate P on all of them, and an error on any one must
     not be skipped).  A decided P is one boolean, so select() gives an item for each item."""
     def any_item(model: TypeModel, focus: list):
-        items = focus
-        for step in path:
-            items = member(model, items, step)
+        items = _walk(model, focus, path)
         found = False
         for item in items:
             value = decide(model, [item])
@@ -203,9 +207,7 @@ def _any_item(path: tuple, function: str, decide: Decider) -> Decider:
 def _boolean(path: tuple) -> Decider:
     """A path used as a boolean: decided when it gives one boolean value."""
     def boolean(model: TypeModel, focus: list):
-        items = focus
-        for step in path:
-            items = member(model, items, step)
+        items = _walk(model, focus, path)
         if len(items) != 1 or not isinstance(items[0], ResourceNode) or items[0].path != "boolean" \
                 or type(items[0].data) is not bool:
             return None
@@ -239,9 +241,7 @@ def _string_function(node: dict):
 
 def _on_text(path: tuple, test) -> Decider:
     def on_text(model: TypeModel, focus: list):
-        items = focus
-        for step in path:
-            items = member(model, items, step)
+        items = _walk(model, focus, path)
         if len(items) != 1 or (text := _text(items[0])) is None:
             return None
         return test(text)
@@ -253,9 +253,7 @@ def _distinct(values: tuple) -> Decider:
     """``path.isDistinct()``, ``path.select(name).isDistinct()``: true for at most one item, and for
     text values compared as strings; anything else is left to the compiled form."""
     def distinct(model: TypeModel, focus: list):
-        items = focus
-        for step in values:
-            items = member(model, items, step)
+        items = _walk(model, focus, values)
         if len(items) <= 1:
             return True
         texts = [_text(i) for i in items]
