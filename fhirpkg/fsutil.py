@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,8 +12,20 @@ from typing import BinaryIO, Iterator
 @contextmanager
 def atomic_writer(path: Path | str) -> Iterator[BinaryIO]:
     """A binary file for ``path``, written as a temporary sibling and renamed over ``path`` when
-    the block ends without an exception (else removed): ``path`` is whole or as it was."""
+    the block ends without an exception (else removed): ``path`` is whole or as it was.
+
+    A path that names something other than a regular file (``-o /dev/null``, ``/dev/stdout``, a
+    FIFO) is written in place: renaming over it would replace the device with a file."""
     path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+        special = not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+    except OSError:  # not there yet (or unreadable: the rename below reports that)
+        special = False
+    if special:
+        with open(path, "wb") as f:
+            yield f
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
