@@ -44,6 +44,14 @@ def _lit(value) -> _Fn:
     return lambda ctx, focus: list(result)
 
 
+def function_call(node: dict) -> tuple[str, list] | None:
+    """A FunctionInvocation's name and parameter nodes; None for any other node."""
+    if node["type"] != "FunctionInvocation":
+        return None
+    parts = node["children"][0]["children"]
+    return parts[0]["text"], (parts[1]["children"] if len(parts) > 1 else [])
+
+
 def unquote_identifier(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "`\"'":
         return text[1:-1]
@@ -192,9 +200,7 @@ class Compiler:
 
     # functions ------------------------------------------------------------------------
     def _FunctionInvocation(self, node):
-        functn = node["children"][0]
-        name = functn["children"][0]["text"]
-        params = functn["children"][1]["children"] if len(functn["children"]) > 1 else []
+        name, params = function_call(node)
         spec = self.registry.get(name)
         if spec is None:
             raise FhirPathError(f"unsupported function {name}()")
@@ -286,9 +292,7 @@ class Compiler:
             return False
         # an Expr parameter (where, select, all ...) is evaluated on the function's own input; any
         # other is evaluated on $this, so it must be independent too.  trace() logs: never hoisted.
-        functn = right["children"][0]
-        name = functn["children"][0]["text"]
-        params = functn["children"][1]["children"] if len(functn["children"]) > 1 else []
+        name, params = function_call(right)
         spec = self.registry.get(name)
         if spec is None or name in _NOT_HOISTED:
             return False

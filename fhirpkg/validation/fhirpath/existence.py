@@ -20,7 +20,7 @@ from typing import Callable
 from fhirpathpy.engine.nodes import ResourceNode
 
 from fhirpkg.validation.fhirpath.common import FhirPathError
-from fhirpkg.validation.fhirpath.compiler import unescape_string, unquote_identifier
+from fhirpkg.validation.fhirpath.compiler import function_call, unescape_string, unquote_identifier
 from fhirpkg.validation.fhirpath.functions import compile_regex
 from fhirpkg.validation.fhirpath.model import TypeModel, member
 
@@ -171,20 +171,26 @@ def _walk(model: TypeModel, focus: list, path: tuple) -> list:
     return items
 
 
+def _method(node: dict):
+    """``head.name(parameters)``: (head node, name, parameter nodes); else None."""
+    children = node.get("children") or []
+    if node["type"] != "InvocationExpression" or len(children) != 2:
+        return None
+    call = function_call(children[1])
+    return None if call is None else (children[0], *call)
+
+
 def _filtered(node: dict):
     """``path.where(P)`` or ``path.select(P)`` with a parameter this module can decide:
     (path, function name, decider of P on one item); else None."""
-    children = node.get("children") or []
-    if node["type"] != "InvocationExpression" or len(children) != 2 or children[1]["type"] != "FunctionInvocation":
+    method = _method(node)
+    if method is None or method[1] not in ("where", "select") or len(method[2]) != 1:
         return None
-    parts = children[1]["children"][0].get("children") or []
-    if len(parts) != 2 or parts[0]["text"] not in ("where", "select") or len(parts[1].get("children") or []) != 1:
-        return None
-    head = _path(children[0])
+    head = _path(method[0])
     if head is None or _FILTER in head:
         return None
-    decide, _ = _decider(parts[1]["children"][0])
-    return None if decide is _UNKNOWN else (tuple(head), parts[0]["text"], decide)
+    decide, _ = _decider(method[2][0])
+    return None if decide is _UNKNOWN else (tuple(head), method[1], decide)
 
 
 def _any_item(path: tuple, function: str, decide: Decider) -> Decider:
@@ -219,12 +225,10 @@ def _boolean(path: tuple) -> Decider:
 def _string_function(node: dict):
     """``matches('re')``, ``startsWith('x')``, ``endsWith('x')``, ``contains('x')`` with a string
     literal: a test of one text, as the compiled functions compute it; else None."""
-    if node["type"] != "FunctionInvocation":
+    call = function_call(node)
+    if call is None or len(call[1]) != 1:
         return None
-    parts = node["children"][0].get("children") or []
-    if len(parts) != 2 or len(parts[1].get("children") or []) != 1:
-        return None
-    name, literal = parts[0]["text"], _string_literal(parts[1]["children"][0])
+    name, literal = call[0], _string_literal(call[1][0])
     if literal is None:
         return None
     if name == "matches":
@@ -269,14 +273,10 @@ def _values(node: dict) -> tuple | None:
     path = _path(node)
     if path is not None and _FILTER not in path:
         return tuple(path)
-    children = node.get("children") or []
-    if node["type"] != "InvocationExpression" or len(children) != 2 or children[1]["type"] != "FunctionInvocation":
+    method = _method(node)
+    if method is None or method[1] != "select" or len(method[2]) != 1:
         return None
-    functn = children[1]["children"][0]
-    parts = functn.get("children") or []
-    if parts[0]["text"] != "select" or len(parts) != 2 or len(parts[1].get("children") or []) != 1:
-        return None
-    head, inner = _path(children[0]), _path(parts[1]["children"][0])
+    head, inner = _path(method[0]), _path(method[2][0])
     if head is None or inner is None or _FILTER in head or _FILTER in inner:
         return None
     return tuple(head + inner)
@@ -308,12 +308,8 @@ def _present(path: tuple) -> Decider:
 
 
 def _function_without_parameters(node: dict) -> str | None:
-    if node["type"] != "FunctionInvocation":
-        return None
-    functn = node["children"][0]
-    if len(functn.get("children") or []) != 1:  # a parameter list follows the name
-        return None
-    return functn["children"][0]["text"]
+    call = function_call(node)
+    return call[0] if call is not None and not call[1] else None
 
 
 def _path(node: dict) -> list | None:
@@ -334,6 +330,6 @@ def _path(node: dict) -> list | None:
         if right["type"] == "MemberInvocation":
             tail = _path(right)
             return None if tail is None else head + tail
-        if right["type"] == "FunctionInvocation" and right["children"][0]["children"][0]["text"] in _EMPTY_TO_EMPTY:
+        if (call := function_call(right)) is not None and call[0] in _EMPTY_TO_EMPTY:
             return head + [_FILTER]
     return None
