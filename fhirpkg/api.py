@@ -271,6 +271,7 @@ class ValidatorSpec:
     html_in_markdown: str = "warning"
     allow_comments: bool = False
     assume_valid_rest_references: bool = False
+    allow_example_urls: bool = False
 
 
 def make_validator(spec: ValidatorSpec, log: Callable | None = pk.log_to_stderr) -> Validator:
@@ -291,7 +292,7 @@ def make_validator(spec: ValidatorSpec, log: Callable | None = pk.log_to_stderr)
     return Validator(defs, Options(profiles=spec.profiles, timings=spec.timings, security_checks=spec.security_checks,
                                    html_in_markdown=spec.html_in_markdown, allow_comments=spec.allow_comments,
                                    assume_valid_rest_references=spec.assume_valid_rest_references,
-                                   global_profiles=globals_))
+                                   allow_example_urls=spec.allow_example_urls, global_profiles=globals_))
 
 
 def global_profiles(resources: Iterable[dict]) -> tuple[tuple[str, str], ...]:

@@ -113,9 +113,12 @@ def main(offline: bool) -> None:
 @click.option("--assume-valid-rest-references", is_flag=True,
               help="Take the type a RESTful reference URL names (Patient/1) as its target's: a type the element does "
                    "not allow is an error, not a warning.")
+@click.option("--allow-example-urls", is_flag=True,
+              help="Unknown extensions whose URL contains example.org or acme.com are allowed, not errors (the HL7 "
+                   "validator's -allow-example-urls).")
 def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, progress, timings, jobs,
              fhir_version, spark_master, security_checks, html_in_markdown, allow_comments,
-             assume_valid_rest_references):
+             assume_valid_rest_references, allow_example_urls):
     """Validate FHIR JSON (R5, R4B, R4): files, folders (recursive), Bundles, NDJSON, or - for stdin.
 
     The text report gives one line per kind of problem (rule and message, with its count and first
@@ -125,7 +128,7 @@ def validate(paths, fmt, output, fail_on, level, verbose, quiet, profiles, igs, 
     if fmt == "parquet" and not (spark_master and output):
         raise click.UsageError("--format parquet needs --spark MASTER and -o DIR")
     spec = api.ValidatorSpec(fhir_version, tuple(igs), tuple(profiles), timings, security_checks, html_in_markdown,
-                             allow_comments, assume_valid_rest_references)
+                             allow_comments, assume_valid_rest_references, allow_example_urls)
     validator = api.make_validator(spec)
     if spark_master:
         from fhirpkg import spark

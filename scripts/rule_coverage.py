@@ -161,15 +161,9 @@ def suite_messages() -> list[tuple[str, str]]:
 
 
 def run_examples(out: Path) -> None:
-    import importlib.util
-
     sys.path.insert(0, str(ROOT / "tests"))
-    from interop import hl7  # noqa: E402 - the interop harness lives with the tests
+    from interop import hl7, test_agreement as agreement  # noqa: E402 - the interop harness lives with the tests
 
-    spec = importlib.util.spec_from_file_location("agreement", ROOT / "tests" / "interop" / "test_agreement.py")
-    agreement = importlib.util.module_from_spec(spec)
-    sys.modules["agreement"] = agreement
-    spec.loader.exec_module(agreement)
     files = agreement.example_sample()
     res = hl7.validate_files(files, extra_args=["-allow-example-urls", "true", "-no-preload"])
     from fhirpkg import fsutil
@@ -212,42 +206,53 @@ def hl7_path(expression: str | None) -> str:
                   lambda m: f".{m.group(1)}{m.group(2)[0].upper()}{m.group(2)[1:]}", e)
 
 
+def match_issues(hl7_issues: list[dict], ours: list, index: dict) -> tuple[Counter, Counter, Counter]:
+    """Errors and warnings of both tools on one file, matched by (path, severity) after
+    normalising the HL7 path style: (counts, HL7-only message ids, fhirpkg-only rule ids).
+    ``ours``: fhirpkg Issues; ``index``: :func:`fhirpkg.validation.rules.hl7_index`."""
+    counts, hl7_only, ours_only = Counter(), Counter(), Counter()
+    pool: dict[tuple, list] = defaultdict(list)
+    for i in ours:
+        if i.severity.code in ("error", "warning", "fatal"):
+            pool[(i.expression, "error" if i.severity.code == "fatal" else i.severity.code)].append(i.rule)
+    # issues whose id maps to a fhirpkg rule first, so each takes its own rule's issue
+    for i in sorted(hl7_issues, key=lambda i: i.get("message_id") not in index):
+        sev = "error" if i.get("severity") == "fatal" else i.get("severity")
+        if sev not in ("error", "warning"):
+            continue
+        rules = pool.get((hl7_path(i.get("expression")), sev))
+        mine = [r for r in index.get(i.get("message_id"), ()) if rules and r in rules]
+        if rules:
+            rules.remove(mine[0] if mine else rules[-1])
+            counts["same path and severity"] += 1
+        else:
+            counts["HL7 only"] += 1
+            hl7_only[i.get("message_id") or "(no id)"] += 1
+    for rules in pool.values():
+        counts["fhirpkg only"] += len(rules)
+        ours_only.update(rules)
+    return counts, hl7_only, ours_only
+
+
 def issue_agreement(hl7_run: Path) -> dict:
     from fhirpkg import api
     from fhirpkg.fhir import packages as pk
     from fhirpkg.fhir.inputs import Source, read_source
-    from fhirpkg.validation import Validator
+    from fhirpkg.validation import Options, Validator
+    from fhirpkg.validation.rules import hl7_index
 
     runs = json.loads(hl7_run.read_text(encoding="utf-8"))
     folder = pk.ensure([pk.R5_EXAMPLES])[0].folder
-    from fhirpkg.validation.rules import hl7_index
-
-    validator = Validator(api.load_definitions())
+    validator = Validator(api.load_definitions(), Options(allow_example_urls=True))  # as run_examples runs HL7
     index = hl7_index()
     counts, hl7_only, ours_only = Counter(), Counter(), Counter()
     for name, issues in sorted(runs.items()):
         path = folder / name
-        ours = [i for d in read_source(Source(str(path), path)) for i in validator.validate_document(d)
-                if i.severity.code in ("error", "warning", "fatal")]
-        pool: dict[tuple, list] = defaultdict(list)
-        for i in ours:
-            pool[(i.expression, "error" if i.severity.code == "fatal" else i.severity.code)].append(i.rule)
-        # issues whose id maps to a fhirpkg rule first, so each takes its own rule's issue
-        for i in sorted(issues, key=lambda i: i.get("message_id") not in index):
-            sev = "error" if i.get("severity") == "fatal" else i.get("severity")
-            if sev not in ("error", "warning"):
-                continue
-            rules = pool.get((hl7_path(i.get("expression")), sev))
-            mine = [r for r in index.get(i.get("message_id"), ()) if rules and r in rules]
-            if rules:
-                rules.remove(mine[0] if mine else rules[-1])
-                counts["same path and severity"] += 1
-            else:
-                counts["HL7 only"] += 1
-                hl7_only[i.get("message_id") or "(no id)"] += 1
-        for rules in pool.values():
-            counts["fhirpkg only"] += len(rules)
-            ours_only.update(rules)
+        ours = [i for d in read_source(Source(str(path), path)) for i in validator.validate_document(d)]
+        c, h, o = match_issues(issues, ours, index)
+        counts.update(c)
+        hl7_only.update(h)
+        ours_only.update(o)
     return {"files": len(runs), "counts": dict(counts), "hl7_only": dict(hl7_only.most_common()),
             "fhirpkg_only": dict(ours_only.most_common())}
 

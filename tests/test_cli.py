@@ -377,3 +377,18 @@ def test_console_script_flushes_everything_before_its_quick_exit(tmp_path):
     reader.stdout.read(10)
     reader.stdout.close()  # like `| head -c 10`
     assert reader.wait() != 0 and b"Traceback" not in reader.stderr.read()
+
+
+def test_allow_example_urls_lets_unknown_example_org_extensions_pass(tmp_path):
+    """The HL7 validator's -allow-example-urls (InstanceValidator.allowUnknownExtension): an unknown
+    extension at example.org or acme.com is allowed; any other unknown one stays an error."""
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps({"resourceType": "Patient", "id": "p", "extension": [
+        {"url": "http://example.org/fhir/StructureDefinition/note", "valueString": "x"},
+        {"url": "http://hl7.org/fhir/StructureDefinition/no-such-extension", "valueString": "y"}]}))
+    strict = run("validate", str(f), "-v")
+    assert strict.exit_code == 1 and strict.output.count("error [extension-unknown]") == 2, strict.output
+    allowed = run("validate", "--allow-example-urls", str(f), "-v")
+    assert allowed.exit_code == 1 and allowed.output.count("error [extension-unknown]") == 1, allowed.output
+    assert "information [extension-unknown] Unknown extension http://example.org/" in allowed.output
+    assert "no-such-extension could not be found" in allowed.output

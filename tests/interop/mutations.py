@@ -1,0 +1,243 @@
+"""Generated mutations of HL7's R5 examples, for the agreement matrix (issue 14).
+
+Each mutation changes one thing in an example that no one here wrote.  The verdict on the
+result is never written here: the agreement test takes it from the HL7 validator, so what a
+mutation "should" give is the HL7 validator's call, not ours.  Some mutations usually break the
+resource (a number where a string belongs, an unknown property), some usually keep it valid (the
+properties in another order, the narrative dropped), so the matrix probes both false errors and
+missed ones.
+
+Deterministic: the same examples give the same files, byte for byte, on any machine.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Callable, Iterator
+
+Mutation = Callable[[dict], "dict | None"]  # a changed copy, or None where it does not apply
+
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+SKIP_KEYS = {"resourceType", "div", "url", "system", "reference", "id", "status"}  # left to other mutations
+
+
+def _copy(resource: dict) -> dict:
+    return json.loads(json.dumps(resource))
+
+
+def _strings(value, path=()) -> Iterator[tuple[tuple, str]]:
+    """(path, string) of every JSON string value, document order."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k.startswith("_") or k in SKIP_KEYS:
+                continue
+            if isinstance(v, str):
+                yield path + (k,), v
+            elif isinstance(v, (dict, list)):
+                yield from _strings(v, path + (k,))
+    elif isinstance(value, list):
+        for n, v in enumerate(value):
+            if isinstance(v, str):
+                yield path + (n,), v
+            elif isinstance(v, (dict, list)):
+                yield from _strings(v, path + (n,))
+
+
+def _set(resource: dict, path: tuple, value) -> dict:
+    out = _copy(resource)
+    node = out
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return out
+
+
+def _first_string(resource: dict, test=lambda s: True) -> tuple | None:
+    for path, value in _strings(resource):
+        if "contained" not in path and test(value):
+            return path
+    return None
+
+
+def unknown_property(r: dict) -> dict | None:
+    out = _copy(r)
+    out["fhirpkgMutationNote"] = "an element no FHIR resource defines"
+    return out
+
+
+def string_as_number(r: dict) -> dict | None:
+    path = _first_string(r, lambda s: not s.isdigit())
+    return _set(r, path, 12345) if path else None
+
+
+def empty_string(r: dict) -> dict | None:
+    path = _first_string(r)
+    return _set(r, path, "") if path else None
+
+
+def padded_string(r: dict) -> dict | None:
+    path = _first_string(r, lambda s: s == s.strip() and " " in s)
+    return _set(r, path, f"  {_get(r, path)}  ") if path else None
+
+
+def _get(resource: dict, path: tuple):
+    node = resource
+    for step in path:
+        node = node[step]
+    return node
+
+
+def impossible_date(r: dict) -> dict | None:
+    path = _first_string(r, lambda s: bool(DATE.match(s)))
+    return _set(r, path, "2020-13-01") if path else None
+
+
+def array_as_object(r: dict) -> dict | None:
+    for k, v in r.items():
+        if k not in ("contained", "entry") and isinstance(v, list) and v and isinstance(v[0], dict):
+            out = _copy(r)
+            out[k] = v[0]
+            return out
+    return None
+
+
+def object_as_array(r: dict) -> dict | None:
+    for k, v in r.items():
+        if k not in ("text", "meta") and isinstance(v, dict):
+            out = _copy(r)
+            out[k] = [v]
+            return out
+    return None
+
+
+def status_removed(r: dict) -> dict | None:
+    if "status" not in r:
+        return None
+    out = _copy(r)
+    del out["status"]
+    return out
+
+
+def status_unknown_code(r: dict) -> dict | None:
+    if not isinstance(r.get("status"), str):
+        return None
+    out = _copy(r)
+    out["status"] = "no-such-status"
+    return out
+
+
+def extension_without_url(r: dict) -> dict | None:
+    out = _copy(r)
+    out["extension"] = list(out.get("extension") or []) + [{"valueString": "an extension that names nothing"}]
+    return out
+
+
+def invalid_id(r: dict) -> dict | None:
+    if "id" not in r:
+        return None
+    out = _copy(r)
+    out["id"] = "not a valid id!"
+    return out
+
+
+def _with_extension(r: dict, url: str) -> dict:
+    out = _copy(r)
+    out["extension"] = list(out.get("extension") or []) + [{"url": url, "valueString": "x"}]
+    return out
+
+
+def extension_unknown_elsewhere(r: dict) -> dict | None:
+    return _with_extension(r, "http://example.org/fhir/StructureDefinition/no-such-extension")
+
+
+def extension_unknown_hl7(r: dict) -> dict | None:
+    return _with_extension(r, "http://hl7.org/fhir/StructureDefinition/no-such-extension")
+
+
+def primitive_extension(r: dict) -> dict | None:
+    path = _first_string(r, lambda s: True)
+    if path is None or not isinstance(path[-1], str):
+        return None
+    out = _copy(r)
+    parent = _get(out, path[:-1])
+    shadow = f"_{path[-1]}"
+    if shadow in parent:
+        return None
+    parent[shadow] = {"extension": [{"url": "http://example.org/fhir/StructureDefinition/note", "valueString": "x"}]}
+    return out
+
+
+def contained_unreferenced(r: dict) -> dict | None:
+    out = _copy(r)
+    out["contained"] = list(out.get("contained") or []) + [
+        {"resourceType": "Basic", "id": "fhirpkg-mutation", "code": {"text": "referenced by nothing"}}]
+    return out
+
+
+def narrative_removed(r: dict) -> dict | None:
+    if "text" not in r:
+        return None
+    out = _copy(r)
+    del out["text"]
+    return out
+
+
+def reordered(r: dict) -> dict | None:
+    keys = list(r)
+    if len(keys) < 3:
+        return None
+    return {k: r[k] for k in ["resourceType"] + [k for k in reversed(keys) if k != "resourceType"]}
+
+
+MUTATIONS: dict[str, Mutation] = {
+    "unknown-property": unknown_property,
+    "string-as-number": string_as_number,
+    "empty-string": empty_string,
+    "padded-string": padded_string,
+    "impossible-date": impossible_date,
+    "array-as-object": array_as_object,
+    "object-as-array": object_as_array,
+    "status-removed": status_removed,
+    "status-unknown-code": status_unknown_code,
+    "extension-without-url": extension_without_url,
+    "invalid-id": invalid_id,
+    "extension-unknown-elsewhere": extension_unknown_elsewhere,
+    "extension-unknown-hl7": extension_unknown_hl7,
+    "primitive-extension": primitive_extension,
+    "contained-unreferenced": contained_unreferenced,
+    "narrative-removed": narrative_removed,
+    "reordered": reordered,
+}
+
+
+def write_mutations(examples: list[Path], folder: Path, per_mutation: int = 8) -> list[Path]:
+    """Up to ``per_mutation`` files per mutation, each from a different example: mutation number
+    m starts at an offset into the (sorted) examples so that the mutations do not all land on the
+    same few resources."""
+    folder.mkdir(parents=True, exist_ok=True)
+    examples = sorted(examples)
+    written = []
+    for m, (name, mutate) in enumerate(MUTATIONS.items()):
+        start = (m * len(examples)) // len(MUTATIONS)
+        made = 0
+        for n in range(len(examples)):
+            if made == per_mutation:
+                break
+            src = examples[(start + n * 7) % len(examples)]  # a stride, not neighbours
+            try:
+                resource = json.loads(src.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            if not isinstance(resource, dict) or resource.get("resourceType") == "Bundle":
+                continue
+            changed = mutate(resource)
+            if changed is None or changed == resource and name != "reordered":
+                continue
+            path = folder / f"mutation-{name}-{src.stem}.json"
+            if path.exists():
+                continue
+            path.write_text(json.dumps(changed, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            written.append(path)
+            made += 1
+    return written
