@@ -162,6 +162,29 @@ def standards_status(node: Node) -> Iterator[Issue]:
                     location=node.location)
 
 
+#: ObservationValidator's best-practice recommendations: (present?, message), the HL7 validator's
+#: default level for them (bpCheck) being a warning.  effective[x] counts in the four types it names.
+OBSERVATION_EFFECTIVE = ("effectiveDateTime", "effectivePeriod", "effectiveTiming", "effectiveInstant")
+
+
+def observation_best_practice(node: Node) -> Iterator[Issue]:
+    """Every Observation should have a subject, a performer and an effective[x] (a recommendation)."""
+    obs = node.value
+    if not isinstance(obs, dict) or node.frame.type != "Observation" or node.location != node.frame.location:
+        return
+    performers = obs.get("performer")
+    missing = []
+    if obs.get("subject") is None:
+        missing.append("a subject")
+    if not (isinstance(performers, list) and performers):
+        missing.append("a performer")
+    if not any(obs.get(k) is not None or obs.get("_" + k) is not None for k in OBSERVATION_EFFECTIVE):
+        missing.append("an effective[x] ()")  # the HL7 validator's own wording, its empty type summary included
+    for what in missing:
+        yield Issue(Severity.WARNING, "invalid", f"Best Practice Recommendation: In general, all observations should "
+                    f"have {what}", "observation-best-practice", node.expression, location=node.location)
+
+
 _ROOT_TAG = re.compile(r"^\s*(?:<\?xml[^>]*>\s*)?<div\b([^>]*)>", re.S)
 _CHILD_LANG_DIV = re.compile(r"<div\b[^>]*\b(?:xml:)?lang\s*=", re.S)
 LANG_NOTE = "see https://www.w3.org/TR/i18n-html-tech-lang/#langvalues"
@@ -389,4 +412,5 @@ def supplement_content(node: Node) -> Iterator[Issue]:
 
 
 RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, standards_status, narrative_language,
-                                                                  contained_ids, unique_links, supplement_content)
+                                                                  contained_ids, unique_links, supplement_content,
+                                                                  observation_best_practice)

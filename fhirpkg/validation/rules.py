@@ -178,7 +178,8 @@ RULES: dict[str, Rule] = {
     "reference-format": _r("references", "error", "a malformed reference", "Reference_REF_Format1",
                            "Reference_REF_Format2", "REFERENCE_REF_QUERY_INVALID", "REFERENCE_REF_INVALID_REF"),
     "reference-type": _r("references", "error", "a reference naming an unknown resource type"),
-    "reference-target-type": _r("references", "error", "a target type the element does not allow",
+    "reference-target-type": _r("references", "error", "a target type the element does not allow (information when "
+                                "only an unresolved reference's URL names it, unless --assume-valid-rest-references)",
                                 "Reference_REF_BadTargetType", "Reference_REF_BadTargetType2", "Reference_REF_WrongTarget"),
     "reference-contained": _r("references", "error", "a '#id' reference with no such contained resource",
                               "Reference_REF_CantResolve"),
@@ -234,6 +235,10 @@ RULES: dict[str, Rule] = {
                              "Language_XHTML_Lang_Different2"),
     "attachment-content": _r("rules", "warning", "an Attachment with neither data/url nor contentType/language",
                              "TYPE_SPECIFIC_CHECKS_DT_ATT_NO_CONTENT"),
+    "observation-best-practice": _r("rules", "warning", "an Observation without subject, performer or effective[x] "
+                                    "(a best-practice recommendation)", "All_observations_should_have_a_subject",
+                                    "All_observations_should_have_a_performer",
+                                    "All_observations_should_have_an_effectiveDateTime_or_an_effectivePeriod"),
     "status-consistent": _r("rules", "warning", "status vs the standards-status extension (information when it only "
                             "needs review)", "VALIDATION_VAL_STATUS_INCONSISTENT", "VALIDATION_VAL_STATUS_INCONSISTENT_HINT"),
     "codesystem-concept-text": _r("rules", "warning", "an HL7 code system concept without display or definition",

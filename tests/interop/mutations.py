@@ -175,6 +175,76 @@ def contained_unreferenced(r: dict) -> dict | None:
     return out
 
 
+def _first_value(value, test, path=()) -> tuple | None:
+    """Path of the first JSON value (outside contained resources) for which ``test`` holds."""
+    if isinstance(value, dict):
+        items = [(k, v) for k, v in value.items() if not k.startswith("_") and k not in ("contained", "text")]
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return None
+    for k, v in items:
+        if test(k, v):
+            return path + (k,)
+        found = _first_value(v, test, path + (k,))
+        if found:
+            return found
+    return None
+
+
+def number_as_string(r: dict) -> dict | None:
+    path = _first_value(r, lambda k, v: isinstance(v, (int, float)) and not isinstance(v, bool))
+    return _set(r, path, str(_get(r, path))) if path else None
+
+
+def boolean_as_string(r: dict) -> dict | None:
+    path = _first_value(r, lambda k, v: isinstance(v, bool))
+    return _set(r, path, "true" if _get(r, path) else "false") if path else None
+
+
+def uri_with_space(r: dict) -> dict | None:
+    path = _first_value(r, lambda k, v: k in ("url", "system") and isinstance(v, str) and v.startswith("http"))
+    return _set(r, path, _get(r, path) + "/with space") if path else None
+
+
+def reference_wrong_type(r: dict) -> dict | None:
+    path = _first_value(r, lambda k, v: k == "reference" and isinstance(v, str) and v.count("/") == 1
+                        and not v.startswith("#") and not v.startswith("Basic/"))
+    return _set(r, path, "Basic/" + _get(r, path).split("/")[1]) if path else None
+
+
+def datetime_without_zone(r: dict) -> dict | None:
+    path = _first_value(r, lambda k, v: isinstance(v, str) and re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", v)
+                        and k != "lastUpdated")
+    return _set(r, path, _get(r, path)[:19]) if path else None
+
+
+def code_with_double_space(r: dict) -> dict | None:
+    path = _first_value(r, lambda k, v: k == "code" and isinstance(v, str) and " " not in v)
+    return _set(r, path, _get(r, path) + "  x") if path else None
+
+
+def markup_in_string(r: dict) -> dict | None:
+    path = _first_value(r, lambda k, v: k in ("title", "name", "display") and isinstance(v, str))
+    return _set(r, path, _get(r, path) + " <b>bold</b>") if path else None
+
+
+def script_in_narrative(r: dict) -> dict | None:
+    div = (r.get("text") or {}).get("div")
+    if not isinstance(div, str) or not div.endswith("</div>"):
+        return None
+    out = _copy(r)
+    out["text"]["div"] = div[:-len("</div>")] + "<script>alert(1)</script></div>"
+    return out
+
+
+def unknown_profile(r: dict) -> dict | None:
+    out = _copy(r)
+    meta = out.setdefault("meta", {})
+    meta["profile"] = list(meta.get("profile") or []) + ["http://hl7.org/fhir/StructureDefinition/no-such-profile"]
+    return out
+
+
 def narrative_removed(r: dict) -> dict | None:
     if "text" not in r:
         return None
@@ -206,6 +276,15 @@ MUTATIONS: dict[str, Mutation] = {
     "extension-unknown-hl7": extension_unknown_hl7,
     "primitive-extension": primitive_extension,
     "contained-unreferenced": contained_unreferenced,
+    "number-as-string": number_as_string,
+    "boolean-as-string": boolean_as_string,
+    "uri-with-space": uri_with_space,
+    "reference-wrong-type": reference_wrong_type,
+    "datetime-without-zone": datetime_without_zone,
+    "code-with-double-space": code_with_double_space,
+    "markup-in-string": markup_in_string,
+    "script-in-narrative": script_in_narrative,
+    "unknown-profile": unknown_profile,
     "narrative-removed": narrative_removed,
     "reordered": reordered,
 }

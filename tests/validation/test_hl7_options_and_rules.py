@@ -98,8 +98,8 @@ def test_reference_with_whitespace_is_not_a_valid_reference(validator):
 def test_assumed_rest_reference_of_a_disallowed_type_is_an_error(validator, defs):
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
            "subject": {"reference": "Encounter/1"}}
-    [warn] = of(run(validator, obs), "reference-target-type")
-    assert warn.severity is Severity.WARNING
+    [note] = of(run(validator, obs), "reference-target-type")
+    assert note.severity is Severity.INFORMATION  # the HL7 validator 6.10.4 says nothing here (offline run)
     assume = Validator(defs, Options(assume_valid_rest_references=True))
     [err] = of(run(assume, obs), "reference-target-type")
     assert err.is_error and err.message.startswith("The type 'Encounter' implied by the reference URL Encounter/1 "
@@ -321,3 +321,34 @@ def test_python_api_applies_ig_global_profiles_too(tmp_path):
     pat = tmp_path / "p.json"
     pat.write_text(json.dumps({"resourceType": "Patient", "id": "p", "gender": "male"}))
     assert [i.rule for i in api.validate(str(pat), igs=[str(ig_dir)]) if i.is_error] == ["cardinality-min"]
+
+
+def test_observation_best_practice_recommendations(validator):
+    """ObservationValidator (HL7 validator): subject, performer and effective[x] are recommended;
+    bpCheck reports them as warnings by default, at the Observation, in the HL7 wording."""
+    bare = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    found = of(run(validator, bare), "observation-best-practice")
+    assert [i.message for i in found] == [
+        "Best Practice Recommendation: In general, all observations should have a subject",
+        "Best Practice Recommendation: In general, all observations should have a performer",
+        "Best Practice Recommendation: In general, all observations should have an effective[x] ()"]
+    assert all(i.severity is Severity.WARNING and i.expression == "Observation" for i in found)
+    full = {**bare, "subject": {"display": "a patient"}, "performer": [{"display": "a lab"}],
+            "_effectiveDateTime": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                                                  "valueCode": "unknown"}]}}
+    assert of(run(validator, full), "observation-best-practice") == []
+    timed = {**bare, "subject": {"display": "a patient"}, "performer": [{"display": "a lab"}],
+             "effectiveInstant": "2020-01-01T00:00:00Z"}
+    assert of(run(validator, timed), "observation-best-practice") == []
+    sampled = {**timed, "effectiveInstant": None, "effectivePeriod": {"start": "2020-01-01"}, "performer": []}
+    del sampled["effectiveInstant"]
+    [performer] = of(run(validator, sampled), "observation-best-practice")
+    assert performer.message.endswith("should have a performer")
+
+
+def test_code_whitespace_in_the_hl7_wording(validator):
+    """InstanceValidator: TYPE_SPECIFIC_CHECKS_DT_CODE_WS, "The code '{0}' is not valid (whitespace rules)"."""
+    obs = {"resourceType": "Observation", "status": "final", "code": {"coding": [{"code": "a  b"}]}}
+    [err] = of(run(validator, obs), "format")
+    assert err.is_error and err.expression == "Observation.code.coding[0].code"
+    assert err.message == "The code 'a  b' is not valid (whitespace rules)"
