@@ -392,8 +392,7 @@ class StructureWalker:
             self._nested_resource(value, edef, expr, loc, frame)
             return
         if kind == "primitive-type" or tcode == "xhtml" or tcode.startswith("http://hl7.org/fhirpath/"):
-            self._primitive(value, shadow, edef, tcode, type_def, td, expr, loc, sloc, frame,
-                            Logical(host, edef, tcode, expr))
+            self._primitive(value, shadow, edef, tcode, type_def, td, expr, loc, sloc, frame, host)
             return
         if not isinstance(value, dict):
             if value is not None:
@@ -453,7 +452,9 @@ class StructureWalker:
 
     # --- primitives -----------------------------------------------------------------
     def _primitive(self, value, shadow, edef: ElementDef, tcode: str, type_def: TypeDef | None, td: TypeDef,
-                   expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, host: "Logical") -> None:
+                   expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, parent: "Logical") -> None:
+        """``parent``: the logical paths of the element holding this one (this one's own are made
+        only when an extension or embedded HTML needs them: most primitives need neither)."""
         if shadow is not None:
             if not isinstance(shadow, dict):
                 self.error("structure", f"The shadow property for {edef.path} must be a JSON Object, not {json_kind(shadow)}",
@@ -474,11 +475,11 @@ class StructureWalker:
                     # a data-absent-reason does not stand in for a code the binding requires (HL7 checkPrimitive)
                     self.error("code-invalid", "No code provided, and a code is required from the value set",
                                "required-code-missing", expr, sloc)
-                self._shadow_extensions(shadow, edef, tcode, td, expr, sloc, frame, host)
+                self._shadow_extensions(shadow, edef, tcode, td, expr, sloc, frame, Logical(parent, edef, tcode, expr))
         if value is not None:
             self._primitive_value(value, edef, tcode, type_def, expr, loc)
             if isinstance(value, str) and "<" in value and tcode != "xhtml":
-                self._embedded_html(value, edef, tcode, expr, loc, frame, host)
+                self._embedded_html(value, edef, tcode, expr, loc, frame, Logical(parent, edef, tcode, expr))
         if self._wants(edef, tcode):
             self.on_node(Node(value, shadow, tcode, edef, expr, loc, frame))
 

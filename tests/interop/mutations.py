@@ -155,6 +155,21 @@ def extension_unknown_hl7(r: dict) -> dict | None:
     return _with_extension(r, "http://hl7.org/fhir/StructureDefinition/no-such-extension")
 
 
+def extension_unknown_other(r: dict) -> dict | None:
+    return _with_extension(r, "http://fhirpkg.invalid/fhir/StructureDefinition/no-such-extension")
+
+
+def wrong_display(r: dict) -> dict | None:
+    path = _first_value(r, lambda k, v: isinstance(v, dict) and isinstance(v.get("display"), str)
+                        and isinstance(v.get("code"), str) and isinstance(v.get("system"), str)
+                        and v["system"].startswith(("http://hl7.org/fhir/", "http://terminology.hl7.org/CodeSystem/")))
+    if path is None:
+        return None
+    out = _copy(r)
+    _get(out, path)["display"] = "Not the display of this code"
+    return out
+
+
 def primitive_extension(r: dict) -> dict | None:
     path = _first_string(r, lambda s: True)
     if path is None or not isinstance(path[-1], str):
@@ -274,6 +289,8 @@ MUTATIONS: dict[str, Mutation] = {
     "invalid-id": invalid_id,
     "extension-unknown-elsewhere": extension_unknown_elsewhere,
     "extension-unknown-hl7": extension_unknown_hl7,
+    "extension-unknown-other": extension_unknown_other,
+    "wrong-display": wrong_display,
     "primitive-extension": primitive_extension,
     "contained-unreferenced": contained_unreferenced,
     "number-as-string": number_as_string,

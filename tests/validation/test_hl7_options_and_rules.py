@@ -352,3 +352,25 @@ def test_code_whitespace_in_the_hl7_wording(validator):
     [err] = of(run(validator, obs), "format")
     assert err.is_error and err.expression == "Observation.code.coding[0].code"
     assert err.message == "The code 'a  b' is not valid (whitespace rules)"
+
+
+def test_wrong_display_also_fails_the_binding(validator):
+    """The HL7 validator 6.10.4 (offline) on a CodeableConcept whose one coding has a wrong display:
+    "Wrong Display Name" at the display and "None of the codings provided are in the value set" at
+    the CodeableConcept, an error for a required binding and a warning for an extensible one."""
+    cond = {"resourceType": "Condition", "code": {"text": "x"}, "subject": {"reference": "Patient/p"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active", "display": "Wrong words"}]}}
+    issues = run(validator, cond)
+    [display] = of(issues, "code-display")
+    assert display.is_error and display.expression == "Condition.clinicalStatus.coding[0].display"
+    [binding] = of(issues, "binding-required")
+    assert binding.is_error and binding.expression == "Condition.clinicalStatus"
+    assert binding.message.startswith("None of the codings provided are in the value set 'Condition Clinical Status")
+    lib = {"resourceType": "Library", "status": "draft",
+           "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type",
+                                "code": "logic-library", "display": "Wrong words"}]}}
+    [ext] = of(run(validator, lib), "binding-extensible")
+    assert ext.severity is Severity.WARNING and ext.expression == "Library.type"
+    right = {**lib, "type": {"coding": [{**lib["type"]["coding"][0], "display": "Logic Library"}]}}
+    assert of(run(validator, right), "binding-extensible") == [] and of(run(validator, right), "code-display") == []

@@ -272,7 +272,7 @@ def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDe
                          f"No code provided, and a code should be provided from the value set {vs.describe()}",
                          "binding-extensible", node)
         return
-    results, not_active = [], []
+    results, not_active, fits = [], [], False
     for c in coded:
         system = c.get("system") if isinstance(c.get("system"), str) else None
         if system is None:
@@ -281,7 +281,8 @@ def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDe
         results.append(term.validate_code(vs_url, system, c["code"], version=version))
         if results[-1].invalid and results[-1].reason == "inactive":
             not_active.append(c)
-    if any(r.valid for r in results):
+        fits = fits or (results[-1].valid and not _wrong_display(term, system, c, version))
+    if fits:
         return
     if strength == "required":
         for c in not_active:
@@ -296,6 +297,17 @@ def _codeable_concept(term: Terminology, node: Node, vs_url: str, vs: ValueSetDe
     sev, rule, _, _, text = _NOT_IN_VS[strength]
     summary = ", ".join(f"{c.get('system') or 'null'}#{c.get('code')}" for c in codings)
     yield _issue(sev, "code-invalid", text.format(value=summary, vs=vs.describe()), rule, node)
+
+
+def _wrong_display(term: Terminology, system: str, coding: dict, version: str | None) -> bool:
+    """A coding whose display its code system contradicts does not meet a binding: the HL7
+    validator's value set check fails on the display, so besides "Wrong Display Name" it says
+    "None of the codings provided are in the value set" (6.10.4, offline; required and extensible)."""
+    display = coding.get("display")
+    if not isinstance(display, str):
+        return False
+    found = term.validate_in_system(system, coding["code"], display, version, check_system_uri=False)
+    return any(kind == "display" for kind, _ in found.findings)
 
 
 # --- codes in their code systems ----------------------------------------------------------
