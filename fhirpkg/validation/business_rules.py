@@ -162,8 +162,8 @@ def standards_status(node: Node) -> Iterator[Issue]:
                     location=node.location)
 
 
-#: ObservationValidator's best-practice recommendations: (present?, message), the HL7 validator's
-#: default level for them (bpCheck) being a warning.  effective[x] counts in the four types it names.
+#: The effective[x] types the HL7 validator's ObservationValidator counts.  It reports its three
+#: recommendations at its default best-practice level (bpCheck), a warning.
 OBSERVATION_EFFECTIVE = ("effectiveDateTime", "effectivePeriod", "effectiveTiming", "effectiveInstant")
 
 

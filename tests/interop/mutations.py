@@ -44,6 +44,13 @@ def _strings(value, path=()) -> Iterator[tuple[tuple, str]]:
                 yield from _strings(v, path + (n,))
 
 
+def _get(resource: dict, path: tuple):
+    node = resource
+    for step in path:
+        node = node[step]
+    return node
+
+
 def _set(resource: dict, path: tuple, value) -> dict:
     out = _copy(resource)
     node = out
@@ -57,6 +64,23 @@ def _first_string(resource: dict, test=lambda s: True) -> tuple | None:
     for path, value in _strings(resource):
         if "contained" not in path and test(value):
             return path
+    return None
+
+
+def _first_value(value, test, path=()) -> tuple | None:
+    """Path of the first JSON value (outside contained resources and the narrative) for which ``test`` holds."""
+    if isinstance(value, dict):
+        items = [(k, v) for k, v in value.items() if not k.startswith("_") and k not in ("contained", "text")]
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return None
+    for k, v in items:
+        if test(k, v):
+            return path + (k,)
+        found = _first_value(v, test, path + (k,))
+        if found:
+            return found
     return None
 
 
@@ -79,13 +103,6 @@ def empty_string(r: dict) -> dict | None:
 def padded_string(r: dict) -> dict | None:
     path = _first_string(r, lambda s: s == s.strip() and " " in s)
     return _set(r, path, f"  {_get(r, path)}  ") if path else None
-
-
-def _get(resource: dict, path: tuple):
-    node = resource
-    for step in path:
-        node = node[step]
-    return node
 
 
 def impossible_date(r: dict) -> dict | None:
@@ -147,7 +164,7 @@ def _with_extension(r: dict, url: str) -> dict:
     return out
 
 
-def extension_unknown_elsewhere(r: dict) -> dict | None:
+def extension_unknown_example(r: dict) -> dict | None:
     return _with_extension(r, "http://example.org/fhir/StructureDefinition/no-such-extension")
 
 
@@ -188,23 +205,6 @@ def contained_unreferenced(r: dict) -> dict | None:
     out["contained"] = list(out.get("contained") or []) + [
         {"resourceType": "Basic", "id": "fhirpkg-mutation", "code": {"text": "referenced by nothing"}}]
     return out
-
-
-def _first_value(value, test, path=()) -> tuple | None:
-    """Path of the first JSON value (outside contained resources) for which ``test`` holds."""
-    if isinstance(value, dict):
-        items = [(k, v) for k, v in value.items() if not k.startswith("_") and k not in ("contained", "text")]
-    elif isinstance(value, list):
-        items = list(enumerate(value))
-    else:
-        return None
-    for k, v in items:
-        if test(k, v):
-            return path + (k,)
-        found = _first_value(v, test, path + (k,))
-        if found:
-            return found
-    return None
 
 
 def number_as_string(r: dict) -> dict | None:
@@ -287,7 +287,7 @@ MUTATIONS: dict[str, Mutation] = {
     "status-unknown-code": status_unknown_code,
     "extension-without-url": extension_without_url,
     "invalid-id": invalid_id,
-    "extension-unknown-elsewhere": extension_unknown_elsewhere,
+    "extension-unknown-example": extension_unknown_example,
     "extension-unknown-hl7": extension_unknown_hl7,
     "extension-unknown-other": extension_unknown_other,
     "wrong-display": wrong_display,
@@ -328,7 +328,7 @@ def write_mutations(examples: list[Path], folder: Path, per_mutation: int = 8) -
             if not isinstance(resource, dict) or resource.get("resourceType") == "Bundle":
                 continue
             changed = mutate(resource)
-            if changed is None or changed == resource and name != "reordered":
+            if changed is None or (changed == resource and name != "reordered"):
                 continue
             path = folder / f"mutation-{name}-{src.stem}.json"
             if path.exists():
