@@ -89,7 +89,7 @@ def test_operation_outcome_output_is_itself_valid(files, tmp_path):
     run("validate", str(files / "bad.json"), "--format", "operationoutcome", "-o", str(out))
     r = run("validate", str(out), "--format", "json")
     errors = [i for i in json.loads(r.output)["issues"] if i["severity"] in ("error", "fatal")]
-    assert errors and all("issue-col" in i["message"] or i["expression"].endswith("valueInteger")
+    assert errors and all("issue-col" in i["message"] or i["message"] == "Unrecognized property 'valueInteger'"
                           for i in errors), errors
 
 

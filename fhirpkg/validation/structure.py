@@ -236,9 +236,8 @@ class StructureWalker:
                 continue
             name = key[1:] if key.startswith("_") else key
             hit = index.get(name)
-            if hit is None:
-                self.error("structure", f"Unrecognized property '{key}'", "unknown-element",
-                           f"{expr}.{key}" if expr else key, loc + (key,))
+            if hit is None:  # at the object, as the HL7 validator reports it; the position is the key's
+                self.error("structure", f"Unrecognized property '{key}'", "unknown-element", expr or key, loc + (key,))
                 continue
             child, tcode = hit
             g = groups.get(child.name)
@@ -465,8 +464,7 @@ class StructureWalker:
                 for key in shadow:
                     if key not in ("id", "extension"):
                         self.error("structure", f"Unrecognized property '{key}' (a primitive's '_' object holds only id and extension)",
-                                   "unknown-element",
-                                   f"{expr}.{key}", sloc + (key,))
+                                   "unknown-element", expr, sloc + (key,))
                 if value is None and not shadow.get("extension"):
                     self._ele1(expr, sloc)
                 elif value is None and edef.binding is not None and edef.binding.strength == "required" \
@@ -478,6 +476,8 @@ class StructureWalker:
                 self._shadow_extensions(shadow, edef, tcode, td, expr, sloc, frame, Logical(parent, edef, tcode, expr))
         if value is not None:
             self._primitive_value(value, edef, tcode, type_def, expr, loc)
+            if value == "" and tcode != "xhtml" and not (isinstance(shadow, dict) and shadow.get("extension")):
+                self._ele1(expr, loc)  # '' is no value: the HL7 validator reports ele-1 besides "cannot be empty"
             if isinstance(value, str) and "<" in value and tcode != "xhtml":
                 self._embedded_html(value, edef, tcode, expr, loc, frame, Logical(parent, edef, tcode, expr))
         if self._wants(edef, tcode):

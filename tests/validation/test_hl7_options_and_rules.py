@@ -374,3 +374,16 @@ def test_wrong_display_also_fails_the_binding(validator):
     assert ext.severity is Severity.WARNING and ext.expression == "Library.type"
     right = {**lib, "type": {"coding": [{**lib["type"]["coding"][0], "display": "Logic Library"}]}}
     assert of(run(validator, right), "binding-extensible") == [] and of(run(validator, right), "code-display") == []
+
+
+def test_empty_string_is_also_an_element_without_value(validator):
+    """'' is no value: the HL7 validator 6.10.4 reports ele-1 and "value cannot be empty" at the
+    element (run offline on a PlanDefinition with "title": ""); an extension on it is a child, so
+    ele-1 holds then."""
+    pd = {"resourceType": "PlanDefinition", "status": "draft", "title": ""}
+    issues = run(validator, pd)
+    assert sorted((i.rule, i.expression) for i in issues if i.is_error) == [
+        ("ele-1", "PlanDefinition.title"), ("string-empty", "PlanDefinition.title")]
+    extended = {**pd, "_title": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                                                "valueCode": "unknown"}]}}
+    assert sorted(i.rule for i in run(validator, extended) if i.is_error) == ["string-empty"]
