@@ -128,12 +128,16 @@ def object_as_array(r: dict) -> dict | None:
     return None
 
 
-def status_removed(r: dict) -> dict | None:
-    if "status" not in r:
+def _without(r: dict, key: str) -> dict | None:
+    if key not in r:
         return None
     out = _copy(r)
-    del out["status"]
+    del out[key]
     return out
+
+
+def status_removed(r: dict) -> dict | None:
+    return _without(r, "status")
 
 
 def status_unknown_code(r: dict) -> dict | None:
@@ -261,11 +265,7 @@ def unknown_profile(r: dict) -> dict | None:
 
 
 def narrative_removed(r: dict) -> dict | None:
-    if "text" not in r:
-        return None
-    out = _copy(r)
-    del out["text"]
-    return out
+    return _without(r, "text")
 
 
 def reordered(r: dict) -> dict | None:
