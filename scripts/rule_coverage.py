@@ -220,7 +220,11 @@ def match_issues(hl7_issues: list[dict], ours: list, index: dict) -> tuple[Count
         sev = "error" if i.get("severity") == "fatal" else i.get("severity")
         if sev not in ("error", "warning"):
             continue
-        rules = pool.get((hl7_path(i.get("expression")), sev))
+        path = hl7_path(i.get("expression"))
+        rules = pool.get((path, sev))
+        if not rules and "[x]" in path:  # parse errors name the choice element (value[x]), not its type
+            choice = re.compile(re.escape(path).replace(re.escape("[x]"), "[A-Z][A-Za-z]*") + "$")
+            rules = next((v for (p, s), v in pool.items() if s == sev and v and choice.match(p)), None)
         mine = [r for r in index.get(i.get("message_id"), ()) if rules and r in rules]
         if rules:
             rules.remove(mine[0] if mine else rules[-1])

@@ -111,3 +111,20 @@ def test_hl7_paths_are_normalised_to_fhirpkg_style():
     assert mod.hl7_path("ResearchStudy.contained[0]/*EvidenceVariable/x*/.useContext[0].value.ofType(CodeableConcept)"
                         ".coding[0]") == "ResearchStudy.contained[0].useContext[0].valueCodeableConcept.coding[0]"
     assert mod.hl7_path(None) == ""
+
+
+def test_issue_matching_by_path_and_severity():
+    """match_issues pairs the HL7 validator's errors and warnings with ours by (path, severity);
+    a parse error on a choice element, which HL7 names `value[x]`, pairs with our `valueInteger`
+    under the same parent, and nowhere else."""
+    from fhirpkg.issues import Issue, Severity
+    mod = _script()
+    ours = [Issue(Severity.ERROR, "structure", "m", "json-type", "CodeSystem.extension[2].valueInteger"),
+            Issue(Severity.WARNING, "invalid", "m", "dom-6", "CodeSystem"),
+            Issue(Severity.INFORMATION, "informational", "m", "extension-unknown", "CodeSystem")]
+    hl7 = [{"severity": "error", "expression": "CodeSystem.extension[2].value[x]", "message_id": None},
+           {"severity": "fatal", "expression": "CodeSystem.extension[3].value[x]", "message_id": "X"},
+           {"severity": "information", "expression": "CodeSystem", "message_id": "Y"}]
+    counts, hl7_only, ours_only = mod.match_issues(hl7, ours, {})
+    assert counts == {"same path and severity": 1, "HL7 only": 1, "fhirpkg only": 1}
+    assert hl7_only == {"X": 1} and ours_only == {"dom-6": 1}
