@@ -164,9 +164,9 @@ CASES = [
      "PlanDefinition.contained[0]", '"resourceType": "Group"', 1, -1),
     ("unresolvable contained reference", BASE_PLAN,
      _set(["action", 0, "subjectReference"], {"reference": "#nobody"}), "reference-contained", "error",
-     "PlanDefinition.action[0].subjectReference.reference", '"#nobody"'),
+     "PlanDefinition.action[0].subjectReference", '"#nobody"'),  # HL7: at the Reference
     ("malformed relative reference", BASE_PATIENT, _set(["managingOrganization"], {"reference": "not a ref"}),
-     "reference-format", "error", "Patient.managingOrganization.reference", '"reference"'),
+     "reference-format", "error", "Patient.managingOrganization", '"reference"'),
     ("unknown extension", BASE_PLAN,
      _set(["extension"], [{"url": "http://hl7.org/fhir/StructureDefinition/no-such-extension", "valueString": "x"}]),
      "extension-unknown", "error", "PlanDefinition.extension[0]", '"url": "http://hl7.org/fhir/Structure', 1, -1),

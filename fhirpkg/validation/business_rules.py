@@ -55,6 +55,43 @@ def attachment(node: Node) -> Iterator[Issue]:
                         node.expression, location=node.location)
 
 
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def identifier(node: Node) -> Iterator[Issue]:
+    """Identifier.system is absolute (http:, https:, urn:, ldap:), and the two IETF systems are
+    used as the HL7 validator's checkIdentifier says: urn:ietf:rfc:3986 takes a full URI, and
+    https://tools.ietf.org/html/rfc4122 is not the system for a UUID."""
+    ident = node.value
+    if not isinstance(ident, dict):
+        return
+    system, value = ident.get("system"), ident.get("value")
+    if not isinstance(system, str):
+        return
+    if not system.startswith(("http:", "https:", "urn:", "ldap:")):
+        yield Issue(Severity.ERROR, "code-invalid", "Identifier.system must be an absolute reference, not a local "
+                    "reference", "identifier-system", node.expression, location=node.location)
+    if not isinstance(value, str):
+        return
+    if system == "urn:ietf:rfc:3986" and not _SCHEME.match(value):
+        yield Issue(Severity.ERROR, "code-invalid", "if identifier.system is 'urn:ietf:rfc:3986', then the "
+                    f"identifier.value must be a full URI (e.g. start with a scheme), not '{value}'",
+                    "identifier-system", node.expression, location=node.location)
+    elif system == "https://tools.ietf.org/html/rfc4122":
+        if value.startswith("urn:uuid:"):
+            yield Issue(Severity.WARNING, "code-invalid", "The URL 'https://tools.ietf.org/html/rfc4122' should not "
+                        f"be used with the UUID '{value}'. Use the system value 'urn:ietf:rfc:3986' instead",
+                        "identifier-system", node.expression, location=node.location)
+        elif _UUID.match(value):
+            yield Issue(Severity.WARNING, "code-invalid", "The URL 'https://tools.ietf.org/html/rfc4122' should not "
+                        f"be used with the UUID '{value}'. Prefix the value with 'urn:uuid:' and use the system value "
+                        "'urn:ietf:rfc:3986' instead", "identifier-system", node.expression, location=node.location)
+        else:
+            yield Issue(Severity.ERROR, "code-invalid", "The URL 'https://tools.ietf.org/html/rfc4122' is not correct "
+                        f"for the identifier '{value}'", "identifier-system", node.expression, location=node.location)
+
+
 def attachment_content(node: Node) -> Iterator[Issue]:
     """An Attachment has data and/or url, or else SHOULD say its contentType and/or language."""
     att = node.value
@@ -139,6 +176,18 @@ STATUS_CONSISTENT = {
     "withdrawn": ({"retired"}, {"retired"}),
     "external": ({"draft", "active", "retired"}, {"draft", "active"}),
 }
+
+
+def version_without_hash(node: Node) -> Iterator[Issue]:
+    """A canonical resource's version should not contain '#' (VALIDATION_VAL_VERSION_NOHASH)."""
+    res = node.value
+    if not isinstance(res, dict) or node.frame.type not in CANONICAL_TYPES or node.location != node.frame.location:
+        return
+    version = res.get("version")
+    if isinstance(version, str) and "#" in version:
+        yield Issue(Severity.WARNING, "business-rule", f"Version '{version}' contains a '#', which is problematic, as "
+                    "this character is used in some URLs to separate the version and the fragment id. Systems will "
+                    "generally wrongly parse these URLs", "version-hash", node.expression, location=node.location)
 
 
 def standards_status(node: Node) -> Iterator[Issue]:
@@ -364,6 +413,7 @@ def extension_context_elements(node: Node, defs, resolver=None) -> Iterator[Issu
 
 RULES: dict[str, tuple[Callable[[Node], Iterator[Issue]], ...]] = {
     "Attachment": (attachment, attachment_content),
+    "Identifier": (identifier,),
     "CodeSystem": (code_system_metadata,),
     "ValueSet": (value_set,),
     "StructureDefinition": (extension_url_fixed,),
@@ -413,4 +463,4 @@ def supplement_content(node: Node) -> Iterator[Issue]:
 
 RESOURCE_RULES: tuple[Callable[[Node], Iterator[Issue]], ...] = (one_workgroup, standards_status, narrative_language,
                                                                   contained_ids, unique_links, supplement_content,
-                                                                  observation_best_practice)
+                                                                  observation_best_practice, version_without_hash)

@@ -496,6 +496,7 @@ def _failures(constraint: Constraint, node: Node, best_practice: str | None) -> 
         for i in orphans:
             contained = node.value["contained"][i]
             ident = contained.get("id") if isinstance(contained, dict) else None
+            ident = "null" if ident is None else ident  # the HL7 validator's (Java's) word for no id
             yield Issue(severity, "invariant",
                         f"The contained resource '{ident}' is not referenced to from elsewhere in the containing "
                         "resource nor does it refer to the containing resource (dom-3)",

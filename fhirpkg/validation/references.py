@@ -156,7 +156,8 @@ def check_reference(node: Node, resolver: Resolver, defs, assume_valid_rest: boo
     ref = value.get("reference")
     if not isinstance(ref, str):
         return
-    expr, loc = node.expression + ".reference", node.location + ("reference",)
+    # at the Reference, as the HL7 validator reports these; the position is the reference string's
+    expr, loc = node.expression, node.location + ("reference",)
     if _WHITESPACE.search(ref):
         yield Issue(Severity.ERROR, "invalid", f"The reference '{ref}' is not a valid reference", "reference-format",
                     expr, location=loc)
@@ -301,8 +302,7 @@ def check_package_reference(node: Node, resolver: Resolver) -> Iterator[Issue]:
     ref = value["reference"]
     if _RELATIVE.match(ref) and resolver.locate(ref, node.frame) is None:
         yield Issue(Severity.ERROR, "not-found", f"The reference '{ref}' does not resolve to a resource in this "
-                    "package", "reference-unresolved", node.expression + ".reference",
-                    location=node.location + ("reference",))
+                    "package", "reference-unresolved", node.expression, location=node.location + ("reference",))
 
 
 def _declared_type(shadow) -> str | None:

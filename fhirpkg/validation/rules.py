@@ -235,6 +235,13 @@ RULES: dict[str, Rule] = {
                              "Language_XHTML_Lang_Different2"),
     "attachment-content": _r("rules", "warning", "an Attachment with neither data/url nor contentType/language",
                              "TYPE_SPECIFIC_CHECKS_DT_ATT_NO_CONTENT"),
+    "identifier-system": _r("rules", "error", "Identifier.system not absolute, or an IETF identifier system used "
+                            "wrongly (a warning where only the system URL is the wrong one for a UUID)",
+                            "Type_Specific_Checks_DT_Identifier_System", "TYPE_SPECIFIC_CHECKS_DT_IDENTIFIER_IETF_SYSTEM_VALUE",
+                            "TYPE_SPECIFIC_CHECKS_DT_IDENTIFIER_IETF_SYSTEM_WRONG_1",
+                            "TYPE_SPECIFIC_CHECKS_DT_IDENTIFIER_IETF_SYSTEM_WRONG_2",
+                            "TYPE_SPECIFIC_CHECKS_DT_IDENTIFIER_IETF_SYSTEM_WRONG_3"),
+    "version-hash": _r("rules", "warning", "a canonical resource's version containing '#'", "VALIDATION_VAL_VERSION_NOHASH"),
     "observation-best-practice": _r("rules", "warning", "an Observation without subject, performer or effective[x] "
                                     "(a best-practice recommendation)", "All_observations_should_have_a_subject",
                                     "All_observations_should_have_a_performer",

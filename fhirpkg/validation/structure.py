@@ -40,7 +40,7 @@ NATIVE_CONSTRAINTS = frozenset({"ele-1", "ext-1"})
 #: Types the later layers look at even without a binding or an invariant.
 NODE_TYPES = frozenset({"Reference", "canonical", "Coding", "CodeableConcept", "CodeableReference", "xhtml",
                         "Quantity", "Age", "Duration", "Distance", "Count", "SimpleQuantity", "MoneyQuantity",
-                        "Attachment"})
+                        "Attachment", "Identifier"})
 EXTENSION_NAMES = ("extension", "modifierExtension")
 BUILD_EXTENSION_PREFIX = "http://hl7.org/fhir/build/StructureDefinition/"
 #: Extensions the HL7 validator defines internally (SpecialExtensions.KNOWN_EXTENSIONS).

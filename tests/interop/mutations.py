@@ -264,6 +264,70 @@ def unknown_profile(r: dict) -> dict | None:
     return out
 
 
+def contained_reference_missing(r: dict) -> dict | None:
+    path = _first_value(r, lambda k, v: k == "reference" and isinstance(v, str) and not v.startswith("#"))
+    return _set(r, path, "#fhirpkg-no-such-contained") if path else None
+
+
+def contained_with_version(r: dict) -> dict | None:
+    out = contained_unreferenced(r)
+    out["contained"][-1]["meta"] = {"versionId": "1"}
+    out["contained"][-1]["id"] = "fhirpkg-versioned"
+    return out
+
+
+def version_with_hash(r: dict) -> dict | None:
+    if not isinstance(r.get("version"), str) or not isinstance(r.get("url"), str):
+        return None
+    return _set(r, ("version",), r["version"] + "#1")
+
+
+def period_reversed(r: dict) -> dict | None:
+    path = _first_value(r, lambda k, v: isinstance(v, dict) and isinstance(v.get("start"), str)
+                        and isinstance(v.get("end"), str) and v["start"] < v["end"])
+    if path is None:
+        return None
+    out = _copy(r)
+    period = _get(out, path)
+    period["start"], period["end"] = period["end"], period["start"]
+    return out
+
+
+def quantity_code_without_system(r: dict) -> dict | None:
+    path = _first_value(r, lambda k, v: isinstance(v, dict) and "value" in v and isinstance(v.get("code"), str)
+                        and isinstance(v.get("system"), str))
+    if path is None:
+        return None
+    out = _copy(r)
+    del _get(out, path)["system"]
+    return out
+
+
+def modifier_extension_unknown(r: dict) -> dict | None:
+    out = _copy(r)
+    out["modifierExtension"] = list(out.get("modifierExtension") or []) + [
+        {"url": "http://example.org/fhir/StructureDefinition/no-such-modifier", "valueBoolean": True}]
+    return out
+
+
+def identifier_system_relative(r: dict) -> dict | None:
+    ids = r.get("identifier")
+    first = ids[0] if isinstance(ids, list) and ids and isinstance(ids[0], dict) else None
+    if first is None or not isinstance(first.get("system"), str):
+        return None
+    out = _copy(r)
+    out["identifier"][0]["system"] = "local-identifiers"
+    return out
+
+
+def narrative_status_unknown(r: dict) -> dict | None:
+    if not isinstance((r.get("text") or {}).get("status"), str):
+        return None
+    out = _copy(r)
+    out["text"]["status"] = "no-such-status"
+    return out
+
+
 def narrative_removed(r: dict) -> dict | None:
     return _without(r, "text")
 
@@ -302,6 +366,14 @@ MUTATIONS: dict[str, Mutation] = {
     "markup-in-string": markup_in_string,
     "script-in-narrative": script_in_narrative,
     "unknown-profile": unknown_profile,
+    "contained-reference-missing": contained_reference_missing,
+    "contained-with-version": contained_with_version,
+    "version-with-hash": version_with_hash,
+    "period-reversed": period_reversed,
+    "quantity-code-without-system": quantity_code_without_system,
+    "modifier-extension-unknown": modifier_extension_unknown,
+    "identifier-system-relative": identifier_system_relative,
+    "narrative-status-unknown": narrative_status_unknown,
     "narrative-removed": narrative_removed,
     "reordered": reordered,
 }

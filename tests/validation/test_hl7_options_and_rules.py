@@ -387,3 +387,33 @@ def test_empty_string_is_also_an_element_without_value(validator):
     extended = {**pd, "_title": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
                                                 "valueCode": "unknown"}]}}
     assert sorted(i.rule for i in run(validator, extended) if i.is_error) == ["string-empty"]
+
+
+def test_identifier_systems_as_the_hl7_validator_checks_them(validator):
+    """InstanceValidator.checkIdentifier: a system must start with http:, https:, urn: or ldap: (the
+    HL7 validator 6.10.4 reported the relative one below as an error, offline); urn:ietf:rfc:3986
+    takes a full URI; https://tools.ietf.org/html/rfc4122 is not the system for a UUID."""
+    def issues(*identifiers):
+        pat = {"resourceType": "Patient", "identifier": list(identifiers)}
+        return [(i.severity.code, i.expression, i.message) for i in run(validator, pat) if i.rule == "identifier-system"]
+    assert issues({"system": "local-identifiers", "value": "1"}) == [
+        ("error", "Patient.identifier[0]", "Identifier.system must be an absolute reference, not a local reference")]
+    assert issues({"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "1"}, {"system": "ldap:x", "value": "2"},
+                  {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:4e6c1bd8-8d4b-4c16-9ea3-4d7c9e8a3f7e"}) == []
+    assert issues({"system": "urn:ietf:rfc:3986", "value": "12345"}) == [
+        ("error", "Patient.identifier[0]", "if identifier.system is 'urn:ietf:rfc:3986', then the identifier.value "
+                                           "must be a full URI (e.g. start with a scheme), not '12345'")]
+    uuid = "4e6c1bd8-8d4b-4c16-9ea3-4d7c9e8a3f7e"
+    rfc4122 = "https://tools.ietf.org/html/rfc4122"
+    assert [s for s, _, _ in issues({"system": rfc4122, "value": uuid}, {"system": rfc4122, "value": "urn:uuid:" + uuid},
+                                    {"system": rfc4122, "value": "not-a-uuid"})] == ["warning", "warning", "error"]
+
+
+def test_canonical_version_with_a_hash_is_a_warning(validator):
+    """VALIDATION_VAL_VERSION_NOHASH, a warning at the resource (the HL7 validator 6.10.4, offline)."""
+    cs = {"resourceType": "CodeSystem", "url": "http://example.org/cs", "version": "1.0#2", "status": "draft",
+          "content": "not-present"}
+    [w] = of(run(validator, cs), "version-hash")
+    assert w.severity is Severity.WARNING and w.expression == "CodeSystem"
+    assert w.message.startswith("Version '1.0#2' contains a '#', which is problematic")
+    assert of(run(validator, {**cs, "version": "1.0.2"}), "version-hash") == []
