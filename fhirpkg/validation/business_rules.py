@@ -56,7 +56,16 @@ def attachment(node: Node) -> Iterator[Issue]:
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_PROTOCOL = re.compile(r"[A-Za-z][A-Za-z0-9_\[\]]*")
+
+
+def _absolute(uri: str) -> bool:
+    """The HL7 validator's InstanceValidator.isAbsolute: a protocol that is a token (a letter, then
+    letters, digits, '_', '[' or ']') before the first ':'; a file: URI needs '/' or ':' after it."""
+    protocol, colon, tail = uri.partition(":")
+    if not colon or not _PROTOCOL.fullmatch(protocol):
+        return False
+    return tail.startswith("/") or ":" in tail if protocol == "file" else True
 
 
 def identifier(node: Node) -> Iterator[Issue]:
@@ -74,7 +83,7 @@ def identifier(node: Node) -> Iterator[Issue]:
                     "reference", "identifier-system", node.expression, location=node.location)
     if not isinstance(value, str):
         return
-    if system == "urn:ietf:rfc:3986" and not _SCHEME.match(value):
+    if system == "urn:ietf:rfc:3986" and not _absolute(value):
         yield Issue(Severity.ERROR, "code-invalid", "if identifier.system is 'urn:ietf:rfc:3986', then the "
                     f"identifier.value must be a full URI (e.g. start with a scheme), not '{value}'",
                     "identifier-system", node.expression, location=node.location)

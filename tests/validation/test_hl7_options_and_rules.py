@@ -403,6 +403,9 @@ def test_identifier_systems_as_the_hl7_validator_checks_them(validator):
     assert issues({"system": "urn:ietf:rfc:3986", "value": "12345"}) == [
         ("error", "Patient.identifier[0]", "if identifier.system is 'urn:ietf:rfc:3986', then the identifier.value "
                                            "must be a full URI (e.g. start with a scheme), not '12345'")]
+    # InstanceValidator.isAbsolute: the protocol must be a token (no '+', '.', '-'); file: needs a path
+    assert [v for v in ("svn+ssh://h/r", "file:x", "file:/x", "a_b:c", "ab") if issues(
+        {"system": "urn:ietf:rfc:3986", "value": v})] == ["svn+ssh://h/r", "file:x", "ab"]
     uuid = "4e6c1bd8-8d4b-4c16-9ea3-4d7c9e8a3f7e"
     rfc4122 = "https://tools.ietf.org/html/rfc4122"
     assert [s for s, _, _ in issues({"system": rfc4122, "value": uuid}, {"system": rfc4122, "value": "urn:uuid:" + uuid},
