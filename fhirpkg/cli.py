@@ -112,7 +112,7 @@ def main(offline: bool) -> None:
 @click.option("--allow-comments", is_flag=True, help="Read // and /* */ comments in JSON files as whitespace.")
 @click.option("--assume-valid-rest-references", is_flag=True,
               help="Take the type a RESTful reference URL names (Patient/1) as its target's: a type the element does "
-                   "not allow is an error, not a warning.")
+                   "not allow is an error, not information.")
 @click.option("--allow-example-urls", is_flag=True,
               help="Unknown extensions whose URL contains example.org or acme.com are allowed, not errors (the HL7 "
                    "validator's -allow-example-urls).")

@@ -149,7 +149,7 @@ def _bundle_of(frame: ResourceFrame) -> tuple[ResourceFrame | None, dict | None]
 def check_reference(node: Node, resolver: Resolver, defs, assume_valid_rest: bool = False) -> Iterator[Issue]:
     """Format, target type and resolvability of one Reference element.  ``assume_valid_rest``: the
     type a RESTful reference URL names is taken as the target's (the HL7 validator's
-    -assumeValidRestReferences), so a type the element does not allow is an error, not a warning."""
+    -assumeValidRestReferences), so a type the element does not allow is an error, not information."""
     value = node.value
     if not isinstance(value, dict):
         return
