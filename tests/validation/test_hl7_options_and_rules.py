@@ -420,3 +420,13 @@ def test_canonical_version_with_a_hash_is_a_warning(validator):
     assert w.severity is Severity.WARNING and w.expression == "CodeSystem"
     assert w.message.startswith("Version '1.0#2' contains a '#', which is problematic")
     assert of(run(validator, {**cs, "version": "1.0.2"}), "version-hash") == []
+
+
+def test_an_orphan_contained_resource_without_id_is_named_null(validator):
+    """CONTAINED_ORPHAN_DOM3 names the contained resource by its id; the HL7 validator 6.10.4 (offline,
+    on this breakage case) writes 'null' for one without an id, not Python's 'None'."""
+    pd = {"resourceType": "PlanDefinition", "status": "draft",
+          "contained": [{"resourceType": "Group", "type": "person", "membership": "definitional"}]}
+    [orphan] = of(run(validator, pd), "dom-3")
+    assert orphan.expression == "PlanDefinition.contained[0]"
+    assert orphan.message.startswith("The contained resource 'null' is not referenced to from elsewhere")
