@@ -49,6 +49,36 @@ def test_seek_finds_what_the_scan_finds(text):
             assert seek(text, loc, walked) == scanned(pm, loc), loc
 
 
+BUNDLE = json.dumps({"resourceType": "Bundle", "entry": [
+    {"fullUrl": f"urn:uuid:{i}", "resource": {"resourceType": "Patient", "id": str(i), "name": [
+        {"given": ["A", "B"][:i % 3], "family": "x" * i}], "active": i % 2 == 0, "extra": [[i], {"k": [i, None]}]}}
+    for i in range(12)]}, indent=1)
+
+
+@pytest.mark.parametrize("text", [TEXT, BUNDLE, BUNDLE.replace("\n", "").replace(" ", "")])
+@pytest.mark.parametrize("seed", range(5))
+def test_seek_in_any_order_with_one_cache(text, seed):
+    """The walks of one document go on from each other (members and items passed on the way, and
+    where each container was left): in whatever order the issues come, the offsets are the scan's."""
+    import random
+    pm = PositionMap.scan(text)
+    locations = list(all_locations(json.loads(text)))
+    random.Random(seed).shuffle(locations)
+    walked: dict = {}
+    for loc in locations:
+        assert seek(text, loc, walked) == scanned(pm, loc), loc
+
+
+def test_locate_many_issues_without_the_full_scan():
+    """A document with many located issues never needs the position scan (it used to after 8)."""
+    doc = parse(BUNDLE, "b.json")
+    for i in range(12):
+        doc.locate(("entry", 11 - i, "resource", "name", 0, "family"))
+    assert doc._positions is None
+    pm = PositionMap.scan(BUNDLE)
+    assert doc.locate(("entry", 3, "resource", "id")) == pm.line_col(pm.offsets[("entry", 3, "resource", "id")])
+
+
 def test_seek_cache_still_gives_up_on_surrogates():
     walked: dict = {}
     assert seek('{"a": "\\ud800", "b": 1}', ("b",), walked) is None and walked == {}

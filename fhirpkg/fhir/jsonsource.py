@@ -78,7 +78,6 @@ class Document:
     issues: list[Issue] = field(default_factory=list)  # reading problems (JSON rules)
     has_duplicates: bool = False
     _positions: "PositionMap | None" = None
-    _seeks: int = 0
     _walked: dict = field(default_factory=dict, compare=False, repr=False)  # seek steps, shared by its locations
 
     @property
@@ -94,11 +93,9 @@ class Document:
     def locate(self, location: tuple) -> tuple[int | None, int | None]:
         """Line and column (1-based) of a JSON location, or of its nearest ancestor."""
         loc = tuple(location)
-        if (self._positions is None and self.value is not None and not self.has_duplicates and self.text
-                and self._seeks < MAX_SEEKS):
-            # a well-formed text: walk to the location alone instead of scanning the whole text
-            # (each walk may cross the whole text: past a few, one full scan serves the rest)
-            self._seeks += 1
+        if self._positions is None and self.value is not None and not self.has_duplicates and self.text:
+            # a well-formed text: walk to the location instead of scanning the whole text (the
+            # walks of one document go on from each other, see ``seek``)
             pos = seek(self.text, loc, self._walked)
             if pos is not None:
                 text = self.text
@@ -402,9 +399,11 @@ def _string_end(text: str, pos: int) -> int:
         i = j + 1
 
 
-#: Locations of one document found by walking to them before the full scan is cheaper.
-MAX_SEEKS = 8
+#: Locations of one document found by walking to them: the walks resume where earlier ones stopped,
+#: so all of a document's walks together cross its text about twice (in the C decoder), which costs
+#: less than the full scan even for thousands of issues.
 _SKIP = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
+_RESUME = object()  # key prefix of a container's resume point in a walk cache
 
 
 def seek(text: str, loc: tuple, walked: dict | None = None) -> int | None:
@@ -413,70 +412,111 @@ def seek(text: str, loc: tuple, walked: dict | None = None) -> int | None:
     the values beside it are skipped by the C decoder.  None if the walk cannot be trusted
     (a syntax or nesting problem, lone surrogate escapes): the caller scans instead.
 
-    ``walked`` (one per text, kept by its Document) remembers where each step of a walk ended, so
-    the issues of one document that share the start of their location walk that part once."""
-    if not walked and _SURROGATE_ESCAPE.search(text):
-        return None
+    ``walked`` (one per text, kept by its Document) remembers where each member and item a walk
+    passed starts, and where in each container the walk stopped, so a later walk in the same text
+    goes on from there instead of skipping the same values again."""
+    if walked is None:
+        walked = {}
     try:
-        start = 0
-        if walked:
-            for k in range(len(loc), -1, -1):
-                hit = walked.get(loc[:k])
-                if hit is not None:
-                    start, (pos, found) = k, hit
-                    break
-        else:
+        if not walked:
+            if _SURROGATE_ESCAPE.search(text):
+                return None
             pos = _WS.match(text, 0).end()
-            found = pos
-            if walked is not None:
-                walked[()] = (pos, found)
+            walked[()] = (pos, pos)
+        for k in range(len(loc), -1, -1):
+            hit = walked.get(loc[:k])
+            if hit is not None:
+                start, (pos, found) = k, hit
+                break
         for k in range(start, len(loc)):
-            step = loc[k]
+            step, here = loc[k], loc[:k]
             ch = text[pos]
             if ch == "{" and isinstance(step, str):
-                pos = _WS.match(text, pos + 1).end()
-                if text[pos] == "}":
-                    return found
-                while True:
-                    end = _string_end(text, pos)
-                    key = text[pos + 1:end - 1]
-                    if "\\" in key or _CONTROL.search(key):
-                        key = json.loads(text[pos:end])
-                    key_pos = pos
-                    pos = _WS.match(text, end).end()
-                    if text[pos] != ":":
-                        return None
-                    pos = _WS.match(text, pos + 1).end()
-                    if key == step:
-                        found = key_pos
-                        if walked is not None:
-                            walked[loc[:k + 1]] = (pos, found)
-                        break
-                    pos = _WS.match(text, _SKIP.raw_decode(text, pos)[1]).end()
-                    if text[pos] == "}":
-                        return found
-                    if text[pos] != ",":
-                        return None
-                    pos = _WS.match(text, pos + 1).end()
+                hit = _member(text, pos, here, step, walked)
             elif ch == "[" and isinstance(step, int) and not isinstance(step, bool) and step >= 0:
-                pos = _WS.match(text, pos + 1).end()
-                if text[pos] == "]":
-                    return found
-                for _ in range(step):
-                    pos = _WS.match(text, _SKIP.raw_decode(text, pos)[1]).end()
-                    if text[pos] == "]":
-                        return found
-                    if text[pos] != ",":
-                        return None
-                    pos = _WS.match(text, pos + 1).end()
-                found = pos
-                if walked is not None:
-                    walked[loc[:k + 1]] = (pos, found)
+                hit = _item(text, pos, here, step, walked)
             else:
                 return found
+            if hit is None:
+                return found  # not there: the nearest ancestor
+            if hit is False:
+                return None
+            pos, found = walked[loc[:k + 1]] = hit
         return found
     except (IndexError, ValueError, RecursionError):
         return None
+
+
+def _after(text: str, pos: int, close: str):
+    """After the value at ``pos``: the next member's or item's offset, None at ``close``, False if broken."""
+    pos = _WS.match(text, _SKIP.raw_decode(text, pos)[1]).end()
+    if text[pos] == ",":
+        return _WS.match(text, pos + 1).end()
+    return None if text[pos] == close else False
+
+
+def _member(text: str, pos: int, here: tuple, step: str, walked: dict):
+    """(value offset, key offset) of member ``step`` of the object at ``pos``; None if absent,
+    False if the text is broken. Every member read on the way is recorded in ``walked``."""
+    state = walked.get((_RESUME, here))
+    if state is None:  # first visit: the first key
+        p = _WS.match(text, pos + 1).end()
+        if text[p] == "}":
+            walked[(_RESUME, here)] = None, False
+            return None
+    else:
+        p, skip = state
+        if p is None:
+            return None  # every member was read before
+        if skip:  # the last member read was walked into, not past
+            p = _after(text, p, "}")
+            if p is None or p is False:
+                walked[(_RESUME, here)] = None, False
+                return p
+    while True:
+        end = _string_end(text, p)
+        key = text[p + 1:end - 1]
+        if "\\" in key or _CONTROL.search(key):
+            key = json.loads(text[p:end])
+        key_pos = p
+        p = _WS.match(text, end).end()
+        if text[p] != ":":
+            return False
+        p = _WS.match(text, p + 1).end()
+        walked.setdefault(here + (key,), (p, key_pos))
+        if key == step:
+            walked[(_RESUME, here)] = p, True
+            return p, key_pos
+        p = _after(text, p, "}")
+        if p is None or p is False:
+            walked[(_RESUME, here)] = None, False
+            return p
+
+
+def _item(text: str, pos: int, here: tuple, step: int, walked: dict):
+    """(offset, offset) of item ``step`` of the array at ``pos``; None if there are fewer items,
+    False if the text is broken. Every item passed on the way is recorded in ``walked``."""
+    state = walked.get((_RESUME, here))
+    if state is None:
+        p = _WS.match(text, pos + 1).end()
+        if text[p] == "]":
+            walked[(_RESUME, here)] = None, 0
+            return None
+        i = 0
+        walked.setdefault(here + (0,), (p, p))
+    else:
+        p, i = state
+        if p is None:
+            return None
+    while i < step:
+        p = _after(text, p, "]")
+        if p is None or p is False:
+            walked[(_RESUME, here)] = None, i
+            return p
+        i += 1
+        walked.setdefault(here + (i,), (p, p))
+    walked[(_RESUME, here)] = p, i
+    return p, p
 
 
 class LineIndex:
