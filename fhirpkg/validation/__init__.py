@@ -57,7 +57,12 @@ class Validator:
         self.options = options or Options()
         self.resolver = resolver or references.Resolver()
         self.layer_seconds: dict[str, float] = defaultdict(float)
-        self._constraints: dict[int, list] = {}  # ElementDef id -> its non-native constraints
+        #: ElementDef id -> (the ElementDef, its non-native constraints); the entry holds the element,
+        #: so its id is not reused by another while the entry lives
+        self._constraints: dict[int, tuple] = {}
+        #: (ElementDef id, node type, layers on) -> (the ElementDef, the positions of the layers that
+        #: may look at such a node among those on)
+        self._node_steps: dict[tuple, tuple] = {}
         self._walk_memo = WalkMemo()  # what walks work out about the definitions, for every resource
         self._engine = None
         self._invariants = None
@@ -204,11 +209,14 @@ class Validator:
                 return term_layer.check_node(term, node)
             return ()
 
+        def constraints_of(d):
+            hit = self._constraints.get(id(d))
+            if hit is None or hit[0] is not d:
+                hit = self._constraints[id(d)] = (d, [c for c in d.constraints if c.key not in NATIVE_CONSTRAINTS])
+            return hit[1]
+
         def invariants_of(node):
-            d = node.definition
-            cons = self._constraints.get(id(d))
-            if cons is None:
-                cons = self._constraints[id(d)] = [c for c in d.constraints if c.key not in NATIVE_CONSTRAINTS]
+            cons = constraints_of(node.definition)
             return inv.check_node(engine, node, cons, state) if cons else ()
 
         assume_rest = self.options.assume_valid_rest_references
@@ -259,8 +267,32 @@ class Validator:
             ("narrative", narrative_of, xhtml is not None)) if on]
         if timed:  # two clock reads per node and layer add up: only when asked for
             steps = [(name, _timed(fn, name, self.layer_seconds)) for name, fn in steps]
+        config = tuple(name for name, _ in steps)
+
+        def might_look(name, d, type_):
+            """Whether a layer may have something to check on a node of this element and type (the
+            tests its function starts with that depend on nothing else)."""
+            if name == "terminology":
+                return d.binding is not None or type_ in term_types
+            if name == "invariants":
+                return bool(constraints_of(d))
+            if name == "references":
+                return type_ in ("Reference", "canonical")
+            if name == "rules":  # by type, by context, or a resource root (an element path without '.')
+                return type_ in rules or type_ in context_rules or "." not in d.path
+            if name == "narrative":
+                return type_ == "xhtml"
+            return True
+
+        memo = self._node_steps
         for node in nodes:
-            for name, fn in steps:
+            d = node.definition
+            key = (id(d), node.type, config)
+            hit = memo.get(key)
+            if hit is None or hit[0] is not d:
+                hit = memo[key] = (d, tuple(n for n, (name, _) in enumerate(steps) if might_look(name, d, node.type)))
+            for n in hit[1]:
+                name, fn = steps[n]
                 try:
                     issues.extend(fn(node))
                 except Exception as e:  # noqa: BLE001 - one odd element must not stop the run

@@ -246,7 +246,7 @@ class StructureWalker:
             g[1].append((name, key, tcode))
         if not obj and not is_resource:
             return  # empty objects are reported by the JSON rules
-        if not is_resource and set(obj) <= {"id"} and obj:
+        if not is_resource and len(obj) == 1 and "id" in obj:
             self._ele1(expr, loc)
         host = logical or Logical.fixed(())
         for cname, g in groups.items():
@@ -303,7 +303,7 @@ class StructureWalker:
                 tcode = value["resourceType"]  # a resource element profiled to several resource types
         elif tcode is None and child.content_reference:
             tcode = "BackboneElement"  # the referenced element's children apply
-        type_def = self._type(tcode)
+        type_def = self._types[tcode] if tcode in self._types else self._type(tcode)
         is_primitive = type_def is not None and type_def.kind == "primitive-type"
         if has_shadow and not is_primitive:
             self.error("structure", f"'_{name}' is only allowed for primitive types, and {child.path} is {tcode}",
@@ -315,7 +315,8 @@ class StructureWalker:
             self.error("structure", f"{child.path}: max allowed = 0, but found 1" + self._from(td),
                        "cardinality-max", item_expr, loc + (name,))
             return
-        if child.is_array:
+        is_choice = child.name[-3:] == "[x]"
+        if child.base_max is None or child.base_max > 1:  # child.is_array
             values = value if has_value else None
             shadows = shadow if has_shadow else None
             if has_value and not isinstance(value, list):
@@ -362,22 +363,27 @@ class StructureWalker:
             self.error("structure", f"{child.path}: max allowed = {child.max}, but found {count}" + self._from(td),
                        "cardinality-max",
                        item_expr, loc + (name,))
-        if child.slicing is not None and child.slices and count and not child.is_choice:
+        if not child.slices:
+            matched = ((it, child) for it in items)
+        elif child.slicing is not None and count and not is_choice:
             matched = assign_slices(self.slices, self, child, items, name, tcode, td, expr, loc)
         else:
             matched = [(it, child) for it in items]
-            if child.slicing is not None and child.slices:
+            if child.slicing is not None:
                 self._check_slice_minimums(child, [], td, expr, loc)
-        if child.is_choice and child.slices:
-            # a type slice (value[x]:valueQuantity) constrains the chosen type
-            for sl in child.slices:
-                if sl.slice_name == name:
-                    matched = [(it, sl) for it, _ in matched]
-                    break
+            if is_choice:
+                # a type slice (value[x]:valueQuantity) constrains the chosen type
+                for sl in child.slices:
+                    if sl.slice_name == name:
+                        matched = [(it, sl) for it, _ in matched]
+                        break
         for (i, v, s), edef in matched:
-            iexpr = f"{item_expr}[{i}]" if i is not None else item_expr
-            iloc = loc + ((name, i) if i is not None else (name,))
-            sloc = loc + (("_" + name, i) if i is not None else ("_" + name,))
+            if i is None:
+                iexpr, iloc = item_expr, loc + (name,)
+                sloc = loc + ("_" + name,) if s is not None else None
+            else:
+                iexpr, iloc = f"{item_expr}[{i}]", loc + (name, i)
+                sloc = loc + ("_" + name, i) if s is not None else None
             self._item(v, s, edef, tcode, type_def, td, iexpr, iloc, sloc, frame, host, name)
 
     # --- one value ------------------------------------------------------------------
@@ -399,7 +405,8 @@ class StructureWalker:
                            "json-object-expected",
                            expr, loc)
             return
-        self._fixed_pattern(value, edef, tcode, td, expr, loc)
+        if edef.fixed is not None or edef.pattern is not None:
+            self._fixed_pattern(value, edef, tcode, td, expr, loc)
         if edef.min_value is not None or edef.max_value is not None:  # minValueQuantity / maxValueQuantity
             self._min_max(value, edef, expr, loc)
         if tcode == "Extension" or name in EXTENSION_NAMES:
@@ -558,7 +565,9 @@ class StructureWalker:
         if edef.max_length is not None and len(value) > edef.max_length:
             self.error("invalid", f"value is longer than permitted maximum length of {edef.max_length}",
                        "string-length", expr, loc)
-        if not value.strip():
+        if not (value[0].isspace() or value[-1].isspace()):
+            pass  # (every character either check trims is a str.isspace() one)
+        elif not value.strip():
             self.warning("invalid", f"value should not be all whitespace '{escaped(value)}'"
                          if tcode == "string" else "Primitive types should not only be whitespace", "string-whitespace", expr, loc)
         elif tcode == "string" and value != value.strip(WHITESPACE):
