@@ -147,8 +147,9 @@ class _Parse:
         parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         parser.ExternalEntityRefHandler = lambda *args: 1
         parser.StartNamespaceDeclHandler = self._declare
-        parser.StartElementHandler = lambda name, attrs: self._start(parser, name, attrs)
-        parser.EndElementHandler = lambda name: self._end()
+        self.parser = parser
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._chars
         parser.ProcessingInstructionHandler = lambda target, data: self._problem(
             "error", "xhtml-instruction", f"Elements of type [instruction] cannot appear at {self._where()}",
@@ -184,28 +185,29 @@ class _Parse:
     def _declare(self, prefix, uri):
         self.pending[prefix] = uri
 
-    def _start(self, parser, name, attrs):
+    def _start(self, name, attrs):
         ns, local, prefix = _split_name(name)
-        declared, self.pending = self.pending, {}
+        declared = self.pending
+        if declared:
+            self.pending = {}
         attributes = {}
-        for i in range(0, len(attrs) if attrs else 0, 2):
-            a_ns, a_local, a_prefix = _split_name(attrs[i])
-            if a_ns == XML_NS:
-                key = "xml:" + a_local
-            elif a_ns:
-                key = f"{a_prefix or a_ns}:{a_local}"
-            else:
-                key = a_local
+        for i in range(0, len(attrs), 2):
+            key = attrs[i]
+            if " " in key:  # a namespaced attribute
+                a_ns, a_local, a_prefix = _split_name(key)
+                key = "xml:" + a_local if a_ns == XML_NS else f"{a_prefix or a_ns}:{a_local}"
             attributes[key] = attrs[i + 1]
         element = _Element(local if ns in (XHTML_NS, None) else (f"{prefix}:{local}" if prefix else local),
-                           ns, attributes, self.source, parser.CurrentByteIndex, [], declared.get(prefix))
-        if self.stack:
-            self.stack[-1].children.append(element)
+                           ns, attributes, self.source, self.parser.CurrentByteIndex, [],
+                           declared.get(prefix) if declared else None)
+        stack = self.stack
+        if stack:
+            stack[-1].children.append(element)
         else:
             self.root = element
-        self.stack.append(element)
+        stack.append(element)
 
-    def _end(self):
+    def _end(self, name):
         self.stack.pop()
 
     def _chars(self, data):
@@ -266,7 +268,7 @@ def _check_xhtml(div: str) -> tuple[XhtmlProblem, ...]:
     root = parsed.root
     if root is not None:
         problems.extend(_check_root(root))
-        problems.extend(_check_tree(root, in_paragraph=False))
+        _check_tree(root, False, problems)
         problems.extend(_check_structure(root, "div"))
         problems.extend(_check_ids(root))
         problems.extend(_check_languages(root))
@@ -283,39 +285,45 @@ def _check_root(root: _Element):
                            root.line, root.column)
 
 
-def _check_tree(element: _Element, in_paragraph: bool):
+def _check_tree(element: _Element, in_paragraph: bool, out: list) -> None:
+    """Element and attribute names, namespaces and blocks in paragraphs, appended to ``out`` in
+    document order (a list, not a generator per element: narratives have thousands of elements)."""
     for child in element.children:
-        if isinstance(child, str):
+        if type(child) is str:
             continue
+        name = child.name
         if child.ns_declared is not None and child.ns_declared != XHTML_NS:
-            yield XhtmlProblem("error", "xhtml-namespace",
-                               f"Wrong namespace on the XHTML ('{child.ns_declared}', should be '{XHTML_NS}')",
-                               child.line, child.column)
-        if child.name not in ELEMENTS:
-            yield XhtmlProblem("error", "xhtml-element", f"Invalid element name in the XHTML ('{child.name}')",
-                               child.line, child.column)
-        yield from _check_attributes(child)
-        if in_paragraph and child.name in BLOCK_IN_PARAGRAPH:
-            yield XhtmlProblem("error", "xhtml-element-in-paragraph",
-                               f"Invalid element name inside a paragraph in the XHTML ('{child.name}')",
-                               child.line, child.column)
-        yield from _check_tree(child, in_paragraph or child.name == "p")
+            out.append(XhtmlProblem("error", "xhtml-namespace",
+                                    f"Wrong namespace on the XHTML ('{child.ns_declared}', should be '{XHTML_NS}')",
+                                    child.line, child.column))
+        if name not in ELEMENTS:
+            out.append(XhtmlProblem("error", "xhtml-element", f"Invalid element name in the XHTML ('{name}')",
+                                    child.line, child.column))
+        if child.attributes:
+            _check_attributes(child, out)
+        if in_paragraph and name in BLOCK_IN_PARAGRAPH:
+            out.append(XhtmlProblem("error", "xhtml-element-in-paragraph",
+                                    f"Invalid element name inside a paragraph in the XHTML ('{name}')",
+                                    child.line, child.column))
+        if child.children:
+            _check_tree(child, in_paragraph or name == "p", out)
 
 
-def _check_attributes(element: _Element):
+def _check_attributes(element: _Element, out: list) -> None:
     for name, value in element.attributes.items():
-        allowed = name.startswith("xmlns") or name in ATTRIBUTES or f"{element.name}.{name}" in ELEMENT_ATTRIBUTES
+        allowed = name in ATTRIBUTES or name.startswith("xmlns") or f"{element.name}.{name}" in ELEMENT_ATTRIBUTES
         if not allowed:
             if name == "xml:space":
-                yield XhtmlProblem("information", "xhtml-xml-space",
-                                   "The attribute 'xml:space' is legal but has a fixed value of 'preserve'. "
-                                   "Its use is discouraged", element.line, element.column)
+                out.append(XhtmlProblem("information", "xhtml-xml-space",
+                                        "The attribute 'xml:space' is legal but has a fixed value of 'preserve'. "
+                                        "Its use is discouraged", element.line, element.column))
             else:
                 rule = "xhtml-event-handler" if name.lower().startswith("on") else "xhtml-attribute"
-                yield XhtmlProblem("error", rule,
-                                   f"Invalid attribute name in the XHTML ('{name}' on '{element.name}')",
-                                   element.line, element.column)
-        yield from _check_attribute_value(element, name, value)
+                out.append(XhtmlProblem("error", rule,
+                                        f"Invalid attribute name in the XHTML ('{name}' on '{element.name}')",
+                                        element.line, element.column))
+        if name in _URL_ATTRIBUTES or name == "style":
+            out.extend(_check_attribute_value(element, name, value))
 
 
 def _check_attribute_value(element: _Element, name: str, value: str):
