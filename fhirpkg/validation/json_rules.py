@@ -22,6 +22,8 @@ def check(value, root_expr: str) -> Iterator[Issue]:
                             expr, location=loc)
                 continue
             for key, child in v.items():
+                if child is not None and not isinstance(child, (list, dict)):
+                    continue  # a primitive (most properties): nothing to check, no path to make
                 cexpr = f"{expr}.{key}" if expr else key
                 cloc = loc + (key,)
                 if child is None:

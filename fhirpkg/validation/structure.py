@@ -61,6 +61,7 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 #: Types whose spec regex accepts any non-empty text (checked as such, without the regex).
 ANY_TEXT_TYPES = frozenset({"string", "markdown"})
 _TIMEZONE = re.compile(r"(Z|[+-]\d{2}:\d{2})$")
+_ABSENT = object()  # a property not in the object (one dict lookup instead of get and 'in')
 
 
 def _regex(pattern: str) -> re.Pattern:
@@ -291,10 +292,14 @@ class StructureWalker:
             props = [p for p in props if p[0] == sorted(names)[0]]
         name = props[0][0]
         tcode = props[0][2]
-        value = obj.get(name)
-        shadow = obj.get("_" + name)
-        has_value = name in obj
-        has_shadow = ("_" + name) in obj
+        value = obj.get(name, _ABSENT)
+        has_value = value is not _ABSENT
+        if not has_value:
+            value = None
+        shadow = obj.get("_" + name, _ABSENT)
+        has_shadow = shadow is not _ABSENT
+        if not has_shadow:
+            shadow = None
         if tcode is None and child.types:
             codes = {t.code for t in child.types}
             if len(codes) == 1:
