@@ -76,7 +76,9 @@ def test_locate_many_issues_without_the_full_scan():
         doc.locate(("entry", 11 - i, "resource", "name", 0, "family"))
     assert doc._positions is None
     pm = PositionMap.scan(BUNDLE)
-    assert doc.locate(("entry", 3, "resource", "id")) == pm.line_col(pm.offsets[("entry", 3, "resource", "id")])
+    for loc in all_locations(json.loads(BUNDLE)):  # lines and columns too (from a line index, not a count per issue)
+        assert doc.locate(loc) == pm.line_col(scanned(pm, loc)), loc
+    assert doc._positions is None
 
 
 def test_seek_cache_still_gives_up_on_surrogates():

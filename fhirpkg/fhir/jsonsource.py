@@ -79,6 +79,7 @@ class Document:
     has_duplicates: bool = False
     _positions: "PositionMap | None" = None
     _walked: dict = field(default_factory=dict, compare=False, repr=False)  # seek steps, shared by its locations
+    _lines: "LineIndex | None" = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -98,9 +99,10 @@ class Document:
             # walks of one document go on from each other, see ``seek``)
             pos = seek(self.text, loc, self._walked)
             if pos is not None:
-                text = self.text
-                line = text.count("\n", 0, pos) + 1
-                return line + self.line_offset, pos - (text.rfind("\n", 0, pos) + 1) + 1
+                if self._lines is None:  # counting lines from the start per issue is O(text) each
+                    self._lines = LineIndex(self.text)
+                line, column = self._lines.line_col(pos)
+                return line + self.line_offset, column
         pm = self.positions()
         while True:
             pos = pm.offsets.get(loc)
