@@ -321,20 +321,24 @@ def _without_surrogates(value, loc: tuple, found: list):
 
 
 def _depth(value, limit: int = MAX_DEPTH + 1) -> int:
-    """Nesting depth, iteratively, stopping early past ``limit``."""
-    best = 0
-    stack = [(value, 1)]
-    while stack:
-        v, d = stack.pop()
-        if d > best:
-            best = d
-            if best > limit:
-                return best
-        if isinstance(v, dict):
-            stack.extend((c, d + 1) for c in v.values() if isinstance(c, (dict, list)))
-        elif isinstance(v, list):
-            stack.extend((c, d + 1) for c in v if isinstance(c, (dict, list)))
-    return best
+    """Nesting depth, level by level (no recursion, no tuple per value), stopping early past ``limit``."""
+    level = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return depth
+        deeper = []
+        for v in level:
+            if type(v) is dict:
+                v = v.values()
+            elif type(v) is not list:
+                continue
+            for c in v:
+                if type(c) is dict or type(c) is list:
+                    deeper.append(c)
+        level = deeper
+    return depth
 
 
 def read_documents(data: bytes, file: str, ndjson: bool = False, allow_comments: bool = False) -> Iterator[Document]:
