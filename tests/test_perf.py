@@ -81,6 +81,19 @@ def test_locate_many_issues_without_the_full_scan():
     assert doc._positions is None
 
 
+def test_locate_in_a_long_text_uses_the_line_index_and_agrees_with_the_scan():
+    """Past 16 KB the lines come from a line index made once per document: same lines and columns."""
+    big = json.dumps({"resourceType": "Bundle", "entry": [
+        {"resource": {"resourceType": "Basic", "id": str(i), "code": {"text": "t" * (i % 50)}}} for i in range(400)]},
+        indent=2)
+    assert len(big) > 16 * 1024
+    doc, pm = parse(big, "big.json"), PositionMap.scan(big)
+    locations = list(all_locations(json.loads(big)))[::7]
+    for loc in reversed(locations):
+        assert doc.locate(loc) == pm.line_col(scanned(pm, loc)), loc
+    assert doc._lines is not None and doc._positions is None
+
+
 def test_seek_cache_still_gives_up_on_surrogates():
     walked: dict = {}
     assert seek('{"a": "\\ud800", "b": 1}', ("b",), walked) is None and walked == {}
