@@ -64,6 +64,7 @@ class TypeModel:
         self._elsewhere: dict = model["pathsDefinedElsewhere"]
         self._parents: dict = model["type2Parent"]
         self._members: dict = {}
+        self._entries: dict = {}
         self._positions: dict = {}
         self._children: dict = {}
         self._lineages: dict = {}
@@ -111,6 +112,14 @@ class TypeModel:
         if found is None:
             found = self._member_keys(parent, name)
             self._members[key] = found
+        return found
+
+    def member_entries(self, parent: str | None, name: str) -> tuple[tuple[str, str, str | None], ...]:
+        """``member_keys`` with each key's shadow (``_key``) beside it, made once, not per lookup."""
+        key = (parent, name)
+        found = self._entries.get(key)
+        if found is None:
+            found = self._entries[key] = tuple((k, "_" + k, t) for k, t in self.member_keys(parent, name))
         return found
 
     def choice_positions(self, parent: str | None, name: str) -> dict[str, int]:
@@ -236,25 +245,25 @@ def member(model: TypeModel, items: Focus, name: str) -> list:
             continue
         data = item.data
         if isinstance(data, dict):
-            keys = model.member_keys(item.path, name)
+            keys = model._entries.get((item.path, name)) or model.member_entries(item.path, name)
             if len(keys) > _FEW_KEYS and len(keys) > len(data):  # a choice of many types, the object's keys fewer
                 positions = model.choice_positions(item.path, name)
                 first = min((p for k, v in data.items() if v is not None
                              and (p := positions.get(k[1:] if k[:1] == "_" else k)) is not None), default=None)
                 if first is not None:
-                    key, type_path = keys[first]
-                    _append(out, data.get(key), data.get("_" + key), type_path)
+                    key, shadow_key, type_path = keys[first]
+                    _append(out, data.get(key), data.get(shadow_key), type_path)
                 continue
-            for key, type_path in keys:
+            for key, shadow_key, type_path in keys:
                 value = data.get(key)
-                shadow = data.get("_" + key)
+                shadow = data.get(shadow_key)
                 if value is not None or shadow is not None:
                     if type_path is None:
                         type_path = f"{item.path}.{name}" if item.path else None
                     _append(out, value, shadow, type_path)
                     break
             else:
-                if keys[0][1] is None:
+                if keys[0][2] is None:
                     _append_unknown_choice(out, item, data, name)
         elif item._data is not None and name in ("id", "extension"):
             _append(out, item._data.get(name), None, "System.String" if name == "id" else "Extension")
