@@ -320,8 +320,8 @@ class StructureWalker:
             self.error("structure", f"{child.path}: max allowed = 0, but found 1" + self._from(td),
                        "cardinality-max", item_expr, loc + (name,))
             return
-        is_choice = child.name[-3:] == "[x]"
-        if child.base_max is None or child.base_max > 1:  # child.is_array
+        is_choice = child.is_choice
+        if child.is_array:
             values = value if has_value else None
             shadows = shadow if has_shadow else None
             if has_value and not isinstance(value, list):
@@ -393,7 +393,8 @@ class StructureWalker:
 
     # --- one value ------------------------------------------------------------------
     def _item(self, value, shadow, edef: ElementDef, tcode: str | None, type_def: TypeDef | None, td: TypeDef,
-              expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, host: "Logical", name: str) -> None:
+              expr: str, loc: tuple, sloc: tuple | None, frame: ResourceFrame, host: "Logical", name: str) -> None:
+        """One value and its shadow; ``sloc``, the shadow's location, is None when there is no shadow."""
         if tcode is None:
             self.error("structure", f"Cannot determine the type of {edef.path}", "type-unknown", expr, loc)
             return
@@ -463,7 +464,7 @@ class StructureWalker:
 
     # --- primitives -----------------------------------------------------------------
     def _primitive(self, value, shadow, edef: ElementDef, tcode: str, type_def: TypeDef | None, td: TypeDef,
-                   expr: str, loc: tuple, sloc: tuple, frame: ResourceFrame, parent: "Logical") -> None:
+                   expr: str, loc: tuple, sloc: tuple | None, frame: ResourceFrame, parent: "Logical") -> None:
         """``parent``: the logical paths of the element holding this one (this one's own are made
         only when an extension or embedded HTML needs them: most primitives need neither)."""
         if shadow is not None:
