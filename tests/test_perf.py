@@ -82,7 +82,8 @@ def test_locate_many_issues_without_the_full_scan():
 
 
 def test_locate_in_a_long_text_uses_the_line_index_and_agrees_with_the_scan():
-    """Past 16 KB the lines come from a line index made once per document: same lines and columns."""
+    """Lines come from a line index made once per document; in a text of several of its 16 KB blocks
+    they and the columns are the scan's."""
     big = json.dumps({"resourceType": "Bundle", "entry": [
         {"resource": {"resourceType": "Basic", "id": str(i), "code": {"text": "t" * (i % 50)}}} for i in range(400)]},
         indent=2)

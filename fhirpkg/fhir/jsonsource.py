@@ -99,12 +99,8 @@ class Document:
             # walks of one document go on from each other, see ``seek``)
             pos = seek(self.text, loc, self._walked)
             if pos is not None:
-                text = self.text
-                if len(text) <= LineIndex.BLOCK:  # a short text: count its lines directly
-                    line = text.count("\n", 0, pos) + 1
-                    return line + self.line_offset, pos - (text.rfind("\n", 0, pos) + 1) + 1
                 if self._lines is None:  # counting lines from the start per issue is O(text) each
-                    self._lines = LineIndex(text)
+                    self._lines = LineIndex(self.text)
                 line, column = self._lines.line_col(pos)
                 return line + self.line_offset, column
         pm = self.positions()

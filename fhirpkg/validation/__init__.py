@@ -202,12 +202,10 @@ class Validator:
         rules = business_rules.RULES if "rules" in layers else None
         resolver, defs = self.resolver, self.defs
 
-        # Each layer returns its issues for one node, or () at once when it has nothing to check
-        # there: most nodes concern one or two layers, and a generator per node and layer adds up.
+        # Each layer runs only on the nodes ``might_look`` (below) lets through, and returns its issues
+        # or () at once when it has nothing to check there: a generator per node and layer adds up.
         def terminology_of(node):
-            if node.definition.binding is not None or node.type in term_types:
-                return term_layer.check_node(term, node)
-            return ()
+            return term_layer.check_node(term, node)
 
         def constraints_of(d):
             hit = self._constraints.get(id(d))
@@ -216,8 +214,7 @@ class Validator:
             return hit[1]
 
         def invariants_of(node):
-            cons = constraints_of(node.definition)
-            return inv.check_node(engine, node, cons, state) if cons else ()
+            return inv.check_node(engine, node, constraints_of(node.definition), state)
 
         assume_rest = self.options.assume_valid_rest_references
 
@@ -255,9 +252,7 @@ class Validator:
                                                             node.location, defs.canonicals)
 
         def narrative_of(node):
-            if node.type == "xhtml" and isinstance(node.value, str):
-                return xhtml.check_node(node)
-            return ()
+            return xhtml.check_node(node) if isinstance(node.value, str) else ()
 
         steps = [(name, fn) for name, fn, on in (
             ("terminology", terminology_of, term_layer is not None),
@@ -270,8 +265,8 @@ class Validator:
         config = tuple(name for name, _ in steps)
 
         def might_look(name, d, type_):
-            """Whether a layer may have something to check on a node of this element and type (the
-            tests its function starts with that depend on nothing else)."""
+            """Whether a layer may have something to check on a node of this element and type: the
+            one place these tests are made (the layers' functions above rely on them)."""
             if name == "terminology":
                 return d.binding is not None or type_ in term_types
             if name == "invariants":

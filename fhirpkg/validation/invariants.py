@@ -325,8 +325,7 @@ def native_dom6(engine: FhirPathEngine, node: Node) -> bool:
         return True
     test = engine.existence(_DOM_6_ROOT)
     if test is None:  # an engine with functions of its own
-        return passes(engine.evaluate(engine.compile(_DOM_6_ROOT), node.value, type_path=type_path(node),
-                                      resource=node.frame.json))
+        return _compiled(engine, _DOM_6_ROOT, node)
     return test(node.value, type_path(node), node.shadow)
 
 

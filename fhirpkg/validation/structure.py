@@ -308,7 +308,7 @@ class StructureWalker:
                 tcode = value["resourceType"]  # a resource element profiled to several resource types
         elif tcode is None and child.content_reference:
             tcode = "BackboneElement"  # the referenced element's children apply
-        type_def = self._types[tcode] if tcode in self._types else self._type(tcode)
+        type_def = self._type(tcode)
         is_primitive = type_def is not None and type_def.kind == "primitive-type"
         if has_shadow and not is_primitive:
             self.error("structure", f"'_{name}' is only allowed for primitive types, and {child.path} is {tcode}",
